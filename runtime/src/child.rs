@@ -1,0 +1,243 @@
+//! The child side of a spawn: dispatch before `main`.
+//!
+//! A constructor (the `ctor` crate) runs in every process that links
+//! multiproc. In an ordinary process it sees no marker and returns at once.
+//! In a re-executed child it takes the marker out of the environment, reads
+//! the spawn payload from the inherited socket, arms `PR_SET_PDEATHSIG`, runs
+//! the worker under `catch_unwind`, sends the outcome back and exits, so the
+//! program's `main` never runs in a child.
+
+use crate::codec::{self, CodecError, MAX_FRAME};
+use crate::conn::Conn;
+use crate::current::{self, Identity};
+use crate::process::{self, MARKER};
+use crate::registry::{self, Lookup};
+use crate::sys;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::panic::{self, AssertUnwindSafe};
+
+const MAGIC: [u8; 4] = *b"MPRC";
+const VERSION: u16 = 1;
+/// How long a child waits for the first bytes of its payload. The parent
+/// writes it right after spawning, so only a stranger's socket is this slow.
+const PAYLOAD_TIMEOUT_MS: u16 = 30_000;
+/// Exit status of a child that could not run its worker at all.
+const EXIT_SETUP: i32 = 2;
+
+/// The first frame on the spawn socket; the argument bytes follow as a
+/// second frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SpawnHeader {
+    magic: [u8; 4],
+    version: u16,
+    worker: String,
+    name: String,
+    path: Vec<u32>,
+    daemon: bool,
+    parent_pid: u32,
+    parent_name: String,
+}
+
+impl SpawnHeader {
+    pub(crate) fn new(
+        worker: &str,
+        name: &str,
+        path: &[u32],
+        daemon: bool,
+        parent: (u32, String),
+    ) -> Self {
+        SpawnHeader {
+            magic: MAGIC,
+            version: VERSION,
+            worker: worker.to_string(),
+            name: name.to_string(),
+            path: path.to_vec(),
+            daemon,
+            parent_pid: parent.0,
+            parent_name: parent.1,
+        }
+    }
+}
+
+/// What the child reports before exiting. After `Returned` comes a frame with
+/// the encoded result.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    Returned,
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    UnknownWorker {
+        name: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+#[ctor::ctor(unsafe)]
+fn dispatch_before_main() {
+    let Some(marker) = sys::startup::take_env(MARKER) else {
+        return;
+    };
+    // Never unwind out of a constructor.
+    let code = panic::catch_unwind(|| run_child(&marker.to_string_lossy())).unwrap_or(EXIT_SETUP);
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+/// Prints the one-line reason a child cannot run and returns its exit status.
+fn refuse(reason: std::fmt::Arguments<'_>) -> i32 {
+    eprintln!("multiproc: {reason}");
+    EXIT_SETUP
+}
+
+fn run_child(marker: &str) -> i32 {
+    sys::startup::ignore_sigpipe();
+    let not_ours = |why: &str| {
+        refuse(format_args!(
+            "{MARKER}={marker:?} is set, but this process was not started by multiproc ({why}); unset it"
+        ))
+    };
+    let Some((fd, ppid)) = marker
+        .split_once(',')
+        .and_then(|(fd, ppid)| Some((fd.parse::<i32>().ok()?, ppid.parse::<u32>().ok()?)))
+    else {
+        return not_ours("malformed value");
+    };
+    let parent = nix::unistd::getppid().as_raw() as u32;
+    if parent != ppid {
+        return not_ours(&format!("its parent is pid {parent}, not {ppid}"));
+    }
+    let conn = match sys::startup::adopt_socket(fd) {
+        Ok(fd) => Conn::from_fd(fd),
+        Err(e) => return not_ours(&format!("descriptor {fd}: {e}")),
+    };
+    // Grandchildren must not inherit this socket.
+    let _ = nix::fcntl::fcntl(
+        conn.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+
+    let (header, args) = match read_payload(&conn) {
+        Ok(payload) => payload,
+        Err(why) => return not_ours(&why),
+    };
+    // Die with the parent; if it died before this line, exit now.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() as u32 != header.parent_pid {
+        return EXIT_SETUP;
+    }
+    current::set_identity(Identity {
+        name: header.name,
+        path: header.path,
+        daemon: header.daemon,
+        parent: Some((header.parent_pid, header.parent_name)),
+    });
+
+    let entry = match registry::find(&header.worker) {
+        Ok(entry) => entry,
+        Err(lookup) => {
+            let why = match lookup {
+                Lookup::Missing => "is not in this binary",
+                Lookup::Ambiguous => "is registered more than once in this binary",
+            };
+            send_outcome(
+                &conn,
+                &Outcome::UnknownWorker {
+                    name: header.worker.clone(),
+                },
+                None,
+            );
+            return refuse(format_args!("worker `{}` {why}", header.worker));
+        }
+    };
+
+    install_panic_hook();
+    let run = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&args)));
+    let code = match run {
+        Ok(Ok(result)) => {
+            send_outcome(&conn, &Outcome::Returned, Some(&result));
+            0
+        }
+        Ok(Err(error)) => {
+            let reason = error.to_string();
+            send_outcome(&conn, &Outcome::Failed { reason: reason.clone() }, None);
+            refuse(format_args!("worker `{}`: {reason}", header.worker))
+        }
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            let location = LAST_PANIC.with(|l| l.borrow_mut().take());
+            send_outcome(&conn, &Outcome::Panicked { message, location }, None);
+            1
+        }
+    };
+    // Python's exit handling, for this child's own children.
+    process::exit_children();
+    code
+}
+
+fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<u8>), String> {
+    let mut polled = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+    match nix::poll::poll(&mut polled, PollTimeout::from(PAYLOAD_TIMEOUT_MS)) {
+        Ok(0) => return Err("no payload arrived on its socket".into()),
+        Ok(_) => {}
+        Err(e) => return Err(format!("cannot wait for the payload: {e}")),
+    }
+    let frame = |limit| match conn.recv_frame(limit) {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err("its socket closed before the payload".to_string()),
+        Err(CodecError::Oversized { len, .. }) => {
+            Err(format!("its socket announced a {len}-byte frame"))
+        }
+        Err(e) => Err(format!("bad payload: {e}")),
+    };
+    let header: SpawnHeader = codec::decode(&frame(1 << 20)?)
+        .map_err(|_| "the payload is not a multiproc spawn header".to_string())?;
+    if header.magic != MAGIC || header.version != VERSION {
+        return Err("the payload is not a multiproc spawn header".into());
+    }
+    let args = frame(MAX_FRAME)?;
+    Ok((header, args))
+}
+
+fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {
+    // The parent may be gone; then nobody is listening and that is fine.
+    let Ok(frame) = codec::encode(outcome) else {
+        return;
+    };
+    if conn.send_frame(&frame).is_ok() {
+        if let Some(result) = result {
+            let _ = conn.send_frame(result);
+        }
+    }
+}
+
+thread_local! {
+    /// `file:line:column` of the last panic on this thread.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_panic_hook() {
+    let default = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let location = info.location().map(|l| l.to_string());
+        LAST_PANIC.with(|l| *l.borrow_mut() = location);
+        default(info);
+    }));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}

@@ -1,0 +1,217 @@
+//! The one module that serializes: postcard bodies in length-prefixed frames.
+//!
+//! A frame is an 8-byte little-endian length followed by that many bytes.
+//! The length is checked against a limit before anything is allocated, and
+//! the body buffer grows only as bytes actually arrive, so a peer that lies
+//! about a length costs at most what it really sends.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{self, Read, Write};
+
+/// The largest frame accepted unless a caller sets another limit: 4 GiB.
+pub(crate) const MAX_FRAME: u64 = 4 << 30;
+
+/// Why a value could not be encoded, or bytes could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// A frame header announced more bytes than the limit allows.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    Oversized {
+        /// The announced length.
+        len: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The peer closed the stream in the middle of a frame.
+    #[error("truncated frame: expected {expected} bytes, got {got}")]
+    Truncated {
+        /// Bytes announced (body, or the 8-byte header).
+        expected: u64,
+        /// Bytes received before the end of the stream.
+        got: u64,
+    },
+    /// The bytes are not a valid encoding of the expected type.
+    #[error("message does not decode as `{type_name}`: {reason}")]
+    Corrupt {
+        /// The Rust type the bytes were decoded as.
+        type_name: &'static str,
+        /// What the decoder found wrong.
+        reason: String,
+    },
+    /// The value could not be encoded.
+    #[error("`{type_name}` cannot be encoded: {reason}")]
+    Unencodable {
+        /// The Rust type that was encoded.
+        type_name: &'static str,
+        /// What the encoder found wrong.
+        reason: String,
+    },
+    /// Reading or writing the stream failed.
+    #[error("i/o error on a multiproc stream: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn explain(error: postcard::Error) -> String {
+    match error {
+        postcard::Error::WontImplement => "the type needs `deserialize_any` (an untagged enum, \
+            `#[serde(flatten)]` or a self-describing type such as `serde_json::Value`), which \
+            postcard's compact format cannot support; use an externally tagged enum or plain fields"
+            .to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Encodes `value` with postcard.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    postcard::to_stdvec(value).map_err(|e| CodecError::Unencodable {
+        type_name: std::any::type_name::<T>(),
+        reason: explain(e),
+    })
+}
+
+/// Decodes a whole buffer as `T`; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let corrupt = |reason| CodecError::Corrupt {
+        type_name: std::any::type_name::<T>(),
+        reason,
+    };
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| corrupt(explain(e)))?;
+    if !rest.is_empty() {
+        return Err(corrupt(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+/// Writes one frame: the length, then `body`.
+pub(crate) fn write_frame(mut w: impl Write, body: &[u8]) -> io::Result<()> {
+    w.write_all(&(body.len() as u64).to_le_bytes())?;
+    w.write_all(body)
+}
+
+/// Reads one frame of at most `limit` bytes. `Ok(None)` is a clean end of
+/// stream before a header.
+pub(crate) fn read_frame(mut r: impl Read, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
+    let mut header = [0u8; 8];
+    let mut got = 0;
+    while got < header.len() {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(CodecError::Truncated {
+                    expected: 8,
+                    got: got as u64,
+                });
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u64::from_le_bytes(header);
+    if len > limit {
+        return Err(CodecError::Oversized { len, limit });
+    }
+    // Grow with the data actually received, not with the announced length.
+    let mut body = Vec::with_capacity(len.min(64 * 1024) as usize);
+    r.take(len).read_to_end(&mut body)?;
+    if (body.len() as u64) < len {
+        return Err(CodecError::Truncated {
+            expected: len,
+            got: body.len() as u64,
+        });
+    }
+    Ok(Some(body))
+}
+
+/// Splits complete frames off the front of `buf` (bytes already received).
+/// Returns the frames and how many bytes they used; an incomplete frame at
+/// the end is left for later.
+pub(crate) fn split_frames(buf: &[u8], limit: u64) -> Result<(Vec<&[u8]>, usize), CodecError> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 8 {
+        let len = u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+        if len > limit {
+            return Err(CodecError::Oversized { len, limit });
+        }
+        let end = (at as u64 + 8).saturating_add(len);
+        if end > buf.len() as u64 {
+            break;
+        }
+        frames.push(&buf[at + 8..end as usize]);
+        at = end as usize;
+    }
+    Ok((frames, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_keep_boundaries() {
+        let mut wire = Vec::new();
+        for body in [&b""[..], b"a", &[7u8; 100_000]] {
+            write_frame(&mut wire, body).unwrap();
+        }
+        let mut r = &wire[..];
+        assert_eq!(read_frame(&mut r, MAX_FRAME).unwrap().unwrap(), b"");
+        assert_eq!(read_frame(&mut r, MAX_FRAME).unwrap().unwrap(), b"a");
+        assert_eq!(read_frame(&mut r, MAX_FRAME).unwrap().unwrap().len(), 100_000);
+        assert!(read_frame(&mut r, MAX_FRAME).unwrap().is_none());
+        let (frames, used) = split_frames(&wire, MAX_FRAME).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(used, wire.len());
+    }
+
+    #[test]
+    fn oversized_header_is_rejected_before_allocating() {
+        let wire = u64::MAX.to_le_bytes();
+        let err = read_frame(&wire[..], MAX_FRAME).unwrap_err();
+        assert!(matches!(err, CodecError::Oversized { len: u64::MAX, .. }), "{err}");
+        assert!(matches!(
+            split_frames(&wire, 16),
+            Err(CodecError::Oversized { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_frames_are_typed_errors() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, b"hello").unwrap();
+        let err = read_frame(&wire[..10], MAX_FRAME).unwrap_err();
+        assert!(
+            matches!(err, CodecError::Truncated { expected: 5, got: 2 }),
+            "{err}"
+        );
+        let err = read_frame(&wire[..3], MAX_FRAME).unwrap_err();
+        assert!(matches!(err, CodecError::Truncated { expected: 8, got: 3 }), "{err}");
+        let (frames, used) = split_frames(&wire[..10], MAX_FRAME).unwrap();
+        assert!(frames.is_empty());
+        assert_eq!(used, 0);
+    }
+
+    #[test]
+    fn corrupt_and_trailing_bytes_are_typed_errors() {
+        let err = decode::<String>(&[5, b'a']).unwrap_err();
+        assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
+        let err = decode::<u8>(&[1, 2]).unwrap_err();
+        assert!(err.to_string().contains("trailing"), "{err}");
+        let err = decode::<String>(&[2, 0xff, 0xfe]).unwrap_err();
+        assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn deserialize_any_is_named_as_the_cause() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug)]
+        #[serde(untagged)]
+        enum Untagged {
+            A(u8),
+        }
+        let bytes = encode(&Untagged::A(1)).unwrap();
+        let err = decode::<Untagged>(&bytes).unwrap_err();
+        assert!(err.to_string().contains("deserialize_any"), "{err}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The crate's error type.
+
+use crate::codec::CodecError;
+use std::io;
+
+/// What can go wrong when starting, waiting for or collecting a process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `start` was called on a process that was already started.
+    #[error("cannot start a process twice")]
+    AlreadyStarted,
+    /// The operation needs a started process.
+    #[error("the process has not been started")]
+    NotStarted,
+    /// The child could not be created.
+    #[error("could not start a child process: {0}")]
+    Spawn(#[source] io::Error),
+    /// The worker panicked in the child (which then exited with status 1).
+    #[error(
+        "worker panicked in process {pid}{}: {message}",
+        location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default()
+    )]
+    Panicked {
+        /// The child's pid.
+        pid: u32,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+    },
+    /// The child exited without delivering a result (for example it called
+    /// `std::process::exit`).
+    #[error("process {pid} exited with status {code} before returning a result")]
+    Exited {
+        /// The child's pid.
+        pid: u32,
+        /// Its exit status.
+        code: i32,
+    },
+    /// The child was killed by a signal before delivering a result.
+    #[error("process {pid} was killed by signal {signal} ({})", signal_name(*signal))]
+    Killed {
+        /// The child's pid.
+        pid: u32,
+        /// The signal number (`exitcode` is its negation).
+        signal: i32,
+    },
+    /// The child binary has no worker of that name.
+    #[error("the child binary has no worker named `{name}`")]
+    UnknownWorker {
+        /// The name looked up.
+        name: String,
+    },
+    /// The child could not run the worker: its arguments did not decode, or
+    /// its result did not encode.
+    #[error("process {pid} could not run its worker: {reason}")]
+    WorkerFailed {
+        /// The child's pid.
+        pid: u32,
+        /// What went wrong, as the child reported it.
+        reason: String,
+    },
+    /// The worker's result was already taken by an earlier call.
+    #[error("the worker's result was already taken")]
+    ResultTaken,
+    /// Encoding or decoding failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// An operating-system call failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// `Result<T, multiproc::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The conventional name of a signal (`SIGKILL`), or `signal N`.
+pub(crate) fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+impl From<nix::errno::Errno> for Error {
+    fn from(errno: nix::errno::Errno) -> Self {
+        Error::Io(errno.into())
+    }
+}

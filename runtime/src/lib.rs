@@ -1,0 +1,131 @@
+//! Python's `multiprocessing`, in Rust, type-checked at compile time.
+//!
+//! A [`#[worker]`](worker) function runs in a child process: the same binary,
+//! started again, which finds the worker by name before `main` runs. Its
+//! arguments and result cross the process boundary with serde, and their
+//! types are checked when you compile, not when the child starts.
+//!
+//! ```
+//! use multiproc::{Process, current_process, worker};
+//!
+//! #[worker]
+//! fn hello(n: u32) -> String {
+//!     format!("hello {n} from {}", current_process().name())
+//! }
+//!
+//! # fn main() -> multiproc::Result<()> {
+//! let mut p = Process::new(hello, (7,));
+//! p.start()?;
+//! assert_eq!(p.result()?, format!("hello 7 from {}", p.name()));
+//! assert_eq!(p.exitcode(), Some(0));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | Python | multiproc |
+//! |---|---|
+//! | `def f(x): ...` + `Process(target=f, args=(x,))` | `#[worker] fn f(x: T)` + `Process::new(f, (x,))` |
+//! | `p.start()`, `p.join()`, `p.join(timeout)` | `p.start()?`, `p.join()?`, `p.join_timeout(d)?` |
+//! | `p.is_alive()`, `p.pid`, `p.exitcode`, `p.name`, `p.daemon` | same names, as methods |
+//! | `p.terminate()`, `p.kill()` | same |
+//! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | same |
+
+#![warn(missing_docs)]
+
+// Lets the code `#[worker]` generates (which names `::multiproc`) compile
+// inside this crate's own tests.
+#[allow(unused_extern_crates)]
+extern crate self as multiproc;
+
+mod child;
+mod codec;
+mod conn;
+mod current;
+mod error;
+mod process;
+mod registry;
+mod sys;
+
+pub use codec::CodecError;
+pub use current::{CurrentProcess, ParentProcess, cpu_count, current_process, parent_process};
+pub use error::{Error, Result};
+pub use process::{ChildProcess, Process, active_children};
+pub use registry::Worker;
+
+/// Turns a free function into a worker that a child process can run.
+///
+/// The function stays callable as before (`square(3)` runs here). Its name,
+/// used as a value, implements [`Worker`], so [`Process::new`] checks the
+/// argument tuple and result type at compile time. Parameters and the result
+/// must be owned and implement serde's `Serialize` and `DeserializeOwned`;
+/// the worker cannot be generic, `async`, `unsafe`, `extern`, `const` or a
+/// method. Each of those is a compile error under the offending tokens.
+///
+/// The worker's name is its module path plus the function name; the child
+/// finds it in a link-time registry, so no registration call is needed.
+///
+/// ```
+/// use multiproc::{Process, worker};
+///
+/// #[worker]
+/// fn square(x: i64) -> i64 {
+///     x * x
+/// }
+///
+/// assert_eq!(square(3), 9); // a plain call, in this process
+/// let mut p = Process::new(square, (4,)); // `("x",)` would not compile
+/// p.start()?;
+/// assert_eq!(p.result()?, 16);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub use multiproc_macros::worker;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{WORKERS, WorkerEntry, assert_transferable};
+    pub use linkme;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, Process, current_process, parent_process, worker};
+
+    #[worker]
+    fn parent_and_self() -> (String, Option<(u32, String)>) {
+        let parent = parent_process().map(|p| (p.pid(), p.name().to_string()));
+        (current_process().name().to_string(), parent)
+    }
+
+    #[worker]
+    fn boom() {
+        panic!("unit boom");
+    }
+
+    #[test]
+    fn workers_run_from_a_unit_test() {
+        let mut p = Process::new(parent_and_self, ());
+        p.start().unwrap();
+        let (name, parent) = p.result().unwrap();
+        assert_eq!(name, p.name());
+        assert_eq!(
+            parent,
+            Some((std::process::id(), "MainProcess".to_string()))
+        );
+    }
+
+    #[test]
+    fn panics_in_unit_test_children_are_reported() {
+        let mut p = Process::new(boom, ());
+        p.start().unwrap();
+        match p.result() {
+            Err(Error::Panicked {
+                message, location, ..
+            }) => {
+                assert_eq!(message, "unit boom");
+                assert!(location.unwrap().contains("lib.rs"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(p.exitcode(), Some(1));
+    }
+}

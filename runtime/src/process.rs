@@ -1,0 +1,688 @@
+//! `Process`: a worker running in a re-executed child, with Python's semantics.
+
+use crate::child::{Outcome, SpawnHeader};
+use crate::codec::{self, MAX_FRAME};
+use crate::conn::Conn;
+use crate::current;
+use crate::error::{Error, Result};
+use crate::registry::Worker;
+use crate::sys;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, RwLock, mpsc};
+use std::time::{Duration, Instant};
+
+/// A worker that runs in a child process: Python's `multiprocessing.Process`.
+///
+/// The child is the same binary, started again by `posix_spawn`; it finds the
+/// worker by name before `main` runs, runs it, sends the result back and
+/// exits. The argument tuple and the result are checked at compile time
+/// against the worker's signature.
+///
+/// ```
+/// use multiproc::{Process, worker};
+///
+/// #[worker]
+/// fn square(x: i64) -> i64 {
+///     x * x
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::new(square, (7,));
+/// assert_eq!(p.name(), "Process-1");
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// assert_eq!(p.exitcode(), Some(0));
+/// assert_eq!(p.result()?, 49);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Dropping a `Process` neither waits for nor kills the child: like Python,
+/// the parent still joins non-daemon children (and terminates daemon ones)
+/// when it exits normally, and a parent that dies abnormally takes its
+/// children with it.
+pub struct Process<W: Worker> {
+    args: Option<W::Args>,
+    path: Vec<u32>,
+    name: String,
+    daemon: bool,
+    child: Option<ChildProcess>,
+    result_taken: bool,
+}
+
+impl<W: Worker> std::fmt::Debug for Process<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("worker", &W::NAME)
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("pid", &self.pid())
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+impl<W: Worker> Process<W> {
+    /// A process that will run `worker` with `args` (a tuple: `(x,)` for one
+    /// parameter, `()` for none). Nothing starts until [`start`](Self::start).
+    ///
+    /// The default name is `Process-N` (`Process-N:M` in a child), numbered in
+    /// creation order as Python does.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// #[worker]
+    /// fn greet(name: String) -> String {
+    ///     format!("hello {name}")
+    /// }
+    /// let p = Process::new(greet, ("you".to_string(),));
+    /// assert!(p.name().starts_with("Process-"));
+    /// assert_eq!(p.pid(), None);
+    /// ```
+    pub fn new(worker: W, args: W::Args) -> Self {
+        let _ = worker;
+        let (path, name) = current::next_child();
+        Process {
+            args: Some(args),
+            path,
+            name,
+            daemon: false,
+            child: None,
+            result_taken: false,
+        }
+    }
+
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Renames the process; a started child keeps the name it started with.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nothing() {}
+    /// let mut p = Process::new(nothing, ());
+    /// p.set_name("fetcher");
+    /// assert_eq!(p.name(), "fetcher");
+    /// ```
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// Whether the process is a daemon: terminated, not joined, when its
+    /// parent exits.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Makes the process a daemon (or not). Only before `start`.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nothing() {}
+    /// let mut p = Process::new(nothing, ());
+    /// p.set_daemon(true)?;
+    /// assert!(p.daemon());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set_daemon(&mut self, daemon: bool) -> Result<()> {
+        if self.child.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        self.daemon = daemon;
+        Ok(())
+    }
+
+    /// Starts the child. A second call is [`Error::AlreadyStarted`].
+    ///
+    /// Returns once the child exists and its arguments are on their way; a
+    /// child that dies early shows up in [`exitcode`](Self::exitcode) and
+    /// [`result`](Self::result), not here.
+    pub fn start(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        let args = self.args.as_ref().ok_or(Error::AlreadyStarted)?;
+        let args = codec::encode(args)?;
+        let me = current::identity();
+        let header = SpawnHeader::new(
+            W::NAME,
+            &self.name,
+            &self.path,
+            self.daemon,
+            (std::process::id(), me.name.clone()),
+        );
+        let shared = spawn(&header, &args, self.name.clone(), self.daemon)?;
+        self.args = None;
+        self.child = Some(ChildProcess { shared });
+        Ok(())
+    }
+
+    fn started(&self) -> Result<&ChildProcess> {
+        self.child.as_ref().ok_or(Error::NotStarted)
+    }
+
+    /// Waits for the child to exit and returns its exit code (see
+    /// [`exitcode`](Self::exitcode)). Joining again returns the same code.
+    pub fn join(&self) -> Result<i32> {
+        self.started()?.join()
+    }
+
+    /// Waits at most `timeout` for the child to exit: `Some(exitcode)` if it
+    /// did, `None` if it is still running. A zero timeout only checks.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
+        self.started()?.join_timeout(timeout)
+    }
+
+    /// Whether the child has started and not yet exited.
+    pub fn is_alive(&self) -> bool {
+        self.child.as_ref().is_some_and(ChildProcess::is_alive)
+    }
+
+    /// The child's pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildProcess::pid)
+    }
+
+    /// Python's `exitcode`: `None` until the child has exited, then its exit
+    /// status, or `-N` if signal `N` killed it (`-15` after
+    /// [`terminate`](Self::terminate), `-9` after [`kill`](Self::kill)).
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child.as_ref().and_then(ChildProcess::exitcode)
+    }
+
+    /// Sends `SIGTERM` to the child (nothing if it has already exited).
+    pub fn terminate(&self) -> Result<()> {
+        self.started()?.terminate()
+    }
+
+    /// Sends `SIGKILL` to the child (nothing if it has already exited).
+    pub fn kill(&self) -> Result<()> {
+        self.started()?.kill()
+    }
+
+    /// A cheap, type-erased handle to the started child.
+    pub fn handle(&self) -> Option<ChildProcess> {
+        self.child.clone()
+    }
+
+    /// Waits for the child and returns what the worker returned.
+    ///
+    /// A panic in the worker is [`Error::Panicked`] with the message and
+    /// location; a child that exited or was killed before returning is
+    /// [`Error::Exited`] or [`Error::Killed`]. The value moves out: a second
+    /// call is [`Error::ResultTaken`].
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, worker};
+    ///
+    /// #[worker]
+    /// fn fails(x: u32) -> u32 {
+    ///     if x > 1 { panic!("too big: {x}") }
+    ///     x
+    /// }
+    ///
+    /// let mut p = Process::new(fails, (5,));
+    /// p.start()?;
+    /// match p.result() {
+    ///     Err(Error::Panicked { message, .. }) => assert_eq!(message, "too big: 5"),
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// assert_eq!(p.exitcode(), Some(1));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn result(&mut self) -> Result<W::Output> {
+        let child = self.started()?.clone();
+        if self.result_taken {
+            return Err(Error::ResultTaken);
+        }
+        let code = child.join()?;
+        self.result_taken = true;
+        let inbox = std::mem::take(&mut child.shared.lock_state().inbox);
+        let pid = child.pid();
+        let (frames, _) = codec::split_frames(&inbox, MAX_FRAME)?;
+        let died = || {
+            if code < 0 {
+                Error::Killed { pid, signal: -code }
+            } else {
+                Error::Exited { pid, code }
+            }
+        };
+        let Some(first) = frames.first() else {
+            return Err(died());
+        };
+        match codec::decode::<Outcome>(first)? {
+            Outcome::Returned => match frames.get(1) {
+                Some(body) => Ok(codec::decode(body)?),
+                // Killed while sending the result.
+                None => Err(died()),
+            },
+            Outcome::Panicked { message, location } => Err(Error::Panicked {
+                pid,
+                message,
+                location,
+            }),
+            Outcome::UnknownWorker { name } => Err(Error::UnknownWorker { name }),
+            Outcome::Failed { reason } => Err(Error::WorkerFailed { pid, reason }),
+        }
+    }
+}
+
+/// A handle to a started child, whatever its worker: what
+/// [`active_children`] returns and [`Process::handle`] gives.
+///
+/// ```
+/// use multiproc::{Process, active_children, worker};
+///
+/// #[worker]
+/// fn nap(ms: u64) {
+///     std::thread::sleep(std::time::Duration::from_millis(ms));
+/// }
+///
+/// let mut p = Process::new(nap, (10_000,));
+/// p.start()?;
+/// let child = active_children().into_iter().find(|c| Some(c.pid()) == p.pid()).unwrap();
+/// child.kill()?;
+/// assert_eq!(child.join()?, -9);
+/// assert_eq!(p.exitcode(), Some(-9));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ChildProcess {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ChildProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildProcess")
+            .field("name", &self.shared.name)
+            .field("pid", &self.shared.pid)
+            .field("daemon", &self.shared.daemon)
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+impl ChildProcess {
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid.as_raw() as u32
+    }
+
+    /// Whether the child was started as a daemon.
+    pub fn daemon(&self) -> bool {
+        self.shared.daemon
+    }
+
+    /// Whether the child is still running.
+    pub fn is_alive(&self) -> bool {
+        self.exitcode().is_none()
+    }
+
+    /// `None` while running, else the exit status or `-signal`.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.shared.wait(Some(Instant::now())).ok().flatten()
+    }
+
+    /// Waits for the child to exit; returns its exit code.
+    pub fn join(&self) -> Result<i32> {
+        match self.shared.wait(None)? {
+            Some(code) => Ok(code),
+            None => unreachable!("a wait without deadline returns only when the child exited"),
+        }
+    }
+
+    /// Waits at most `timeout`; `None` if the child is still running.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now().checked_add(timeout);
+        Ok(self.shared.wait(Some(deadline.unwrap_or_else(far_future)))?)
+    }
+
+    /// Sends `SIGTERM` (nothing if the child has exited).
+    pub fn terminate(&self) -> Result<()> {
+        Ok(self.shared.signal(libc::SIGTERM)?)
+    }
+
+    /// Sends `SIGKILL` (nothing if the child has exited).
+    pub fn kill(&self) -> Result<()> {
+        Ok(self.shared.signal(libc::SIGKILL)?)
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// Children started by this process and not yet reaped: what
+/// [`active_children`] lists and what exit handling joins.
+static CHILDREN: Mutex<Vec<Arc<Shared>>> = Mutex::new(Vec::new());
+
+fn children() -> MutexGuard<'static, Vec<Arc<Shared>>> {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The children of this process that are still running (finished ones are
+/// reaped on the way, as in Python).
+///
+/// ```
+/// assert!(multiproc::active_children().iter().all(|c| c.is_alive()));
+/// ```
+pub fn active_children() -> Vec<ChildProcess> {
+    let all = children().clone();
+    all.into_iter()
+        .map(|shared| ChildProcess { shared })
+        .filter(ChildProcess::is_alive)
+        .collect()
+}
+
+/// Python's exit handling: terminate daemon children, then join them all.
+/// Runs at normal exit of any process that started children, and at the end
+/// of a worker in a child.
+pub(crate) fn exit_children() {
+    let all = children().clone();
+    for child in all.iter().filter(|c| c.daemon) {
+        let _ = child.signal(libc::SIGTERM);
+    }
+    for child in &all {
+        let _ = child.wait(None);
+    }
+}
+
+extern "C" fn exit_hook() {
+    // Never unwind into libc.
+    let _ = std::panic::catch_unwind(exit_children);
+}
+
+/// State shared by every handle to one child.
+struct Shared {
+    pid: Pid,
+    name: String,
+    daemon: bool,
+    /// The pidfd and our end of the spawn socket; `None` once reaped. Pollers
+    /// hold the read lock, so the descriptors stay open while they wait.
+    fds: RwLock<Option<Fds>>,
+    state: Mutex<State>,
+}
+
+struct Fds {
+    pidfd: Option<OwnedFd>,
+    conn: Conn,
+}
+
+#[derive(Default)]
+struct State {
+    exitcode: Option<i32>,
+    /// Everything the child sent on the spawn socket (its outcome frames).
+    inbox: Vec<u8>,
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the child exits or `deadline` passes, reading what it sends
+    /// meanwhile (so a child writing a large result never blocks on us).
+    fn wait(&self, deadline: Option<Instant>) -> io::Result<Option<i32>> {
+        loop {
+            if let Some(code) = self.lock_state().exitcode {
+                return Ok(Some(code));
+            }
+            let reaped = {
+                let fds = self.fds.read().unwrap_or_else(|e| e.into_inner());
+                let Some(fds) = fds.as_ref() else {
+                    continue; // reaped meanwhile: the exit code is set
+                };
+                let mut timeout = match deadline {
+                    None => None,
+                    Some(d) => Some(d.saturating_duration_since(Instant::now())),
+                };
+                if fds.pidfd.is_none() {
+                    // No pidfd: poll the exit status every few milliseconds.
+                    let slice = Duration::from_millis(5);
+                    timeout = Some(timeout.map_or(slice, |t| t.min(slice)));
+                }
+                let (exited, readable) = poll_child(fds, timeout)?;
+                if readable {
+                    let mut state = self.lock_state();
+                    fds.conn.drain_into(&mut state.inbox)?;
+                }
+                if exited || fds.pidfd.is_none() {
+                    self.try_reap(fds)?
+                } else {
+                    None
+                }
+            };
+            if let Some(code) = reaped {
+                self.release();
+                return Ok(Some(code));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn try_reap(&self, fds: &Fds) -> io::Result<Option<i32>> {
+        let mut state = self.lock_state();
+        if let Some(code) = state.exitcode {
+            return Ok(Some(code));
+        }
+        let code = match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => -(signal as i32),
+            Ok(_) => return Ok(None),
+            // Reaped behind our back (SIGCHLD ignored, or a foreign waitpid(-1)):
+            // the status is lost.
+            Err(Errno::ECHILD) => 255,
+            Err(Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // Everything the child wrote before exiting is in the socket now.
+        fds.conn.drain_into(&mut state.inbox)?;
+        state.exitcode = Some(code);
+        Ok(Some(code))
+    }
+
+    /// After reaping: close the descriptors and forget the child.
+    fn release(self: &Shared) {
+        *self.fds.write().unwrap_or_else(|e| e.into_inner()) = None;
+        children().retain(|c| !std::ptr::eq(Arc::as_ptr(c), self));
+    }
+
+    fn signal(&self, signal: libc::c_int) -> io::Result<()> {
+        let fds = self.fds.read().unwrap_or_else(|e| e.into_inner());
+        let Some(fds) = fds.as_ref() else {
+            return Ok(()); // already reaped
+        };
+        let result = match &fds.pidfd {
+            Some(pidfd) => sys::proc::pidfd_send_signal(pidfd.as_fd(), signal),
+            // Not reaped yet (we hold the lock), so the pid is still ours.
+            None => nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::try_from(signal)?)
+                .map_err(io::Error::from),
+        };
+        match result {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Polls the pidfd and the socket; returns (exited, readable).
+fn poll_child(fds: &Fds, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        // Round up, so a short wait does not spin at zero.
+        Some(t) => PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX),
+    };
+    let mut polled = vec![PollFd::new(fds.conn.as_fd(), PollFlags::POLLIN)];
+    if let Some(pidfd) = &fds.pidfd {
+        polled.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+    }
+    match nix::poll::poll(&mut polled, timeout) {
+        Ok(_) => {}
+        Err(Errno::EINTR) => return Ok((false, false)),
+        Err(e) => return Err(e.into()),
+    }
+    let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+    let readable = ready(&polled[0]);
+    let exited = polled.get(1).is_some_and(ready);
+    Ok((exited, readable))
+}
+
+/// The environment variable that tells a re-executed binary it is a child.
+pub(crate) const MARKER: &str = "MULTIPROC_CHILD";
+
+fn spawn(header: &SpawnHeader, args: &[u8], name: String, daemon: bool) -> Result<Arc<Shared>> {
+    static EXIT_HOOK: Once = Once::new();
+    EXIT_HOOK.call_once(|| {
+        sys::startup::at_exit(exit_hook);
+    });
+    if std::env::var_os(MARKER).is_some() {
+        // We are a child whose dispatch never ran; re-executing would recurse.
+        return Err(Error::Spawn(io::Error::other(format!(
+            "{MARKER} is set in this process's environment, so it would start itself \
+             again instead of a worker; unset it"
+        ))));
+    }
+
+    let (ours, theirs) = Conn::pair().map_err(Error::Spawn)?;
+    let mut theirs = theirs.into_fd();
+    if std::os::fd::AsRawFd::as_raw_fd(&theirs) == sys::spawn::CHILD_FD {
+        theirs = theirs.try_clone().map_err(Error::Spawn)?; // lands above 3
+    }
+    let job = SpawnJob {
+        argv: vec![argv0()],
+        envp: child_env(),
+        socket: theirs,
+    };
+    let pid = spawn_on_stable_thread(job).map_err(Error::Spawn)?;
+    let pid = Pid::from_raw(pid);
+    let pidfd = sys::proc::pidfd_open(pid.as_raw()).map_err(Error::Spawn)?;
+
+    let shared = Arc::new(Shared {
+        pid,
+        name,
+        daemon,
+        fds: RwLock::new(Some(Fds { pidfd, conn: ours })),
+        state: Mutex::new(State::default()),
+    });
+    children().push(shared.clone());
+
+    let send = |conn: &Conn| -> io::Result<()> {
+        conn.send_frame(&codec::encode(header).map_err(io::Error::other)?)?;
+        conn.send_frame(args)
+    };
+    let fds = shared.fds.read().unwrap_or_else(|e| e.into_inner());
+    let conn = &fds.as_ref().expect("not reaped before start returns").conn;
+    match send(conn) {
+        Ok(()) => {}
+        // The child died before reading its payload; its exit code tells why.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {}
+        Err(e) => {
+            drop(fds);
+            let _ = shared.signal(libc::SIGKILL);
+            let _ = shared.wait(None);
+            return Err(Error::Spawn(e));
+        }
+    }
+    drop(fds);
+    Ok(shared)
+}
+
+fn exe() -> &'static CString {
+    static EXE: OnceLock<CString> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let proc_exe = std::path::Path::new("/proc/self/exe");
+        let path = if proc_exe.exists() {
+            proc_exe.to_path_buf()
+        } else {
+            std::env::current_exe().unwrap_or_else(|_| proc_exe.to_path_buf())
+        };
+        CString::new(path.as_os_str().as_bytes()).expect("a path has no NUL byte")
+    })
+}
+
+fn argv0() -> CString {
+    std::env::args_os()
+        .next()
+        .and_then(|a| CString::new(a.as_bytes()).ok())
+        .unwrap_or_else(|| exe().clone())
+}
+
+fn child_env() -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != MARKER)
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let marker = format!("{MARKER}={},{}", sys::spawn::CHILD_FD, std::process::id());
+    env.push(CString::new(marker).expect("no NUL"));
+    env
+}
+
+struct SpawnJob {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// The child's end of the spawn socket; closed here once the child has it.
+    socket: OwnedFd,
+}
+
+impl SpawnJob {
+    fn run(self) -> io::Result<libc::pid_t> {
+        sys::spawn::spawn(exe(), &self.argv, &self.envp, self.socket.as_fd())
+    }
+}
+
+/// Spawns from a thread that lives as long as the process.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that created the child exits, not
+/// the process; a child spawned from a short-lived thread (a test, a scoped
+/// thread) would be killed with it. The main thread spawns directly; any other
+/// thread hands the job to one long-lived spawner thread.
+fn spawn_on_stable_thread(job: SpawnJob) -> io::Result<libc::pid_t> {
+    if nix::unistd::gettid() == nix::unistd::getpid() {
+        return job.run();
+    }
+    type Reply = mpsc::Sender<io::Result<libc::pid_t>>;
+    static SPAWNER: Mutex<Option<mpsc::Sender<(SpawnJob, Reply)>>> = Mutex::new(None);
+    let sender = {
+        let mut spawner = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
+        if spawner.is_none() {
+            let (tx, rx) = mpsc::channel::<(SpawnJob, Reply)>();
+            std::thread::Builder::new()
+                .name("multiproc-spawner".into())
+                .spawn(move || {
+                    for (job, reply) in rx {
+                        let _ = reply.send(job.run());
+                    }
+                })?;
+            *spawner = Some(tx);
+        }
+        spawner.clone().expect("set above")
+    };
+    let (reply_tx, reply_rx) = mpsc::channel();
+    sender
+        .send((job, reply_tx))
+        .map_err(|_| io::Error::other("the multiproc spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("the multiproc spawner thread is gone"))?
+}

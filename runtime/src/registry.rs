@@ -1,0 +1,87 @@
+//! The `Worker` trait and the link-time registry a child looks workers up in.
+
+use crate::codec::{self, CodecError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A function that a child process can run, made by [`#[worker]`](crate::worker).
+///
+/// The attribute implements this trait for the value named like the function,
+/// so `Process::new(square, (3,))` checks the argument tuple and the result
+/// type at compile time. Do not implement it by hand: a worker must also be
+/// registered at link time, which only the attribute does.
+///
+/// ```
+/// use multiproc::{Worker, worker};
+///
+/// #[worker]
+/// fn add(a: i32, b: i32) -> i32 {
+///     a + b
+/// }
+///
+/// fn args_of<W: Worker>(_: W) -> &'static str {
+///     std::any::type_name::<W::Args>()
+/// }
+/// assert_eq!(args_of(add), "(i32, i32)");
+/// assert!(<add as Worker>::NAME.ends_with("::add"));
+/// assert_eq!(add(2, 3), 5); // still an ordinary function here
+/// ```
+pub trait Worker: Copy + Send + Sync + 'static {
+    /// The name a child finds the worker by: `module::path::function`.
+    const NAME: &'static str;
+    /// The parameters, as a tuple: `(i32, i32)`, `(String,)`, `()`.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// The return type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// Runs the function in this process.
+    fn call(args: Self::Args) -> Self::Output;
+}
+
+/// What the registry holds for one worker.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct WorkerEntry {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, CodecError>,
+}
+
+impl WorkerEntry {
+    /// The entry for `W`: its name and a monomorphized runner.
+    pub const fn new<W: Worker>() -> Self {
+        WorkerEntry {
+            name: W::NAME,
+            run: run::<W>,
+        }
+    }
+}
+
+/// Every worker of the binary, gathered by the linker.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static WORKERS: [WorkerEntry];
+
+fn run<W: Worker>(args: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let args: W::Args = codec::decode(args)?;
+    codec::encode(&W::call(args))
+}
+
+/// Finds a worker by name. A name registered twice (two workers with the same
+/// name in function bodies of one module) is ambiguous and not found.
+pub(crate) fn find(name: &str) -> Result<&'static WorkerEntry, Lookup> {
+    let mut found = WORKERS.iter().filter(|w| w.name == name);
+    match (found.next(), found.next()) {
+        (Some(entry), None) => Ok(entry),
+        (None, _) => Err(Lookup::Missing),
+        (Some(_), Some(_)) => Err(Lookup::Ambiguous),
+    }
+}
+
+pub(crate) enum Lookup {
+    Missing,
+    Ambiguous,
+}
+
+/// Compile-time check that a worker parameter or result can cross a process
+/// boundary; the macro emits one call per type, spanned on the type.
+#[doc(hidden)]
+pub const fn assert_transferable<T: Serialize + DeserializeOwned>() {}

@@ -1,0 +1,19 @@
+//! The only module that may contain `unsafe`: syscalls the safe crates
+//! (`nix`, std) do not cover, each wrapped in a safe function.
+//!
+//! Every `unsafe` block carries a `// SAFETY:` comment.
+
+pub(crate) mod proc;
+pub(crate) mod spawn;
+pub(crate) mod startup;
+
+use std::io;
+
+/// Turns a `-1`-and-errno return into an `io::Error`.
+fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
