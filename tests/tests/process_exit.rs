@@ -1,0 +1,205 @@
+//! Exit semantics: what happens to children when their parent exits
+//! normally, is killed, or when a stranger sets the child marker.
+
+use multiproc::{Process, worker};
+use multiproc_tests::{alive, run_self, wait_until};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("multiproc-exit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[worker]
+fn touch_after(path: PathBuf, ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::fs::write(path, b"done").unwrap();
+}
+
+#[worker]
+fn sleep_forever() {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Starts a slow non-daemon child and a daemon that never ends, and returns
+/// without joining either: exit handling must join the first and terminate
+/// the second.
+fn leave_children(marker: PathBuf) -> (u32, u32) {
+    let mut slow = Process::new(touch_after, (marker, 300));
+    slow.start().unwrap();
+    let mut daemon = Process::new(sleep_forever, ());
+    daemon.set_daemon(true).unwrap();
+    daemon.start().unwrap();
+    (slow.pid().unwrap(), daemon.pid().unwrap())
+}
+
+#[worker]
+fn leave_children_in_a_child(marker: PathBuf) -> (u32, u32) {
+    leave_children(marker)
+}
+
+#[test]
+fn a_child_joins_its_children_and_terminates_its_daemons_at_exit() {
+    let dir = scratch("child");
+    let marker = dir.join("slow-finished");
+    let mut p = Process::new(leave_children_in_a_child, (marker.clone(),));
+    p.start().unwrap();
+    assert_eq!(p.join_timeout(BOUND).unwrap(), Some(0));
+    let (_slow, daemon) = p.result().unwrap();
+    // The child exited only after its non-daemon child had finished...
+    assert!(marker.exists(), "the non-daemon grandchild was not joined");
+    // ...and after terminating (and reaping) its daemon.
+    assert!(!alive(daemon), "the daemon grandchild survived");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Run only as a subprocess by the next test: exits the test binary with
+/// children still running.
+#[test]
+#[ignore = "helper, run by main_process_exit_joins_and_terminates"]
+fn helper_main_exit_with_children() {
+    let marker = PathBuf::from(std::env::var("MARKER_PATH").unwrap());
+    let (slow, daemon) = leave_children(marker);
+    println!("PIDS {slow} {daemon}");
+    std::io::stdout().flush().unwrap();
+}
+
+#[test]
+fn main_process_exit_joins_and_terminates() {
+    let dir = scratch("main");
+    let marker = dir.join("slow-finished");
+    let out = run_self(
+        &[
+            "--exact",
+            "helper_main_exit_with_children",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+        &[("MARKER_PATH", marker.to_str().unwrap())],
+        BOUND,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pids: Vec<u32> = stdout
+        .lines()
+        .find_map(|l| l.split_once("PIDS ").map(|(_, pids)| pids))
+        .expect("the helper printed its children")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        marker.exists(),
+        "the non-daemon child was not joined at exit"
+    );
+    assert!(
+        !alive(pids[1]),
+        "the daemon child survived its parent's exit"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn append_line(path: &Path, line: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    // One write per line: O_APPEND keeps concurrent writers' lines whole.
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+}
+
+/// Records its pid, starts two children one level down (one of them from a
+/// thread that ends at once), then sleeps for ever.
+#[worker]
+fn tree(path: PathBuf, depth: u32) {
+    append_line(&path, &std::process::id().to_string());
+    if depth > 0 {
+        let mut a = Process::new(tree, (path.clone(), depth - 1));
+        a.start().unwrap();
+        let b = std::thread::spawn(move || {
+            let mut b = Process::new(tree, (path, depth - 1));
+            b.start().unwrap();
+            b
+        })
+        .join()
+        .unwrap();
+        std::mem::forget((a, b));
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[test]
+fn a_killed_parent_takes_its_whole_tree_with_it() {
+    let dir = scratch("tree");
+    let pids_file = dir.join("pids");
+    let mut p = Process::new(tree, (pids_file.clone(), 2));
+    p.start().unwrap();
+    let read_pids = || -> Vec<u32> {
+        std::fs::read_to_string(&pids_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    };
+    assert!(
+        wait_until(BOUND, || read_pids().len() == 7),
+        "the tree did not grow to 7 processes: {:?}",
+        read_pids()
+    );
+    let pids = read_pids();
+    assert!(pids.iter().all(|&pid| alive(pid)));
+    p.kill().unwrap();
+    assert_eq!(p.join_timeout(BOUND).unwrap(), Some(-9));
+    let gone = wait_until(Duration::from_secs(1), || {
+        pids.iter().all(|&pid| !alive(pid))
+    });
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&pid| alive(pid)).collect();
+    for &pid in &survivors {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(gone, "orphans survived for more than 1 s: {survivors:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_stranger_setting_the_marker_gets_one_clear_line() {
+    let me = std::process::id().to_string();
+    let cases = [
+        "garbage".to_string(),
+        "3,1".to_string(),
+        format!("3,{me}"),
+        format!("0,{me}"),
+        format!("99,{me}"),
+    ];
+    for marker in cases {
+        let out = run_self(&["--list"], &[("MULTIPROC_CHILD", &marker)], BOUND);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "marker {marker:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "marker {marker:?}: {stderr}");
+        assert!(
+            stderr.starts_with("multiproc: "),
+            "marker {marker:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "marker {marker:?}: {stderr}");
+        // The program's own main never ran.
+        assert!(out.stdout.is_empty(), "marker {marker:?}");
+    }
+}
