@@ -69,12 +69,17 @@ pub fn child_pids() -> Vec<u32> {
 /// takes longer than `timeout`. Panics on timeout.
 pub fn run_self(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
+    cmd.args(args).envs(env.iter().copied());
+    run_bounded(cmd, timeout)
+}
+
+/// Runs `cmd` with stdin closed and output captured, killing it if it takes
+/// longer than `timeout`. Panics on timeout.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn the test binary");
+    let mut child = cmd.spawn().expect("spawn");
     let pid = child.id();
     let deadline = Instant::now() + timeout;
     loop {
@@ -85,8 +90,7 @@ pub fn run_self(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Outpu
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
             panic!(
-                "{:?} (pid {pid}) did not finish in {timeout:?}; stderr: {}",
-                args,
+                "{cmd:?} (pid {pid}) did not finish in {timeout:?}; stderr: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }

@@ -1,0 +1,66 @@
+//! Runs the examples and checks what they print.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The built example binary, built on demand when this test runs alone.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "multiproc-examples", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building example {name}");
+    }
+    path
+}
+
+/// Runs an example with a time bound.
+fn run(name: &str) -> Output {
+    let mut child = Command::new(example(name))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("example {name} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "example {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn foo_prints_foo() {
+    assert_eq!(String::from_utf8(run("foo").stdout).unwrap(), "Foo\n");
+}
+
+#[test]
+fn five_workers_all_start_before_any_finishes() {
+    let stdout = String::from_utf8(run("processes").stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 10, "{stdout}");
+    let (started, finished) = lines.split_at(5);
+    let mut started = started.to_vec();
+    let mut finished = finished.to_vec();
+    started.sort_unstable();
+    finished.sort_unstable();
+    for i in 0..5 {
+        assert_eq!(started[i], format!("Worker {i} started in Process-{}", i + 1));
+        assert_eq!(finished[i], format!("Worker {i} finished in Process-{}", i + 1));
+    }
+}
