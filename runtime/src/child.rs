@@ -167,7 +167,13 @@ fn run_child(marker: &str) -> i32 {
         }
         Ok(Err(error)) => {
             let reason = error.to_string();
-            send_outcome(&conn, &Outcome::Failed { reason: reason.clone() }, None);
+            send_outcome(
+                &conn,
+                &Outcome::Failed {
+                    reason: reason.clone(),
+                },
+                None,
+            );
             refuse(format_args!("worker `{}`: {reason}", header.worker))
         }
         Err(payload) => {

@@ -159,7 +159,10 @@ mod tests {
         let mut r = &wire[..];
         assert_eq!(read_frame(&mut r, MAX_FRAME).unwrap().unwrap(), b"");
         assert_eq!(read_frame(&mut r, MAX_FRAME).unwrap().unwrap(), b"a");
-        assert_eq!(read_frame(&mut r, MAX_FRAME).unwrap().unwrap().len(), 100_000);
+        assert_eq!(
+            read_frame(&mut r, MAX_FRAME).unwrap().unwrap().len(),
+            100_000
+        );
         assert!(read_frame(&mut r, MAX_FRAME).unwrap().is_none());
         let (frames, used) = split_frames(&wire, MAX_FRAME).unwrap();
         assert_eq!(frames.len(), 3);
@@ -170,7 +173,10 @@ mod tests {
     fn oversized_header_is_rejected_before_allocating() {
         let wire = u64::MAX.to_le_bytes();
         let err = read_frame(&wire[..], MAX_FRAME).unwrap_err();
-        assert!(matches!(err, CodecError::Oversized { len: u64::MAX, .. }), "{err}");
+        assert!(
+            matches!(err, CodecError::Oversized { len: u64::MAX, .. }),
+            "{err}"
+        );
         assert!(matches!(
             split_frames(&wire, 16),
             Err(CodecError::Oversized { .. })
@@ -183,11 +189,26 @@ mod tests {
         write_frame(&mut wire, b"hello").unwrap();
         let err = read_frame(&wire[..10], MAX_FRAME).unwrap_err();
         assert!(
-            matches!(err, CodecError::Truncated { expected: 5, got: 2 }),
+            matches!(
+                err,
+                CodecError::Truncated {
+                    expected: 5,
+                    got: 2
+                }
+            ),
             "{err}"
         );
         let err = read_frame(&wire[..3], MAX_FRAME).unwrap_err();
-        assert!(matches!(err, CodecError::Truncated { expected: 8, got: 3 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CodecError::Truncated {
+                    expected: 8,
+                    got: 3
+                }
+            ),
+            "{err}"
+        );
         let (frames, used) = split_frames(&wire[..10], MAX_FRAME).unwrap();
         assert!(frames.is_empty());
         assert_eq!(used, 0);

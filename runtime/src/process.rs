@@ -348,7 +348,9 @@ impl ChildProcess {
     /// Waits at most `timeout`; `None` if the child is still running.
     pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
         let deadline = Instant::now().checked_add(timeout);
-        Ok(self.shared.wait(Some(deadline.unwrap_or_else(far_future)))?)
+        Ok(self
+            .shared
+            .wait(Some(deadline.unwrap_or_else(far_future)))?)
     }
 
     /// Sends `SIGTERM` (nothing if the child has exited).
@@ -427,6 +429,9 @@ struct State {
     exitcode: Option<i32>,
     /// Everything the child sent on the spawn socket (its outcome frames).
     inbox: Vec<u8>,
+    /// The child closed its end: stop polling the socket (it would stay
+    /// readable and turn the wait into a spin).
+    eof: bool,
 }
 
 impl Shared {
@@ -438,27 +443,28 @@ impl Shared {
     /// meanwhile (so a child writing a large result never blocks on us).
     fn wait(&self, deadline: Option<Instant>) -> io::Result<Option<i32>> {
         loop {
-            if let Some(code) = self.lock_state().exitcode {
-                return Ok(Some(code));
-            }
+            let eof = {
+                let state = self.lock_state();
+                if let Some(code) = state.exitcode {
+                    return Ok(Some(code));
+                }
+                state.eof
+            };
             let reaped = {
                 let fds = self.fds.read().unwrap_or_else(|e| e.into_inner());
                 let Some(fds) = fds.as_ref() else {
                     continue; // reaped meanwhile: the exit code is set
                 };
-                let mut timeout = match deadline {
-                    None => None,
-                    Some(d) => Some(d.saturating_duration_since(Instant::now())),
-                };
+                let mut timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 if fds.pidfd.is_none() {
                     // No pidfd: poll the exit status every few milliseconds.
                     let slice = Duration::from_millis(5);
                     timeout = Some(timeout.map_or(slice, |t| t.min(slice)));
                 }
-                let (exited, readable) = poll_child(fds, timeout)?;
+                let (exited, readable) = poll_child(fds, !eof, timeout)?;
                 if readable {
                     let mut state = self.lock_state();
-                    fds.conn.drain_into(&mut state.inbox)?;
+                    state.eof = fds.conn.drain_into(&mut state.inbox)?;
                 }
                 if exited || fds.pidfd.is_none() {
                     self.try_reap(fds)?
@@ -521,14 +527,19 @@ impl Shared {
     }
 }
 
-/// Polls the pidfd and the socket; returns (exited, readable).
-fn poll_child(fds: &Fds, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+/// Polls the pidfd and (if `watch_conn`) the socket; returns (exited, readable).
+fn poll_child(fds: &Fds, watch_conn: bool, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
     let timeout = match timeout {
         None => PollTimeout::NONE,
         // Round up, so a short wait does not spin at zero.
         Some(t) => PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX),
     };
-    let mut polled = vec![PollFd::new(fds.conn.as_fd(), PollFlags::POLLIN)];
+    // POLLHUP is reported whatever the events asked for, so an unwatched
+    // socket must be left out entirely.
+    let mut polled = Vec::with_capacity(2);
+    if watch_conn {
+        polled.push(PollFd::new(fds.conn.as_fd(), PollFlags::POLLIN));
+    }
     if let Some(pidfd) = &fds.pidfd {
         polled.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
     }
@@ -538,8 +549,8 @@ fn poll_child(fds: &Fds, timeout: Option<Duration>) -> io::Result<(bool, bool)> 
         Err(e) => return Err(e.into()),
     }
     let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
-    let readable = ready(&polled[0]);
-    let exited = polled.get(1).is_some_and(ready);
+    let readable = watch_conn && ready(&polled[0]);
+    let exited = fds.pidfd.is_some() && polled.last().is_some_and(ready);
     Ok((exited, readable))
 }
 
