@@ -309,7 +309,7 @@ fn cpu_count_is_available_parallelism() {
 #[test]
 fn large_arguments_and_results_cross_both_ways() {
     // Larger than any socket buffer: the parent must read while the child writes.
-    let data: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     let mut p = Process::new(echo_bytes, (data.clone(),));
     p.start().unwrap();
     let back = p.result().unwrap();
