@@ -60,7 +60,13 @@ fn five_workers_all_start_before_any_finishes() {
     started.sort_unstable();
     finished.sort_unstable();
     for i in 0..5 {
-        assert_eq!(started[i], format!("Worker {i} started in Process-{}", i + 1));
-        assert_eq!(finished[i], format!("Worker {i} finished in Process-{}", i + 1));
+        assert_eq!(
+            started[i],
+            format!("Worker {i} started in Process-{}", i + 1)
+        );
+        assert_eq!(
+            finished[i],
+            format!("Worker {i} finished in Process-{}", i + 1)
+        );
     }
 }

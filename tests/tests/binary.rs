@@ -10,6 +10,13 @@ fn a_binary_target_runs_its_worker() {
         Command::new(env!("CARGO_BIN_EXE_spawn_from_bin")),
         Duration::from_secs(30),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Process-1 squared 9 = 81\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Process-1 squared 9 = 81\n"
+    );
 }
