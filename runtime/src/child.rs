@@ -17,7 +17,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
 const MAGIC: [u8; 4] = *b"MPRC";
@@ -40,6 +40,9 @@ pub(crate) struct SpawnHeader {
     daemon: bool,
     parent_pid: u32,
     parent_name: String,
+    /// Descriptors of the handles in the arguments, sent with `SCM_RIGHTS`
+    /// between the header and the argument frame.
+    pub(crate) fds: u32,
 }
 
 impl SpawnHeader {
@@ -49,6 +52,7 @@ impl SpawnHeader {
         path: &[u32],
         daemon: bool,
         parent: (u32, String),
+        fds: usize,
     ) -> Self {
         SpawnHeader {
             magic: MAGIC,
@@ -59,6 +63,7 @@ impl SpawnHeader {
             daemon,
             parent_pid: parent.0,
             parent_name: parent.1,
+            fds: fds as u32,
         }
     }
 }
@@ -124,7 +129,7 @@ fn run_child(marker: &str) -> i32 {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
 
-    let (header, args) = match read_payload(&conn) {
+    let (header, fds, args) = match read_payload(&conn) {
         Ok(payload) => payload,
         Err(why) => return not_ours(&why),
     };
@@ -159,7 +164,7 @@ fn run_child(marker: &str) -> i32 {
     };
 
     install_panic_hook();
-    let run = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&args)));
+    let run = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&args, fds)));
     let code = match run {
         Ok(Ok(result)) => {
             send_outcome(&conn, &Outcome::Returned, Some(&result));
@@ -188,7 +193,7 @@ fn run_child(marker: &str) -> i32 {
     code
 }
 
-fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<u8>), String> {
+fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
     let mut polled = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
     match nix::poll::poll(&mut polled, PollTimeout::from(PAYLOAD_TIMEOUT_MS)) {
         Ok(0) => return Err("no payload arrived on its socket".into()),
@@ -208,8 +213,17 @@ fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<u8>), String> {
     if header.magic != MAGIC || header.version != VERSION {
         return Err("the payload is not a multiproc spawn header".into());
     }
+    let mut fds = Vec::with_capacity(header.fds as usize);
+    while fds.len() < header.fds as usize {
+        let batch = sys::fdpass::recv_fds(conn.as_fd())
+            .map_err(|e| format!("cannot receive the handles' descriptors: {e}"))?;
+        fds.extend(batch);
+    }
+    if fds.len() != header.fds as usize {
+        return Err("received more descriptors than announced".into());
+    }
     let args = frame(MAX_FRAME)?;
-    Ok((header, args))
+    Ok((header, fds, args))
 }
 
 fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {

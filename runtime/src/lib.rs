@@ -42,9 +42,12 @@ mod codec;
 mod conn;
 mod current;
 mod error;
+mod handles;
+mod pipe;
 mod process;
 mod registry;
 mod sys;
+mod wait;
 
 pub use codec::CodecError;
 pub use current::{CurrentProcess, ParentProcess, cpu_count, current_process, parent_process};

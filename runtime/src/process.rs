@@ -4,6 +4,7 @@ use crate::child::{Outcome, SpawnHeader};
 use crate::codec::{self, MAX_FRAME};
 use crate::conn::Conn;
 use crate::current;
+use crate::handles;
 use crate::error::{Error, Result};
 use crate::registry::Worker;
 use crate::sys;
@@ -151,7 +152,7 @@ impl<W: Worker> Process<W> {
             return Err(Error::AlreadyStarted);
         }
         let args = self.args.as_ref().ok_or(Error::AlreadyStarted)?;
-        let args = codec::encode(args)?;
+        let (args, fds) = handles::encode_with_fds(args)?;
         let me = current::identity();
         let header = SpawnHeader::new(
             W::NAME,
@@ -159,8 +160,9 @@ impl<W: Worker> Process<W> {
             &self.path,
             self.daemon,
             (std::process::id(), me.name.clone()),
+            fds.len(),
         );
-        let shared = spawn(&header, &args, self.name.clone(), self.daemon)?;
+        let shared = spawn(&header, &args, &fds, self.name.clone(), self.daemon)?;
         self.args = None;
         self.child = Some(ChildProcess { shared });
         Ok(())
@@ -356,6 +358,15 @@ impl ChildProcess {
     /// Sends `SIGTERM` (nothing if the child has exited).
     pub fn terminate(&self) -> Result<()> {
         Ok(self.shared.signal(libc::SIGTERM)?)
+    }
+
+    /// A descriptor that becomes readable when the child exits (a duplicate
+    /// of its pidfd, for `wait`), or `None` once it has been reaped or where
+    /// the kernel has no pidfds.
+    #[allow(dead_code)] // used by `wait`
+    pub(crate) fn sentinel(&self) -> Option<OwnedFd> {
+        let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
+        fds.as_ref()?.pidfd.as_ref()?.try_clone().ok()
     }
 
     /// Sends `SIGKILL` (nothing if the child has exited).
@@ -557,7 +568,13 @@ fn poll_child(fds: &Fds, watch_conn: bool, timeout: Option<Duration>) -> io::Res
 /// The environment variable that tells a re-executed binary it is a child.
 pub(crate) const MARKER: &str = "MULTIPROC_CHILD";
 
-fn spawn(header: &SpawnHeader, args: &[u8], name: String, daemon: bool) -> Result<Arc<Shared>> {
+fn spawn(
+    header: &SpawnHeader,
+    args: &[u8],
+    fds: &[OwnedFd],
+    name: String,
+    daemon: bool,
+) -> Result<Arc<Shared>> {
     static EXIT_HOOK: Once = Once::new();
     EXIT_HOOK.call_once(|| {
         sys::startup::at_exit(exit_hook);
@@ -595,6 +612,10 @@ fn spawn(header: &SpawnHeader, args: &[u8], name: String, daemon: bool) -> Resul
 
     let send = |conn: &Conn| -> io::Result<()> {
         conn.send_frame(&codec::encode(header).map_err(io::Error::other)?)?;
+        for batch in fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
+            let batch: Vec<_> = batch.iter().map(AsFd::as_fd).collect();
+            sys::fdpass::send_fds(conn.as_fd(), &batch)?;
+        }
         conn.send_frame(args)
     };
     let fds = shared.fds.read().unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,8 @@
 //! The `Worker` trait and the link-time registry a child looks workers up in.
 
 use crate::codec::{self, CodecError};
+use crate::handles;
+use std::os::fd::OwnedFd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -42,7 +44,7 @@ pub trait Worker: Copy + Send + Sync + 'static {
 #[derive(Debug)]
 pub struct WorkerEntry {
     pub(crate) name: &'static str,
-    pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, CodecError>,
+    pub(crate) run: fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>,
 }
 
 impl WorkerEntry {
@@ -60,8 +62,8 @@ impl WorkerEntry {
 #[linkme::distributed_slice]
 pub static WORKERS: [WorkerEntry];
 
-fn run<W: Worker>(args: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let args: W::Args = codec::decode(args)?;
+fn run<W: Worker>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, CodecError> {
+    let args: W::Args = handles::decode_with_fds(args, fds)?;
     codec::encode(&W::call(args))
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 
+pub(crate) mod fdpass;
 pub(crate) mod proc;
 pub(crate) mod spawn;
 pub(crate) mod startup;

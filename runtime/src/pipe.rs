@@ -1,0 +1,1 @@
+//! `Pipe`: typed two-way (or one-way) connections between processes.

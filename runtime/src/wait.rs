@@ -1,0 +1,1 @@
+//! `wait`: readiness over connections, queues and process sentinels.
