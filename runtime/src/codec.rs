@@ -53,8 +53,38 @@ pub enum CodecError {
     Io(#[from] io::Error),
 }
 
+thread_local! {
+    /// The message of the last custom error our own serde impls raised:
+    /// postcard keeps only the fact of a custom error, not its text.
+    static CUSTOM: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A serde custom error whose message survives postcard (for our handles).
+pub(crate) fn custom_ser_error<E: serde::ser::Error>(message: impl std::fmt::Display) -> E {
+    let message = message.to_string();
+    let error = E::custom(&message);
+    CUSTOM.with(|c| *c.borrow_mut() = Some(message));
+    error
+}
+
+/// As [`custom_ser_error`], for deserialization.
+pub(crate) fn custom_de_error<E: serde::de::Error>(message: impl std::fmt::Display) -> E {
+    let message = message.to_string();
+    let error = E::custom(&message);
+    CUSTOM.with(|c| *c.borrow_mut() = Some(message));
+    error
+}
+
 fn explain(error: postcard::Error) -> String {
+    let ours = CUSTOM.with(|c| c.borrow_mut().take());
     match error {
+        postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom => {
+            ours.unwrap_or_else(|| {
+                "the type's own serde implementation returned an error (postcard does not keep \
+             its message)"
+                    .to_string()
+            })
+        }
         postcard::Error::WontImplement => "the type needs `deserialize_any` (an untagged enum, \
             `#[serde(flatten)]` or a self-describing type such as `serde_json::Value`), which \
             postcard's compact format cannot support; use an externally tagged enum or plain fields"
@@ -65,6 +95,7 @@ fn explain(error: postcard::Error) -> String {
 
 /// Encodes `value` with postcard.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    CUSTOM.with(|c| c.borrow_mut().take());
     postcard::to_stdvec(value).map_err(|e| CodecError::Unencodable {
         type_name: std::any::type_name::<T>(),
         reason: explain(e),
@@ -77,6 +108,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         type_name: std::any::type_name::<T>(),
         reason,
     };
+    CUSTOM.with(|c| c.borrow_mut().take());
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| corrupt(explain(e)))?;
     if !rest.is_empty() {
         return Err(corrupt(format!("{} trailing bytes", rest.len())));

@@ -64,6 +64,18 @@ pub enum Error {
     /// The worker's result was already taken by an earlier call.
     #[error("the worker's result was already taken")]
     ResultTaken,
+    /// A queue or connection handle was closed.
+    #[error("the handle is closed")]
+    Closed,
+    /// A bounded queue stayed full (Python's `queue.Full`).
+    #[error("the queue is full")]
+    Full,
+    /// Nothing arrived in time (Python's `queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
+    /// `JoinableQueue::task_done` was called more times than items were put.
+    #[error("task_done() called too many times")]
+    TaskDoneTooOften,
     /// Encoding or decoding failed.
     #[error(transparent)]
     Codec(#[from] CodecError),

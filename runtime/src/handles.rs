@@ -50,10 +50,12 @@ pub(crate) fn decode_with_fds<T: DeserializeOwned>(
 pub(crate) fn export_fd<E: serde::ser::Error>(fd: BorrowedFd<'_>) -> Result<u32, E> {
     OUTGOING.with(|t| {
         let mut table = t.borrow_mut();
-        let table = table.as_mut().ok_or_else(|| E::custom(NOT_IN_A_SPAWN))?;
-        let dup = fd
-            .try_clone_to_owned()
-            .map_err(|e| E::custom(format!("cannot duplicate a handle's descriptor: {e}")))?;
+        let table = table
+            .as_mut()
+            .ok_or_else(|| codec::custom_ser_error(NOT_IN_A_SPAWN))?;
+        let dup = fd.try_clone_to_owned().map_err(|e| {
+            codec::custom_ser_error(format!("cannot duplicate a handle's descriptor: {e}"))
+        })?;
         table.push(dup);
         Ok(table.len() as u32 - 1)
     })
@@ -64,10 +66,14 @@ pub(crate) fn export_fd<E: serde::ser::Error>(fd: BorrowedFd<'_>) -> Result<u32,
 pub(crate) fn import_fd<E: serde::de::Error>(index: u32) -> Result<OwnedFd, E> {
     INCOMING.with(|t| {
         let mut table = t.borrow_mut();
-        let table = table.as_mut().ok_or_else(|| E::custom(NOT_IN_A_SPAWN))?;
+        let table = table
+            .as_mut()
+            .ok_or_else(|| codec::custom_de_error(NOT_IN_A_SPAWN))?;
         table
             .get_mut(index as usize)
             .and_then(Option::take)
-            .ok_or_else(|| E::custom(format!("handle table has no descriptor {index}")))
+            .ok_or_else(|| {
+                codec::custom_de_error(format!("handle table has no descriptor {index}"))
+            })
     })
 }

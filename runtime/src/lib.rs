@@ -45,6 +45,7 @@ mod error;
 mod handles;
 mod pipe;
 mod process;
+mod queue;
 mod registry;
 mod sys;
 mod wait;
@@ -53,6 +54,7 @@ pub use codec::CodecError;
 pub use current::{CurrentProcess, ParentProcess, cpu_count, current_process, parent_process};
 pub use error::{Error, Result};
 pub use process::{ChildProcess, Process, active_children};
+pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
 pub use registry::Worker;
 
 /// Turns a free function into a worker that a child process can run.

@@ -2,9 +2,9 @@
 
 use crate::codec::{self, CodecError};
 use crate::handles;
-use std::os::fd::OwnedFd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::os::fd::OwnedFd;
 
 /// A function that a child process can run, made by [`#[worker]`](crate::worker).
 ///
@@ -39,12 +39,16 @@ pub trait Worker: Copy + Send + Sync + 'static {
     fn call(args: Self::Args) -> Self::Output;
 }
 
+/// Decodes the arguments (with the handles' descriptors), runs the worker,
+/// encodes its result.
+pub(crate) type RunFn = fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>;
+
 /// What the registry holds for one worker.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct WorkerEntry {
     pub(crate) name: &'static str,
-    pub(crate) run: fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>,
+    pub(crate) run: RunFn,
 }
 
 impl WorkerEntry {

@@ -60,7 +60,9 @@ pub(crate) fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Vec<OwnedFd>> {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     if truncated {
-        return Err(io::Error::other("descriptors were lost in transit (MSG_CTRUNC)"));
+        return Err(io::Error::other(
+            "descriptors were lost in transit (MSG_CTRUNC)",
+        ));
     }
     Ok(received)
 }

@@ -4,7 +4,10 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 
 pub(crate) mod fdpass;
+pub(crate) mod futex;
+pub(crate) mod mutex;
 pub(crate) mod proc;
+pub(crate) mod shm;
 pub(crate) mod spawn;
 pub(crate) mod startup;
 

@@ -1,0 +1,659 @@
+//! `Queue`, `SimpleQueue` and `JoinableQueue`: typed, multi-producer,
+//! multi-consumer queues between any number of processes.
+//!
+//! Messages live in shared memory (a memfd), not in the producer: a producer
+//! can put any amount into an unbounded queue and exit at once without losing
+//! anything, and its parent can join it before draining the queue (Python's
+//! `Queue` deadlocks there, because its data waits in the producer's feeder
+//! thread).
+//!
+//! What survives a process killed mid-operation (SIGKILL, abort):
+//! - a message whose `put` returned is in the queue, whoever dies after;
+//! - a `put` interrupted by death adds nothing;
+//! - a `get` interrupted by death before it took its message leaves the
+//!   message for the next consumer; a consumer that dies after taking it (the
+//!   instant before `get` would have returned) takes it with it;
+//! - no message is ever delivered twice, and the queue stays usable.
+
+mod raw;
+
+use crate::codec::{self, CodecError};
+use crate::error::Error;
+use crate::handles;
+use raw::{GetFail, PutFail, RawQueue, Wait};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why [`Queue::put`] failed; the item comes back.
+pub enum PutError<T> {
+    /// This handle was closed with [`Queue::close`].
+    Closed(T),
+    /// The item could not be encoded.
+    Unencodable(T, CodecError),
+    /// The operating system refused (out of memory for the queue's buffer).
+    Os(T, io::Error),
+}
+
+/// Why [`Queue::try_put`] or [`Queue::put_timeout`] failed; the item comes back.
+pub enum TryPutError<T> {
+    /// The queue is bounded and stayed full (Python's `queue.Full`).
+    Full(T),
+    /// This handle was closed with [`Queue::close`].
+    Closed(T),
+    /// The item could not be encoded.
+    Unencodable(T, CodecError),
+    /// The operating system refused (out of memory for the queue's buffer).
+    Os(T, io::Error),
+}
+
+/// Why [`Queue::get`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// This handle was closed with [`Queue::close`].
+    #[error("the queue handle is closed")]
+    Closed,
+    /// The message was taken but does not decode as `T` (the queue goes on).
+    #[error(transparent)]
+    Corrupt(CodecError),
+    /// The operating system refused, or the queue's memory is corrupt.
+    #[error("queue failure: {0}")]
+    Os(io::Error),
+}
+
+/// Why [`Queue::try_get`] or [`Queue::get_timeout`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryGetError {
+    /// Nothing arrived in time (Python's `queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
+    /// This handle was closed with [`Queue::close`].
+    #[error("the queue handle is closed")]
+    Closed,
+    /// The message was taken but does not decode as `T` (the queue goes on).
+    #[error(transparent)]
+    Corrupt(CodecError),
+    /// The operating system refused, or the queue's memory is corrupt.
+    #[error("queue failure: {0}")]
+    Os(io::Error),
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Closed(item) | PutError::Unencodable(item, _) | PutError::Os(item, _) => item,
+        }
+    }
+}
+
+impl<T> TryPutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPutError::Full(item)
+            | TryPutError::Closed(item)
+            | TryPutError::Unencodable(item, _)
+            | TryPutError::Os(item, _) => item,
+        }
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Closed(_) => f.write_str("the queue handle is closed"),
+            PutError::Unencodable(_, e) => write!(f, "{e}"),
+            PutError::Os(_, e) => write!(f, "queue failure: {e}"),
+        }
+    }
+}
+
+impl<T> fmt::Display for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPutError::Full(_) => f.write_str("the queue is full"),
+            TryPutError::Closed(_) => f.write_str("the queue handle is closed"),
+            TryPutError::Unencodable(_, e) => write!(f, "{e}"),
+            TryPutError::Os(_, e) => write!(f, "queue failure: {e}"),
+        }
+    }
+}
+
+// Debug without `T: Debug`, as crossbeam's `SendError`, so `.unwrap()` works
+// for any item type.
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PutError({self})")
+    }
+}
+
+impl<T> fmt::Debug for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TryPutError({self})")
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+impl<T> std::error::Error for TryPutError<T> {}
+
+impl<T> From<PutError<T>> for Error {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Closed(_) => Error::Closed,
+            PutError::Unencodable(_, e) => Error::Codec(e),
+            PutError::Os(_, e) => Error::Io(e),
+        }
+    }
+}
+
+impl<T> From<TryPutError<T>> for Error {
+    fn from(e: TryPutError<T>) -> Self {
+        match e {
+            TryPutError::Full(_) => Error::Full,
+            TryPutError::Closed(_) => Error::Closed,
+            TryPutError::Unencodable(_, e) => Error::Codec(e),
+            TryPutError::Os(_, e) => Error::Io(e),
+        }
+    }
+}
+
+impl From<GetError> for Error {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Closed => Error::Closed,
+            GetError::Corrupt(e) => Error::Codec(e),
+            GetError::Os(e) => Error::Io(e),
+        }
+    }
+}
+
+impl From<TryGetError> for Error {
+    fn from(e: TryGetError) -> Self {
+        match e {
+            TryGetError::Empty => Error::Empty,
+            TryGetError::Closed => Error::Closed,
+            TryGetError::Corrupt(e) => Error::Codec(e),
+            TryGetError::Os(e) => Error::Io(e),
+        }
+    }
+}
+
+/// A multi-producer, multi-consumer queue between processes: Python's
+/// `multiprocessing.Queue`, typed.
+///
+/// Create it in a parent, pass clones to children as worker arguments (at any
+/// depth: a field, a `Vec`), and `put`/`get` from anywhere. FIFO per
+/// producer. Unbounded by default; [`with_maxsize`](Self::with_maxsize)
+/// bounds the number of messages. Clones are cheap handles to the same queue.
+///
+/// ```
+/// use multiproc::{Process, Queue, worker};
+///
+/// #[worker]
+/// fn send_greeting(q: Queue<String>) {
+///     q.put("Hello from worker!".to_string()).unwrap();
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let q = Queue::new()?;
+/// let mut p = Process::new(send_greeting, (q.clone(),));
+/// p.start()?;
+/// assert_eq!(q.get()?, "Hello from worker!");
+/// p.join()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Queue<T> {
+    raw: Arc<RawQueue>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            raw: self.raw.clone(),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.raw.len())
+            .field("maxsize", &self.raw.maxsize())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue.
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u32>::new()?;
+    /// assert!(q.empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> crate::Result<Self> {
+        Self::with_maxsize(0)
+    }
+
+    /// A queue holding at most `maxsize` messages; `0` means unbounded, as
+    /// in Python.
+    ///
+    /// ```
+    /// use multiproc::{Queue, TryPutError};
+    /// let q = Queue::with_maxsize(1)?;
+    /// q.put(1)?;
+    /// assert!(q.full());
+    /// assert!(matches!(q.try_put(2), Err(TryPutError::Full(2))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_maxsize(maxsize: usize) -> crate::Result<Self> {
+        Ok(Queue {
+            raw: Arc::new(RawQueue::new(maxsize as u64)?),
+            _items: PhantomData,
+        })
+    }
+
+    /// Puts `item`, waiting while a bounded queue is full. An unbounded queue
+    /// never waits.
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(vec![1, 2, 3])?;
+    /// assert_eq!(q.get()?, vec![1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        let body = match codec::encode(&item) {
+            Ok(body) => body,
+            Err(e) => return Err(PutError::Unencodable(item, e)),
+        };
+        match self.raw.put(&body, Wait::Forever) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Closed) => Err(PutError::Closed(item)),
+            Err(PutFail::Os(e)) => Err(PutError::Os(item, e)),
+            Err(PutFail::Full) => unreachable!("a put without deadline waits for space"),
+        }
+    }
+
+    fn put_with(&self, item: T, wait: Wait) -> Result<(), TryPutError<T>> {
+        let body = match codec::encode(&item) {
+            Ok(body) => body,
+            Err(e) => return Err(TryPutError::Unencodable(item, e)),
+        };
+        match self.raw.put(&body, wait) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full) => Err(TryPutError::Full(item)),
+            Err(PutFail::Closed) => Err(TryPutError::Closed(item)),
+            Err(PutFail::Os(e)) => Err(TryPutError::Os(item, e)),
+        }
+    }
+
+    /// Puts `item` if there is room now (Python's `put_nowait`).
+    ///
+    /// ```
+    /// let q = multiproc::Queue::with_maxsize(1)?;
+    /// assert!(q.try_put('a').is_ok());
+    /// assert_eq!(q.try_put('b').unwrap_err().into_inner(), 'b');
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+        self.put_with(item, Wait::No)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::Queue::with_maxsize(1)?;
+    /// q.put(1u8)?;
+    /// assert!(q.put_timeout(2, Duration::from_millis(10)).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), TryPutError<T>> {
+        self.put_with(item, Wait::timeout(timeout))
+    }
+
+    fn decode(body: Result<Vec<u8>, GetFail>) -> Result<T, TryGetError> {
+        match body {
+            Ok(body) => codec::decode(&body).map_err(TryGetError::Corrupt),
+            Err(GetFail::Empty) => Err(TryGetError::Empty),
+            Err(GetFail::Closed) => Err(TryGetError::Closed),
+            Err(GetFail::Os(e)) => Err(TryGetError::Os(e)),
+        }
+    }
+
+    /// Takes the oldest message, waiting for one.
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put("first".to_string())?;
+    /// q.put("second".to_string())?;
+    /// assert_eq!(q.get()?, "first");
+    /// assert_eq!(q.get()?, "second");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<T, GetError> {
+        Self::decode(self.raw.get(Wait::Forever)).map_err(|e| match e {
+            TryGetError::Closed => GetError::Closed,
+            TryGetError::Corrupt(e) => GetError::Corrupt(e),
+            TryGetError::Os(e) => GetError::Os(e),
+            TryGetError::Empty => unreachable!("a get without deadline waits for a message"),
+        })
+    }
+
+    /// Takes the oldest message if there is one now (Python's `get_nowait`).
+    ///
+    /// ```
+    /// use multiproc::TryGetError;
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        Self::decode(self.raw.get(Wait::No))
+    }
+
+    /// Takes the oldest message, waiting at most `timeout` for one.
+    ///
+    /// ```
+    /// use multiproc::TryGetError;
+    /// use std::time::Duration;
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// let r = q.get_timeout(Duration::from_millis(10));
+    /// assert!(matches!(r, Err(TryGetError::Empty)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TryGetError> {
+        Self::decode(self.raw.get(Wait::timeout(timeout)))
+    }
+}
+
+impl<T> Queue<T> {
+    /// How many messages are in the queue now (a snapshot: other processes
+    /// may change it at once).
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert_eq!(q.qsize(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn qsize(&self) -> usize {
+        self.raw.len() as usize
+    }
+
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.raw.len() == 0
+    }
+
+    /// Whether a bounded queue is full now (never, for an unbounded one).
+    pub fn full(&self) -> bool {
+        let max = self.raw.maxsize();
+        max > 0 && self.raw.len() >= max
+    }
+
+    /// The bound given to [`with_maxsize`](Queue::with_maxsize); 0 for unbounded.
+    pub fn maxsize(&self) -> usize {
+        self.raw.maxsize() as usize
+    }
+
+    /// Closes this handle (and its clones in this process): later `put` and
+    /// `get` through it fail with `Closed`. Other processes' handles, and the
+    /// messages already in the queue, are unaffected. Python's `close()`.
+    ///
+    /// ```
+    /// use multiproc::PutError;
+    /// let q = multiproc::Queue::new()?;
+    /// q.close();
+    /// assert!(matches!(q.put(1), Err(PutError::Closed(1))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.raw.close();
+    }
+
+    #[allow(dead_code)] // for `wait`, being wired
+    pub(crate) fn raw(&self) -> &RawQueue {
+        &self.raw
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let memfd = handles::export_fd::<S::Error>(self.raw.memfd())?;
+        let eventfd = handles::export_fd::<S::Error>(self.raw.eventfd())?;
+        (memfd, eventfd).serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (memfd, eventfd) = <(u32, u32)>::deserialize(deserializer)?;
+        let memfd = handles::import_fd::<D::Error>(memfd)?;
+        let eventfd = handles::import_fd::<D::Error>(eventfd)?;
+        let raw = RawQueue::from_fds(memfd, eventfd).map_err(codec::custom_de_error)?;
+        Ok(Queue {
+            raw: Arc::new(raw),
+            _items: PhantomData,
+        })
+    }
+}
+
+/// Python's `SimpleQueue`: an unbounded [`Queue`] with only `put`, `get`,
+/// `empty` and `close`.
+///
+/// ```
+/// let q = multiproc::SimpleQueue::new()?;
+/// q.put(3.5)?;
+/// assert!(!q.empty());
+/// assert_eq!(q.get()?, 3.5);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct SimpleQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue")
+            .field("qsize", &self.inner.qsize())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new, empty queue.
+    pub fn new() -> crate::Result<Self> {
+        Ok(SimpleQueue {
+            inner: Queue::new()?,
+        })
+    }
+
+    /// Puts `item` (never waits).
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.inner.put(item)
+    }
+
+    /// Takes the oldest message, waiting for one.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.inner.get()
+    }
+}
+
+impl<T> SimpleQueue<T> {
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.inner.empty()
+    }
+
+    /// Closes this handle: later `put` and `get` through it fail.
+    pub fn close(&self) {
+        self.inner.close()
+    }
+
+    #[allow(dead_code)] // for `wait`, being wired
+    pub(crate) fn raw(&self) -> &RawQueue {
+        self.inner.raw()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(SimpleQueue {
+            inner: Queue::deserialize(deserializer)?,
+        })
+    }
+}
+
+/// Python's `JoinableQueue`: a [`Queue`] (all its methods, through `Deref`)
+/// that also counts unfinished tasks. Every `put` adds one; consumers call
+/// [`task_done`](Self::task_done) when they have processed a message, and
+/// [`join`](Self::join) waits until the count is back to zero.
+///
+/// ```
+/// use multiproc::{JoinableQueue, Process, worker};
+///
+/// #[worker]
+/// fn consume(q: JoinableQueue<u32>, n: u32) {
+///     for _ in 0..n {
+///         q.get().unwrap();
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let q = JoinableQueue::new()?;
+/// for i in 0..10 {
+///     q.put(i)?;
+/// }
+/// let mut p = Process::new(consume, (q.clone(), 10));
+/// p.start()?;
+/// assert!(q.join_timeout(std::time::Duration::from_secs(30))?);
+/// p.join()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct JoinableQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("qsize", &self.inner.qsize())
+            .finish()
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.inner
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> crate::Result<Self> {
+        Self::with_maxsize(0)
+    }
+
+    /// A joinable queue holding at most `maxsize` messages (0: unbounded).
+    pub fn with_maxsize(maxsize: usize) -> crate::Result<Self> {
+        Ok(JoinableQueue {
+            inner: Queue::with_maxsize(maxsize)?,
+        })
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// Marks one message as processed. Calling it more often than messages
+    /// were put is [`Error::TaskDoneTooOften`] (Python's `ValueError`).
+    ///
+    /// ```
+    /// use multiproc::{Error, JoinableQueue};
+    /// let q = JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn task_done(&self) -> crate::Result<()> {
+        if self.inner.raw.task_done()? {
+            Ok(())
+        } else {
+            Err(Error::TaskDoneTooOften)
+        }
+    }
+
+    /// Waits until every message put has been marked done.
+    pub fn join(&self) -> crate::Result<()> {
+        self.inner.raw.join(Wait::Forever)?;
+        Ok(())
+    }
+
+    /// Waits at most `timeout`; returns whether every task was done.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put("task".to_string())?;
+    /// assert!(!q.join_timeout(Duration::from_millis(10))?);
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert!(q.join_timeout(Duration::ZERO)?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> crate::Result<bool> {
+        Ok(self.inner.raw.join(Wait::timeout(timeout))?)
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(JoinableQueue {
+            inner: Queue::deserialize(deserializer)?,
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! `Queue`, `SimpleQueue`, `JoinableQueue` across processes.
+
+use multiproc::{
+    Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, TryGetError,
+    TryPutError, Worker, worker,
+};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::time::{Duration, Instant};
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn join<W: Worker>(p: &Process<W>) -> i32 {
+    p.join_timeout(BOUND)
+        .unwrap()
+        .expect("child did not exit within the bound")
+}
+
+#[worker]
+fn send_greeting(q: Queue<String>) {
+    q.put("Hello from worker!".to_string()).unwrap();
+}
+
+#[test]
+fn hello_from_worker() {
+    let q = Queue::new().unwrap();
+    let mut p = Process::new(send_greeting, (q.clone(),));
+    p.start().unwrap();
+    assert_eq!(q.get_timeout(BOUND).unwrap(), "Hello from worker!");
+    assert_eq!(join(&p), 0);
+}
+
+#[worker]
+fn produce(q: Queue<(u32, u64)>, id: u32, n: u64) {
+    for seq in 0..n {
+        q.put((id, seq)).unwrap();
+    }
+}
+
+/// Returns (count, sum of seqs, per-producer order kept).
+#[worker]
+fn consume(q: Queue<(u32, u64)>, producers: u32) -> (u64, u64, bool) {
+    let mut last = vec![None::<u64>; producers as usize];
+    let (mut count, mut sum, mut ordered) = (0, 0, true);
+    loop {
+        let (id, seq) = q.get_timeout(Duration::from_secs(60)).unwrap();
+        if id == u32::MAX {
+            return (count, sum, ordered);
+        }
+        if last[id as usize].is_some_and(|l| l >= seq) {
+            ordered = false;
+        }
+        last[id as usize] = Some(seq);
+        count += 1;
+        sum += seq;
+    }
+}
+
+#[test]
+fn eight_producers_four_consumers_lose_and_duplicate_nothing() {
+    const PRODUCERS: u32 = 8;
+    const CONSUMERS: u32 = 4;
+    const EACH: u64 = 100_000;
+    let q = Queue::new().unwrap();
+    let mut consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let mut p = Process::new(consume, (q.clone(), PRODUCERS));
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|id| {
+            let mut p = Process::new(produce, (q.clone(), id, EACH));
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for p in &producers {
+        assert_eq!(join(p), 0);
+    }
+    for _ in 0..CONSUMERS {
+        q.put((u32::MAX, 0)).unwrap();
+    }
+    let (mut count, mut sum) = (0, 0);
+    for c in &mut consumers {
+        let (n, s, ordered) = c.result().unwrap();
+        assert!(ordered, "a consumer saw a producer's messages out of order");
+        count += n;
+        sum += s;
+    }
+    assert_eq!(count, PRODUCERS as u64 * EACH);
+    assert_eq!(sum, PRODUCERS as u64 * (EACH * (EACH - 1) / 2));
+    assert!(q.empty());
+}
+
+#[worker]
+fn put_many_and_exit(q: Queue<ByteBuf>, messages: u32, size: usize) {
+    for i in 0..messages {
+        q.put(ByteBuf::from(vec![i as u8; size])).unwrap();
+    }
+}
+
+#[test]
+fn a_producer_can_exit_and_be_joined_before_the_queue_is_drained() {
+    // 100 MiB: far beyond any pipe or socket buffer. Python deadlocks here.
+    let q = Queue::new().unwrap();
+    let mut p = Process::new(put_many_and_exit, (q.clone(), 100, 1 << 20));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0, "the producer could not exit before the drain");
+    assert_eq!(q.qsize(), 100);
+    for i in 0..100u32 {
+        let m = q.try_get().unwrap();
+        assert_eq!(m.len(), 1 << 20);
+        assert!(m.iter().all(|&b| b == i as u8));
+    }
+    assert!(q.empty());
+}
+
+#[test]
+fn empty_and_one_gib_messages() {
+    let q = Queue::<()>::new().unwrap();
+    q.put(()).unwrap();
+    q.put(()).unwrap();
+    assert_eq!(q.qsize(), 2);
+    q.get().unwrap();
+    q.get().unwrap();
+
+    let big = Queue::<ByteBuf>::new().unwrap();
+    let mut data = vec![0u8; 1 << 30];
+    data[0] = 1;
+    data[(1 << 30) - 1] = 2;
+    big.put(ByteBuf::from(data)).unwrap();
+    big.put(ByteBuf::from(vec![3u8])).unwrap();
+    let got = big.get().unwrap();
+    assert_eq!(got.len(), 1 << 30);
+    assert_eq!((got[0], got[(1 << 30) - 1]), (1, 2));
+    drop(got);
+    assert_eq!(big.get().unwrap().into_vec(), vec![3]);
+    assert!(big.empty());
+}
+
+#[worker]
+fn echo_all(input: Queue<String>, output: Queue<String>, n: u32) {
+    for _ in 0..n {
+        output.put(input.get().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn large_and_wrapping_messages_keep_order_through_a_child() {
+    let input = Queue::new().unwrap();
+    let output = Queue::new().unwrap();
+    let mut p = Process::new(echo_all, (input.clone(), output.clone(), 300));
+    p.start().unwrap();
+    let sizes: Vec<usize> = (0..300).map(|i| (i * 7919) % 70_000).collect();
+    for (i, &n) in sizes.iter().enumerate() {
+        input.put(format!("{i}:{}", "x".repeat(n))).unwrap();
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        let m = output.get_timeout(BOUND).unwrap();
+        assert_eq!(m, format!("{i}:{}", "x".repeat(n)));
+    }
+    assert_eq!(join(&p), 0);
+}
+
+#[test]
+fn bounded_queues_block_and_report_full() {
+    let q = Queue::with_maxsize(2).unwrap();
+    assert_eq!(q.maxsize(), 2);
+    q.put(1).unwrap();
+    q.try_put(2).unwrap();
+    assert!(q.full());
+    assert!(matches!(q.try_put(3), Err(TryPutError::Full(3))));
+    let t = Instant::now();
+    let err = q.put_timeout(4, Duration::from_millis(100)).unwrap_err();
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert_eq!(err.into_inner(), 4);
+    // A blocked put proceeds once a consumer makes room.
+    let q2 = q.clone();
+    let t = std::thread::spawn(move || q2.put(5));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(q.get().unwrap(), 1);
+    t.join().unwrap().unwrap();
+    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.get().unwrap(), 5);
+    assert!(!q.full());
+}
+
+#[test]
+fn empty_queues_answer_at_once_or_after_the_timeout() {
+    let q = Queue::<u8>::new().unwrap();
+    let t = Instant::now();
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    assert!(matches!(
+        q.get_timeout(Duration::ZERO),
+        Err(TryGetError::Empty)
+    ));
+    assert!(t.elapsed() < Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(100)),
+        Err(TryGetError::Empty)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    // An unbounded queue is never full.
+    assert!(!q.full());
+    q.try_put(1).unwrap();
+    assert_eq!(q.get_timeout(Duration::ZERO).unwrap(), 1);
+}
+
+#[test]
+fn a_closed_handle_refuses_puts_and_gets() {
+    let q = Queue::new().unwrap();
+    let other = Queue::clone(&q);
+    q.put(1).unwrap();
+    q.close();
+    assert!(matches!(q.put(2), Err(PutError::Closed(2))));
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+    assert!(matches!(other.try_get(), Err(TryGetError::Closed)));
+    let e: Error = q.put(3).unwrap_err().into();
+    assert!(matches!(e, Error::Closed));
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Holder {
+    name: String,
+    queue: Queue<u32>,
+}
+
+#[test]
+fn a_handle_cannot_be_serialized_outside_a_spawn() {
+    let q = Queue::<Holder>::new().unwrap();
+    let inner = Queue::<u32>::new().unwrap();
+    let err = q
+        .put(Holder {
+            name: "x".into(),
+            queue: inner,
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("can only be sent to a child"),
+        "{err}"
+    );
+    assert!(matches!(err, PutError::Unencodable(..)));
+    assert_eq!(err.into_inner().name, "x");
+}
+
+#[worker]
+fn deep_handles(holder: Holder, many: Vec<Queue<u32>>, maybe: Option<Queue<u32>>) -> u32 {
+    holder.queue.put(1).unwrap();
+    for (i, q) in many.iter().enumerate() {
+        q.put(10 + i as u32).unwrap();
+    }
+    maybe.unwrap().put(99).unwrap();
+    many.len() as u32
+}
+
+#[test]
+fn handles_travel_at_any_depth() {
+    let a = Queue::new().unwrap();
+    let many: Vec<Queue<u32>> = (0..5).map(|_| Queue::new().unwrap()).collect();
+    let maybe = Queue::new().unwrap();
+    let holder = Holder {
+        name: "h".into(),
+        queue: a.clone(),
+    };
+    let mut p = Process::new(deep_handles, (holder, many.clone(), Some(maybe.clone())));
+    p.start().unwrap();
+    assert_eq!(p.result().unwrap(), 5);
+    assert_eq!(a.get().unwrap(), 1);
+    for (i, q) in many.iter().enumerate() {
+        assert_eq!(q.get().unwrap(), 10 + i as u32);
+    }
+    assert_eq!(maybe.get().unwrap(), 99);
+}
+
+#[worker]
+fn fds_with_a_queue(_q: Queue<u8>) -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
+}
+
+#[test]
+fn a_child_holds_its_handles_descriptors_and_no_others() {
+    let q = Queue::new().unwrap();
+    let mut p = Process::new(fds_with_a_queue, (q,));
+    p.start().unwrap();
+    // stdio, the spawn socket, the queue's memfd and eventfd.
+    assert_eq!(p.result().unwrap(), 6);
+}
+
+/// Decodes only even numbers: a stand-in for bytes that do not decode as `T`.
+#[derive(Debug, PartialEq, Serialize)]
+struct Even(u32);
+
+impl<'de> Deserialize<'de> for Even {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n % 2 == 0 {
+            Ok(Even(n))
+        } else {
+            Err(serde::de::Error::custom(format!("{n} is odd")))
+        }
+    }
+}
+
+#[test]
+fn a_message_that_does_not_decode_fails_that_get_only() {
+    let q = Queue::new().unwrap();
+    q.put(Even(3)).unwrap();
+    q.put(Even(4)).unwrap();
+    match q.get() {
+        Err(GetError::Corrupt(e)) => assert!(e.to_string().contains("Even"), "{e}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(q.get().unwrap(), Even(4));
+}
+
+#[test]
+fn simple_queue_is_a_queue() {
+    let q = SimpleQueue::new().unwrap();
+    assert!(q.empty());
+    q.put("a".to_string()).unwrap();
+    assert!(!q.empty());
+    assert_eq!(q.get().unwrap(), "a");
+    q.close();
+    assert!(q.put("b".to_string()).is_err());
+}
+
+#[worker]
+fn do_tasks(q: JoinableQueue<u32>, results: Queue<u32>) {
+    loop {
+        let n = q.get().unwrap();
+        if n == 0 {
+            q.task_done().unwrap();
+            return;
+        }
+        results.put(n * 2).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn joinable_queue_join_waits_for_every_task_done() {
+    let q = JoinableQueue::new().unwrap();
+    let results = Queue::new().unwrap();
+    assert!(q.join_timeout(Duration::ZERO).unwrap());
+    for n in 1..=50 {
+        q.put(n).unwrap();
+    }
+    assert!(!q.join_timeout(Duration::from_millis(20)).unwrap());
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(do_tasks, (q.clone(), results.clone()));
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for _ in 0..2 {
+        q.put(0).unwrap();
+    }
+    assert!(q.join_timeout(BOUND).unwrap());
+    for p in &workers {
+        assert_eq!(join(p), 0);
+    }
+    let mut got: Vec<u32> = (0..50).map(|_| results.get().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (1..=50).map(|n| n * 2).collect::<Vec<_>>());
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}
