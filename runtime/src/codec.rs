@@ -102,6 +102,56 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     })
 }
 
+/// A postcard flavor that appends to a borrowed buffer (reused across calls,
+/// so steady traffic allocates nothing).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes `value` at the end of `buf`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    CUSTOM.with(|c| c.borrow_mut().take());
+    postcard::serialize_with_flavor(value, Append(buf)).map_err(|e| CodecError::Unencodable {
+        type_name: std::any::type_name::<T>(),
+        reason: explain(e),
+    })
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer, emptied. Re-entrant (a nested
+/// call gets a fresh buffer); a buffer grown past 16 MiB is not kept.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| s.take());
+    buf.clear();
+    let result = f(&mut buf);
+    if buf.capacity() <= 16 << 20 {
+        SCRATCH.with(|s| s.set(buf));
+    }
+    result
+}
+
 /// Decodes a whole buffer as `T`; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let corrupt = |reason| CodecError::Corrupt {

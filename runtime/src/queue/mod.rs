@@ -273,28 +273,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        let body = match codec::encode(&item) {
-            Ok(body) => body,
-            Err(e) => return Err(PutError::Unencodable(item, e)),
-        };
-        match self.raw.put(&body, Wait::Forever) {
+        match self.put_with(item, Wait::Forever) {
             Ok(()) => Ok(()),
-            Err(PutFail::Closed) => Err(PutError::Closed(item)),
-            Err(PutFail::Os(e)) => Err(PutError::Os(item, e)),
-            Err(PutFail::Full) => unreachable!("a put without deadline waits for space"),
+            Err(TryPutError::Closed(item)) => Err(PutError::Closed(item)),
+            Err(TryPutError::Unencodable(item, e)) => Err(PutError::Unencodable(item, e)),
+            Err(TryPutError::Os(item, e)) => Err(PutError::Os(item, e)),
+            Err(TryPutError::Full(_)) => unreachable!("a put without deadline waits for space"),
         }
     }
 
     fn put_with(&self, item: T, wait: Wait) -> Result<(), TryPutError<T>> {
-        let body = match codec::encode(&item) {
-            Ok(body) => body,
-            Err(e) => return Err(TryPutError::Unencodable(item, e)),
-        };
-        match self.raw.put(&body, wait) {
+        let sent = codec::with_scratch(|body| {
+            codec::encode_into(&item, body).map_err(Err)?;
+            self.raw.put(body, wait).map_err(Ok)
+        });
+        match sent {
             Ok(()) => Ok(()),
-            Err(PutFail::Full) => Err(TryPutError::Full(item)),
-            Err(PutFail::Closed) => Err(TryPutError::Closed(item)),
-            Err(PutFail::Os(e)) => Err(TryPutError::Os(item, e)),
+            Err(Err(e)) => Err(TryPutError::Unencodable(item, e)),
+            Err(Ok(PutFail::Full)) => Err(TryPutError::Full(item)),
+            Err(Ok(PutFail::Closed)) => Err(TryPutError::Closed(item)),
+            Err(Ok(PutFail::Os(e))) => Err(TryPutError::Os(item, e)),
         }
     }
 
@@ -323,13 +321,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_with(item, Wait::timeout(timeout))
     }
 
-    fn decode(body: Result<Vec<u8>, GetFail>) -> Result<T, TryGetError> {
-        match body {
-            Ok(body) => codec::decode(&body).map_err(TryGetError::Corrupt),
+    fn get_with(&self, wait: Wait) -> Result<T, TryGetError> {
+        codec::with_scratch(|body| match self.raw.get(wait, body) {
+            Ok(()) => codec::decode(body).map_err(TryGetError::Corrupt),
             Err(GetFail::Empty) => Err(TryGetError::Empty),
             Err(GetFail::Closed) => Err(TryGetError::Closed),
             Err(GetFail::Os(e)) => Err(TryGetError::Os(e)),
-        }
+        })
     }
 
     /// Takes the oldest message, waiting for one.
@@ -343,7 +341,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        Self::decode(self.raw.get(Wait::Forever)).map_err(|e| match e {
+        self.get_with(Wait::Forever).map_err(|e| match e {
             TryGetError::Closed => GetError::Closed,
             TryGetError::Corrupt(e) => GetError::Corrupt(e),
             TryGetError::Os(e) => GetError::Os(e),
@@ -360,7 +358,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        Self::decode(self.raw.get(Wait::No))
+        self.get_with(Wait::No)
     }
 
     /// Takes the oldest message, waiting at most `timeout` for one.
@@ -374,7 +372,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, TryGetError> {
-        Self::decode(self.raw.get(Wait::timeout(timeout)))
+        self.get_with(Wait::timeout(timeout))
     }
 }
 

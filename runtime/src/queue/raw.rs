@@ -269,9 +269,9 @@ impl RawQueue {
             };
             let st = g.state();
             if maxsize > 0 && st.count >= maxsize {
-                let seq = self.word(off::NOT_FULL).load(Ordering::SeqCst);
-                drop(g);
                 let timeout = wait.remaining().ok_or(PutFail::Full)?;
+                let seq = g.announce_sleeper(off::NOT_FULL, off::PUTTERS);
+                drop(g);
                 sleep_on(
                     self.word(off::NOT_FULL),
                     self.word(off::PUTTERS),
@@ -295,17 +295,14 @@ impl RawQueue {
             });
             g.signal_pollers();
             drop(g);
-            self.word(off::NOT_EMPTY).fetch_add(1, Ordering::SeqCst);
-            if self.word(off::GETTERS).load(Ordering::SeqCst) > 0 {
-                futex::wake(self.word(off::NOT_EMPTY), 1);
-            }
+            self.wake(off::NOT_EMPTY, off::GETTERS, 1);
             return Ok(());
         }
     }
 
     /// Removes the oldest message. `deadline`: `None` blocks while empty; a
     /// past deadline only tries.
-    pub(crate) fn get(&self, wait: Wait) -> Result<Vec<u8>, GetFail> {
+    pub(crate) fn get(&self, wait: Wait, body: &mut Vec<u8>) -> Result<(), GetFail> {
         if self.is_closed() {
             return Err(GetFail::Closed);
         }
@@ -318,9 +315,9 @@ impl RawQueue {
             };
             let st = g.state();
             if st.count == 0 {
-                let seq = self.word(off::NOT_EMPTY).load(Ordering::SeqCst);
-                drop(g);
                 let timeout = wait.remaining().ok_or(GetFail::Empty)?;
+                let seq = g.announce_sleeper(off::NOT_EMPTY, off::GETTERS);
+                drop(g);
                 sleep_on(
                     self.word(off::NOT_EMPTY),
                     self.word(off::GETTERS),
@@ -341,8 +338,9 @@ impl RawQueue {
                     "queue memory is corrupt (message longer than the queue's contents)",
                 )));
             }
-            let mut body = vec![0u8; len as usize];
-            g.read_ring(st.head + PREFIX, &mut body);
+            body.clear();
+            body.resize(len as usize, 0);
+            g.read_ring(st.head + PREFIX, body);
             let left = st.count - 1;
             let next = if left == 0 && st.capacity > SHRINK_ABOVE {
                 State {
@@ -367,16 +365,22 @@ impl RawQueue {
                 g.shrink_file(next.capacity)?;
             }
             drop(g);
-            self.word(off::NOT_FULL).fetch_add(1, Ordering::SeqCst);
-            if self.word(off::PUTTERS).load(Ordering::SeqCst) > 0 {
-                futex::wake(self.word(off::NOT_FULL), 1);
-            }
+            self.wake(off::NOT_FULL, off::PUTTERS, 1);
             // A getter woken for a message it did not take (it timed out or
             // died) must not leave others asleep: pass the wake on.
-            if left > 0 && self.word(off::GETTERS).load(Ordering::SeqCst) > 0 {
-                futex::wake(self.word(off::NOT_EMPTY), 1);
+            if left > 0 {
+                self.wake(off::NOT_EMPTY, off::GETTERS, 1);
             }
-            return Ok(body);
+            return Ok(());
+        }
+    }
+
+    /// After a change sleepers on `word` wait for: if any announced
+    /// themselves, move the word on and wake `n` of them.
+    fn wake(&self, word: usize, sleepers: usize, n: i32) {
+        if self.word(sleepers).load(Ordering::SeqCst) > 0 {
+            self.word(word).fetch_add(1, Ordering::SeqCst);
+            futex::wake(self.word(word), n);
         }
     }
 
@@ -393,10 +397,7 @@ impl RawQueue {
         });
         drop(g);
         if st.unfinished == 1 {
-            self.word(off::ALL_DONE).fetch_add(1, Ordering::SeqCst);
-            if self.word(off::JOINERS).load(Ordering::SeqCst) > 0 {
-                futex::wake(self.word(off::ALL_DONE), i32::MAX);
-            }
+            self.wake(off::ALL_DONE, off::JOINERS, i32::MAX);
         }
         Ok(true)
     }
@@ -411,11 +412,11 @@ impl RawQueue {
             if g.state().unfinished == 0 {
                 return Ok(true);
             }
-            let seq = self.word(off::ALL_DONE).load(Ordering::SeqCst);
-            drop(g);
             let Some(timeout) = wait.remaining() else {
                 return Ok(false);
             };
+            let seq = g.announce_sleeper(off::ALL_DONE, off::JOINERS);
+            drop(g);
             sleep_on(
                 self.word(off::ALL_DONE),
                 self.word(off::JOINERS),
@@ -450,10 +451,9 @@ impl RawQueue {
     }
 }
 
-/// Sleeps on `word` while it holds `seq`, counted in `sleepers` so wakers
-/// can skip the syscall when nobody sleeps.
+/// Sleeps on `word` while it holds `seq`, then withdraws from `sleepers`
+/// (which [`Guard::announce_sleeper`] joined under the lock).
 fn sleep_on(word: &AtomicU32, sleepers: &AtomicU32, seq: u32, timeout: Option<Duration>) {
-    sleepers.fetch_add(1, Ordering::SeqCst);
     futex::wait(word, seq, timeout);
     sleepers.fetch_sub(1, Ordering::SeqCst);
 }
@@ -497,6 +497,15 @@ impl Guard<'_> {
         self.u64(off::UNFINISHED)
             .store(st.unfinished, Ordering::Relaxed);
         self.u64(off::COUNT).store(st.count, Ordering::Release);
+    }
+
+    /// Joins `sleepers` while the lock is held, so whoever changes the state
+    /// next (under the lock, after us) sees a sleeper and moves `word` on;
+    /// returns the value to sleep on. A sleeper killed before it withdraws
+    /// only costs wakers a spare syscall.
+    fn announce_sleeper(&self, word: usize, sleepers: usize) -> u32 {
+        self.q.word(sleepers).fetch_add(1, Ordering::SeqCst);
+        self.q.word(word).load(Ordering::SeqCst)
     }
 
     /// Journal, commit point, apply, clear.

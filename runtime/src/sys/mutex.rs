@@ -77,9 +77,19 @@ pub(crate) fn init(map: &Mapping, offset: usize) -> io::Result<()> {
 /// `CLOCK_MONOTONIC`.
 pub(crate) fn lock(map: &Mapping, offset: usize, deadline: Option<Instant>) -> io::Result<Locked> {
     let m = ptr(map, offset);
-    let ret = match deadline {
+    // Robust mutexes do not spin before sleeping in the kernel, and a shared
+    // futex sleep costs microseconds; our critical sections are short copies,
+    // so try for a while first.
+    for _ in 0..SPIN_TRIES {
         // SAFETY: `m` points at an initialised process-shared mutex inside a
         // live mapping (bounds and alignment checked by `ptr`).
+        match unsafe { libc::pthread_mutex_trylock(m) } {
+            libc::EBUSY => std::hint::spin_loop(),
+            ret => return finish(m, ret),
+        }
+    }
+    let ret = match deadline {
+        // SAFETY: as above.
         None => unsafe { libc::pthread_mutex_lock(m) },
         Some(deadline) => {
             // SAFETY: as above; trylock never blocks.
@@ -108,6 +118,14 @@ pub(crate) fn lock(map: &Mapping, offset: usize, deadline: Option<Instant>) -> i
             }
         }
     };
+    finish(m, ret)
+}
+
+/// Tries before a blocking lock.
+const SPIN_TRIES: u32 = 100;
+
+/// Interprets a lock call's result; makes a dead owner's mutex consistent.
+fn finish(m: *mut libc::pthread_mutex_t, ret: libc::c_int) -> io::Result<Locked> {
     match ret {
         0 => Ok(Locked::Acquired),
         libc::EBUSY | libc::ETIMEDOUT => Ok(Locked::TimedOut),
