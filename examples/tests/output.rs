@@ -50,6 +50,14 @@ fn foo_prints_foo() {
 }
 
 #[test]
+fn queue_carries_the_greeting() {
+    assert_eq!(
+        String::from_utf8(run("queue").stdout).unwrap(),
+        "Hello from worker!\n"
+    );
+}
+
+#[test]
 fn five_workers_all_start_before_any_finishes() {
     let stdout = String::from_utf8(run("processes").stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();

@@ -193,6 +193,24 @@ impl From<TryGetError> for Error {
 /// producer. Unbounded by default; [`with_maxsize`](Self::with_maxsize)
 /// bounds the number of messages. Clones are cheap handles to the same queue.
 ///
+/// Messages live in shared memory (an anonymous memfd), not in the producer:
+/// a producer can put any amount into an unbounded queue and exit at once
+/// without losing anything, and its parent may join it before draining the
+/// queue (Python's `Queue` deadlocks there). The memory goes away with the
+/// last handle; nothing is left in `/dev/shm`.
+///
+/// When a process is killed in the middle of an operation:
+/// - a message whose `put` returned stays in the queue;
+/// - an interrupted `put` adds nothing;
+/// - an interrupted `get` leaves its message for the next consumer, unless the
+///   process died after taking it (the instant before `get` would have
+///   returned): then the message is gone with it;
+/// - no message is ever delivered twice, and the queue stays usable.
+///
+/// Byte buffers travel fastest as `serde_bytes::ByteBuf` (or a field with
+/// `#[serde(with = "serde_bytes")]`): serde encodes a plain `Vec<u8>` one
+/// element at a time.
+///
 /// ```
 /// use multiproc::{Process, Queue, worker};
 ///
