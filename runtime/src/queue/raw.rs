@@ -1,17 +1,21 @@
 //! The untyped queue: length-prefixed byte messages in a growable ring in
-//! shared memory, guarded by a robust process-shared mutex.
+//! shared memory, with one robust process-shared mutex for producers and one
+//! for consumers (the two-lock queue), so a producer and a consumer never
+//! wait for each other.
 //!
-//! Layout of the memfd: a 4 KiB header (the mutex, positions, futex words),
+//! Layout of the memfd: a 4 KiB header (the mutexes, positions, futex words),
 //! then the ring. Positions (`head`, `tail`) only grow; a byte at position
 //! `p` lives at ring offset `p % capacity`, and the capacity is a power of
-//! two.
+//! two. Producers own `tail`, `puts` and `unfinished` (under the put lock);
+//! consumers own `head` and `gets` (under the get lock); the capacity
+//! changes only with both locks held (put lock first). A message becomes
+//! visible when `puts` is published, and its space free when `gets` is.
 //!
-//! Crash safety. Every change to the header happens under the mutex and is
-//! committed through a journal: the new values are written to the journal,
-//! the journal is marked valid (the commit point), the values are applied,
-//! and the journal is cleared. Whoever takes the mutex next replays a valid
-//! journal. So a process killed anywhere inside `put`, `get` or a growth
-//! leaves either the old state or the new one:
+//! Crash safety. Each side commits through its own journal: new values are
+//! written to the journal, the journal is marked valid (the commit point),
+//! the values are applied, and the journal is cleared. Whoever takes that
+//! side's lock next replays a valid journal. So a process killed anywhere
+//! inside `put` or `get` leaves the old state or the new one:
 //! - a producer killed before its commit put nothing (its `put` never
 //!   returned); after it, the message is in the queue;
 //! - a consumer killed before its commit took nothing, and the message goes
@@ -19,52 +23,61 @@
 //!   (it was taken, though never returned to user code).
 //!
 //! Growth doubles the capacity and copies only into the new upper half, so
-//! the old layout stays intact until the new capacity is committed.
+//! the old layout stays intact until the new capacity (a single store) is
+//! committed.
 
 use crate::sys::futex;
 use crate::sys::mutex::{self, Locked, MUTEX_SIZE};
 use crate::sys::shm::{self, Mapping};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const HEADER_LEN: usize = 4096;
 const INITIAL_CAPACITY: u64 = 256 << 10;
 /// An empty queue whose ring grew beyond this gives the memory back.
 const SHRINK_ABOVE: u64 = 16 << 20;
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE1");
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
 /// Each message is preceded by its length.
 const PREFIX: u64 = 8;
 /// Getters spin this many times on an empty queue before sleeping.
-const SPINS: u32 = 200;
+const SPINS: u32 = 400;
 
-/// Header offsets. Futex words sit on their own cache lines.
+/// Header offsets. Each side's hot fields and each futex word sit on their
+/// own cache lines.
 mod off {
-    pub(super) const MUTEX: usize = 0;
-    pub(super) const MAGIC: usize = 64;
-    pub(super) const MAXSIZE: usize = 72;
-    pub(super) const CAPACITY: usize = 80;
-    pub(super) const HEAD: usize = 88;
-    pub(super) const TAIL: usize = 96;
-    pub(super) const COUNT: usize = 104;
-    pub(super) const UNFINISHED: usize = 112;
+    pub(super) const PUT_MUTEX: usize = 0;
+    pub(super) const GET_MUTEX: usize = 64;
+    pub(super) const MAGIC: usize = 128;
+    pub(super) const MAXSIZE: usize = 136;
+    pub(super) const CAPACITY: usize = 144;
+    // Producer side.
+    pub(super) const TAIL: usize = 192;
+    pub(super) const PUTS: usize = 200;
+    pub(super) const UNFINISHED: usize = 208;
+    pub(super) const PUT_JOURNAL_VALID: usize = 216;
+    /// tail, puts, unfinished.
+    pub(super) const PUT_JOURNAL: usize = 224;
+    // Consumer side.
+    pub(super) const HEAD: usize = 256;
+    pub(super) const GETS: usize = 264;
+    pub(super) const GET_JOURNAL_VALID: usize = 272;
+    /// head, gets.
+    pub(super) const GET_JOURNAL: usize = 280;
     /// The eventfd has been written since the queue last became non-empty.
-    pub(super) const SIGNALED: usize = 120;
-    pub(super) const JOURNAL_VALID: usize = 128;
-    /// The journal: capacity, head, tail, count, unfinished.
-    pub(super) const JOURNAL: usize = 136;
-    pub(super) const NOT_EMPTY: usize = 256;
-    pub(super) const GETTERS: usize = 260;
-    pub(super) const NOT_FULL: usize = 320;
-    pub(super) const PUTTERS: usize = 324;
-    pub(super) const ALL_DONE: usize = 384;
-    pub(super) const JOINERS: usize = 388;
-    pub(super) const POLL_WAITERS: usize = 448;
+    pub(super) const SIGNALED: usize = 320;
+    pub(super) const NOT_EMPTY: usize = 384;
+    pub(super) const GETTERS: usize = 388;
+    pub(super) const NOT_FULL: usize = 448;
+    pub(super) const PUTTERS: usize = 452;
+    pub(super) const ALL_DONE: usize = 512;
+    pub(super) const JOINERS: usize = 516;
+    pub(super) const POLL_WAITERS: usize = 576;
 }
 
-const _: () = assert!(MUTEX_SIZE <= off::MAGIC);
+const _: () = assert!(MUTEX_SIZE <= 64);
 
 /// How long an operation may wait for space, data or completion.
 #[derive(Debug, Clone, Copy)]
@@ -134,27 +147,18 @@ impl From<io::Error> for GetFail {
     }
 }
 
-/// The header fields a commit changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct State {
-    capacity: u64,
-    head: u64,
-    tail: u64,
-    count: u64,
-    unfinished: u64,
-}
-
 /// One process's view of a queue: the shared file, its header mapping and
-/// (under the lock) its ring mapping.
+/// its current mapping of the ring.
 #[derive(Debug)]
 pub(crate) struct RawQueue {
     memfd: OwnedFd,
     /// Readable while the queue is non-empty and someone is in `wait`.
     eventfd: OwnedFd,
     header: Mapping,
-    /// The ring as this process last mapped it; re-mapped under the lock
-    /// whenever the capacity in the header differs.
-    ring: Mutex<Option<Mapping>>,
+    /// The ring as this process last mapped it. An operation holds its own
+    /// `Arc` while it copies, so a re-map by another thread never pulls the
+    /// memory from under it.
+    ring: Mutex<Option<Arc<Mapping>>>,
     /// `close()` was called on this handle.
     closed: AtomicBool,
 }
@@ -164,7 +168,8 @@ impl RawQueue {
     pub(crate) fn new(maxsize: u64) -> io::Result<RawQueue> {
         let memfd = shm::memfd("multiproc-queue", HEADER_LEN as u64 + INITIAL_CAPACITY)?;
         let header = Mapping::new(memfd.as_fd(), 0, HEADER_LEN)?;
-        mutex::init(&header, off::MUTEX)?;
+        mutex::init(&header, off::PUT_MUTEX)?;
+        mutex::init(&header, off::GET_MUTEX)?;
         header
             .u64_at(off::MAXSIZE)
             .store(maxsize, Ordering::Relaxed);
@@ -208,11 +213,11 @@ impl RawQueue {
         })
     }
 
-    pub(crate) fn memfd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn memfd(&self) -> BorrowedFd<'_> {
         self.memfd.as_fd()
     }
 
-    pub(crate) fn eventfd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn eventfd(&self) -> BorrowedFd<'_> {
         self.eventfd.as_fd()
     }
 
@@ -220,13 +225,19 @@ impl RawQueue {
         self.header.u32_at(offset)
     }
 
+    fn u64(&self, offset: usize) -> &AtomicU64 {
+        self.header.u64_at(offset)
+    }
+
     pub(crate) fn maxsize(&self) -> u64 {
-        self.header.u64_at(off::MAXSIZE).load(Ordering::Relaxed)
+        self.u64(off::MAXSIZE).load(Ordering::Relaxed)
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
     pub(crate) fn len(&self) -> u64 {
-        self.header.u64_at(off::COUNT).load(Ordering::Acquire)
+        let gets = self.u64(off::GETS).load(Ordering::Acquire);
+        let puts = self.u64(off::PUTS).load(Ordering::Acquire);
+        puts.saturating_sub(gets)
     }
 
     pub(crate) fn close(&self) {
@@ -237,26 +248,47 @@ impl RawQueue {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Takes the queue's mutex (or times out: `None`), repairs what a dead
-    /// holder left, and maps the ring at its current capacity.
-    fn lock(&self, deadline: Option<Instant>) -> io::Result<Option<Guard<'_>>> {
-        let owner_died = match mutex::lock(&self.header, off::MUTEX, deadline)? {
+    /// Takes one side's mutex (or times out: `None`) and replays that side's
+    /// journal, repairing whatever a holder killed mid-commit left.
+    fn lock(&self, side: Side, deadline: Option<Instant>) -> io::Result<Option<Held<'_>>> {
+        match mutex::lock(&self.header, side.mutex(), deadline)? {
             Locked::TimedOut => return Ok(None),
-            Locked::Acquired => false,
-            Locked::OwnerDied => true,
-        };
-        let mut guard = Guard {
-            q: self,
-            ring: self.ring.lock().unwrap_or_else(|e| e.into_inner()),
-        };
-        guard.replay_journal();
-        let _ = owner_died; // the journal makes the state consistent either way
-        guard.map_ring()?;
-        Ok(Some(guard))
+            // The journal makes the state consistent either way.
+            Locked::Acquired | Locked::OwnerDied => {}
+        }
+        let held = Held { q: self, side };
+        held.replay();
+        Ok(Some(held))
     }
 
-    /// Appends one message. `deadline`: `None` blocks while a bounded queue
-    /// is full; a past deadline only tries.
+    /// The ring at the capacity in the header, mapped afresh if this
+    /// process's mapping is stale. Call with either lock held (the capacity
+    /// cannot change then).
+    fn ring(&self) -> io::Result<Arc<Mapping>> {
+        let capacity = self.u64(off::CAPACITY).load(Ordering::Acquire);
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = ring.as_ref().filter(|m| m.len() as u64 == capacity) {
+            return Ok(map.clone());
+        }
+        let file = shm::size(self.memfd.as_fd())?;
+        if !capacity.is_power_of_two() || file < HEADER_LEN as u64 + capacity {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "queue memory is corrupt (capacity beyond the file)",
+            ));
+        }
+        *ring = None;
+        let map = Arc::new(Mapping::new(
+            self.memfd.as_fd(),
+            HEADER_LEN as u64,
+            capacity as usize,
+        )?);
+        *ring = Some(map.clone());
+        Ok(map)
+    }
+
+    /// Appends one message. [`Wait::Forever`] blocks while a bounded queue is
+    /// full; [`Wait::No`] only tries.
     pub(crate) fn put(&self, body: &[u8], wait: Wait) -> Result<(), PutFail> {
         if self.is_closed() {
             return Err(PutFail::Closed);
@@ -264,44 +296,47 @@ impl RawQueue {
         let need = PREFIX + body.len() as u64;
         let maxsize = self.maxsize();
         loop {
-            let Some(mut g) = self.lock(wait.lock_deadline())? else {
+            let Some(g) = self.lock(Side::Put, wait.lock_deadline())? else {
                 return Err(PutFail::Full);
             };
-            let st = g.state();
-            if maxsize > 0 && st.count >= maxsize {
+            let tail = self.u64(off::TAIL).load(Ordering::Relaxed);
+            let puts = self.u64(off::PUTS).load(Ordering::Relaxed);
+            let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
+            let gets = self.u64(off::GETS).load(Ordering::Acquire);
+            if maxsize > 0 && puts - gets >= maxsize {
                 let timeout = wait.remaining().ok_or(PutFail::Full)?;
-                let seq = g.announce_sleeper(off::NOT_FULL, off::PUTTERS);
+                let seq = self.word(off::NOT_FULL).load(Ordering::SeqCst);
+                self.word(off::PUTTERS).fetch_add(1, Ordering::SeqCst);
+                // A consumer publishes `gets`, then looks for sleepers; we
+                // announce, then look at `gets`: one of us sees the other.
+                let changed = self.u64(off::GETS).load(Ordering::SeqCst) != gets;
                 drop(g);
-                sleep_on(
-                    self.word(off::NOT_FULL),
-                    self.word(off::PUTTERS),
-                    seq,
-                    timeout,
-                );
+                if !changed {
+                    futex::wait(self.word(off::NOT_FULL), seq, timeout);
+                }
+                self.word(off::PUTTERS).fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
-            let used = st.tail - st.head;
-            if used + need > st.capacity {
-                g.grow(used + need)?;
+            // A stale `head` only under-counts free space.
+            let head = self.u64(off::HEAD).load(Ordering::Acquire);
+            if tail - head + need > self.u64(off::CAPACITY).load(Ordering::Relaxed) {
+                self.grow(tail, tail - head + need)?;
             }
-            let st = g.state();
-            g.write_ring(st.tail, &(body.len() as u64).to_le_bytes());
-            g.write_ring(st.tail + PREFIX, body);
-            g.commit(State {
-                tail: st.tail + need,
-                count: st.count + 1,
-                unfinished: st.unfinished + 1,
-                ..st
-            });
-            g.signal_pollers();
+            let ring = self.ring()?;
+            write_ring(&ring, tail, &(body.len() as u64).to_le_bytes());
+            write_ring(&ring, tail + PREFIX, body);
+            g.commit(&[tail + need, unfinished + 1, puts + 1]);
+            if self.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0 {
+                self.signal_pollers();
+            }
             drop(g);
             self.wake(off::NOT_EMPTY, off::GETTERS, 1);
             return Ok(());
         }
     }
 
-    /// Removes the oldest message. `deadline`: `None` blocks while empty; a
-    /// past deadline only tries.
+    /// Removes the oldest message into `body`. [`Wait::Forever`] blocks while
+    /// empty; [`Wait::No`] only tries.
     pub(crate) fn get(&self, wait: Wait, body: &mut Vec<u8>) -> Result<(), GetFail> {
         if self.is_closed() {
             return Err(GetFail::Closed);
@@ -310,28 +345,32 @@ impl RawQueue {
             if self.len() == 0 && wait.remaining().is_some() {
                 spin_until(|| self.len() > 0);
             }
-            let Some(mut g) = self.lock(wait.lock_deadline())? else {
+            let Some(g) = self.lock(Side::Get, wait.lock_deadline())? else {
                 return Err(GetFail::Empty);
             };
-            let st = g.state();
-            if st.count == 0 {
+            let head = self.u64(off::HEAD).load(Ordering::Relaxed);
+            let gets = self.u64(off::GETS).load(Ordering::Relaxed);
+            let puts = self.u64(off::PUTS).load(Ordering::Acquire);
+            if puts == gets {
                 let timeout = wait.remaining().ok_or(GetFail::Empty)?;
-                let seq = g.announce_sleeper(off::NOT_EMPTY, off::GETTERS);
+                let seq = self.word(off::NOT_EMPTY).load(Ordering::SeqCst);
+                self.word(off::GETTERS).fetch_add(1, Ordering::SeqCst);
+                let changed = self.u64(off::PUTS).load(Ordering::SeqCst) != puts;
                 drop(g);
-                sleep_on(
-                    self.word(off::NOT_EMPTY),
-                    self.word(off::GETTERS),
-                    seq,
-                    timeout,
-                );
+                if !changed {
+                    futex::wait(self.word(off::NOT_EMPTY), seq, timeout);
+                }
+                self.word(off::GETTERS).fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
+            let ring = self.ring()?;
+            let tail = self.u64(off::TAIL).load(Ordering::Acquire);
             let mut prefix = [0u8; PREFIX as usize];
-            g.read_ring(st.head, &mut prefix);
+            read_ring(&ring, head, &mut prefix);
             let len = u64::from_le_bytes(prefix);
-            if (st.tail - st.head)
+            if (tail - head)
                 .checked_sub(PREFIX)
-                .is_none_or(|body| len > body)
+                .is_none_or(|stored| len > stored)
             {
                 return Err(GetFail::Os(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -340,38 +379,91 @@ impl RawQueue {
             }
             body.clear();
             body.resize(len as usize, 0);
-            g.read_ring(st.head + PREFIX, body);
-            let left = st.count - 1;
-            let next = if left == 0 && st.capacity > SHRINK_ABOVE {
-                State {
-                    capacity: INITIAL_CAPACITY,
-                    head: 0,
-                    tail: 0,
-                    count: 0,
-                    ..st
-                }
-            } else {
-                State {
-                    head: st.head + PREFIX + len,
-                    count: left,
-                    ..st
-                }
-            };
-            g.commit(next);
-            if left == 0 {
-                g.unsignal_pollers();
-            }
-            if next.capacity != st.capacity {
-                g.shrink_file(next.capacity)?;
+            read_ring(&ring, head + PREFIX, body);
+            drop(ring);
+            g.commit(&[head + PREFIX + len, gets + 1]);
+            let now_empty = self.u64(off::PUTS).load(Ordering::SeqCst) == gets + 1;
+            if now_empty {
+                self.unsignal_pollers();
+                self.shrink_if_large()?;
             }
             drop(g);
             self.wake(off::NOT_FULL, off::PUTTERS, 1);
             // A getter woken for a message it did not take (it timed out or
             // died) must not leave others asleep: pass the wake on.
-            if left > 0 {
+            if !now_empty {
                 self.wake(off::NOT_EMPTY, off::GETTERS, 1);
             }
             return Ok(());
+        }
+    }
+
+    /// Doubles the ring until `needed` bytes fit. Called with the put lock;
+    /// takes the get lock too, so no consumer reads meanwhile. Crash-safe:
+    /// live bytes whose position falls in the new upper half are copied
+    /// there, and only then is the new capacity (one store) committed.
+    fn grow(&self, tail: u64, needed: u64) -> io::Result<()> {
+        let consumers = self
+            .lock(Side::Get, None)?
+            .expect("a lock without deadline is taken");
+        let head = self.u64(off::HEAD).load(Ordering::Relaxed);
+        loop {
+            let old = self.u64(off::CAPACITY).load(Ordering::Relaxed);
+            if old >= needed {
+                break;
+            }
+            let new = old
+                .checked_mul(2)
+                .filter(|n| *n <= isize::MAX as u64 / 2)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            shm::resize(self.memfd.as_fd(), HEADER_LEN as u64 + new)?;
+            let ring = Mapping::new(self.memfd.as_fd(), HEADER_LEN as u64, new as usize)?;
+            let mut pos = head;
+            while pos < tail {
+                let end = ((pos / old + 1) * old).min(tail);
+                if (pos / old) % 2 == 1 {
+                    let at = (pos % old) as usize;
+                    ring.copy_within(at, at + old as usize, (end - pos) as usize);
+                }
+                pos = end;
+            }
+            self.u64(off::CAPACITY).store(new, Ordering::Release);
+        }
+        drop(consumers);
+        Ok(())
+    }
+
+    /// Called by a consumer that just emptied the queue, with the get lock:
+    /// if the ring grew large, give the memory back. Needs the put lock too;
+    /// taking it out of order is only tried, never waited for.
+    fn shrink_if_large(&self) -> io::Result<()> {
+        if self.u64(off::CAPACITY).load(Ordering::Relaxed) <= SHRINK_ABOVE {
+            return Ok(());
+        }
+        let Some(producers) = self.try_lock(Side::Put)? else {
+            return Ok(());
+        };
+        let empty = self.u64(off::PUTS).load(Ordering::Relaxed)
+            == self.u64(off::GETS).load(Ordering::Relaxed);
+        if empty {
+            // Positions stay: with nothing stored, any capacity fits them.
+            self.u64(off::CAPACITY)
+                .store(INITIAL_CAPACITY, Ordering::Release);
+            shm::resize(self.memfd.as_fd(), HEADER_LEN as u64 + INITIAL_CAPACITY)?;
+            *self.ring.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        drop(producers);
+        Ok(())
+    }
+
+    fn try_lock(&self, side: Side) -> io::Result<Option<Held<'_>>> {
+        match mutex::try_lock(&self.header, side.mutex())? {
+            Locked::TimedOut => Ok(None),
+            Locked::Acquired | Locked::OwnerDied => {
+                let held = Held { q: self, side };
+                held.replay();
+                Ok(Some(held))
+            }
         }
     }
 
@@ -384,19 +476,18 @@ impl RawQueue {
         }
     }
 
-    /// JoinableQueue: one task finished. Errors if none was outstanding.
+    /// JoinableQueue: one task finished. `false` if none was outstanding.
     pub(crate) fn task_done(&self) -> io::Result<bool> {
-        let g = self.lock(None)?.expect("no deadline");
-        let st = g.state();
-        if st.unfinished == 0 {
+        let g = self.lock(Side::Put, None)?.expect("no deadline");
+        let tail = self.u64(off::TAIL).load(Ordering::Relaxed);
+        let puts = self.u64(off::PUTS).load(Ordering::Relaxed);
+        let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
+        if unfinished == 0 {
             return Ok(false);
         }
-        g.commit(State {
-            unfinished: st.unfinished - 1,
-            ..st
-        });
+        g.commit(&[tail, unfinished - 1, puts]);
         drop(g);
-        if st.unfinished == 1 {
+        if unfinished == 1 {
             self.wake(off::ALL_DONE, off::JOINERS, i32::MAX);
         }
         Ok(true)
@@ -406,28 +497,26 @@ impl RawQueue {
     /// Returns `false` at the deadline.
     pub(crate) fn join(&self, wait: Wait) -> io::Result<bool> {
         loop {
-            let Some(g) = self.lock(wait.lock_deadline())? else {
+            let Some(g) = self.lock(Side::Put, wait.lock_deadline())? else {
                 return Ok(false);
             };
-            if g.state().unfinished == 0 {
+            if self.u64(off::UNFINISHED).load(Ordering::Relaxed) == 0 {
                 return Ok(true);
             }
             let Some(timeout) = wait.remaining() else {
                 return Ok(false);
             };
-            let seq = g.announce_sleeper(off::ALL_DONE, off::JOINERS);
+            // task_done changes the count under the same lock, after us.
+            let seq = self.word(off::ALL_DONE).load(Ordering::SeqCst);
+            self.word(off::JOINERS).fetch_add(1, Ordering::SeqCst);
             drop(g);
-            sleep_on(
-                self.word(off::ALL_DONE),
-                self.word(off::JOINERS),
-                seq,
-                timeout,
-            );
+            futex::wait(self.word(off::ALL_DONE), seq, timeout);
+            self.word(off::JOINERS).fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    #[allow(dead_code)] // for `wait`, being wired
     /// For `wait`: registers a poller, so producers make the eventfd readable.
+    #[allow(dead_code)] // for `wait`, being wired
     pub(crate) fn arm(&self) {
         self.word(off::POLL_WAITERS).fetch_add(1, Ordering::SeqCst);
     }
@@ -437,25 +526,40 @@ impl RawQueue {
         self.word(off::POLL_WAITERS).fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// For `wait`: the eventfd woke us but the queue is empty (a consumer
-    /// died between emptying it and clearing the signal): clear it.
+    /// After a put while someone is in `wait`: make the eventfd readable if
+    /// it is not already.
+    fn signal_pollers(&self) {
+        if self.word(off::SIGNALED).swap(1, Ordering::SeqCst) == 0 {
+            let _ = nix::unistd::write(self.eventfd.as_fd(), &1u64.to_ne_bytes());
+        }
+    }
+
+    /// After the queue became empty: drain the eventfd; if a producer slipped
+    /// a message in meanwhile (and, seeing the signal set, did not write),
+    /// signal again.
+    fn unsignal_pollers(&self) {
+        if self.word(off::SIGNALED).swap(0, Ordering::SeqCst) == 1 {
+            let mut buf = [0u8; 8];
+            let _ = nix::unistd::read(self.eventfd.as_fd(), &mut buf);
+            if self.len() > 0 && self.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0 {
+                self.signal_pollers();
+            }
+        }
+    }
+
+    /// For `wait`: the eventfd is readable but the queue is empty (a consumer
+    /// died between emptying it and draining): drain it.
     #[allow(dead_code)] // for `wait`, being wired
     pub(crate) fn repair_signal(&self) -> io::Result<()> {
-        if let Some(g) = self.lock(None)? {
-            if g.state().count == 0 {
-                g.q.header.u32_at(off::SIGNALED).store(1, Ordering::Relaxed);
-                g.unsignal_pollers();
+        if let Some(g) = self.lock(Side::Get, None)? {
+            if self.len() == 0 {
+                self.word(off::SIGNALED).store(1, Ordering::SeqCst);
+                self.unsignal_pollers();
             }
+            drop(g);
         }
         Ok(())
     }
-}
-
-/// Sleeps on `word` while it holds `seq`, then withdraws from `sleepers`
-/// (which [`Guard::announce_sleeper`] joined under the lock).
-fn sleep_on(word: &AtomicU32, sleepers: &AtomicU32, seq: u32, timeout: Option<Duration>) {
-    futex::wait(word, seq, timeout);
-    sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn spin_until(mut ready: impl FnMut() -> bool) {
@@ -467,201 +571,111 @@ fn spin_until(mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// The queue's mutex, held. Unlocks on drop.
-struct Guard<'a> {
+/// Copies `bytes` in at position `pos`, wrapping around the ring's end.
+fn write_ring(ring: &Mapping, pos: u64, bytes: &[u8]) {
+    let cap = ring.len();
+    let at = (pos % cap as u64) as usize;
+    let first = bytes.len().min(cap - at);
+    ring.write(at, &bytes[..first]);
+    if first < bytes.len() {
+        ring.write(0, &bytes[first..]);
+    }
+}
+
+/// Copies out from position `pos`, wrapping around the ring's end.
+fn read_ring(ring: &Mapping, pos: u64, out: &mut [u8]) {
+    let cap = ring.len();
+    let at = (pos % cap as u64) as usize;
+    let first = out.len().min(cap - at);
+    ring.read(at, &mut out[..first]);
+    if first < out.len() {
+        ring.read(0, &mut out[first..]);
+    }
+}
+
+/// Which of the two locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Put,
+    Get,
+}
+
+impl Side {
+    fn mutex(self) -> usize {
+        match self {
+            Side::Put => off::PUT_MUTEX,
+            Side::Get => off::GET_MUTEX,
+        }
+    }
+
+    /// Where the side's journal lives, and the fields it covers, in order.
+    fn journal(self) -> (usize, usize, &'static [usize]) {
+        match self {
+            Side::Put => (
+                off::PUT_JOURNAL_VALID,
+                off::PUT_JOURNAL,
+                &[off::TAIL, off::UNFINISHED, off::PUTS],
+            ),
+            Side::Get => (
+                off::GET_JOURNAL_VALID,
+                off::GET_JOURNAL,
+                &[off::HEAD, off::GETS],
+            ),
+        }
+    }
+}
+
+/// One side's mutex, held. Unlocks on drop.
+struct Held<'a> {
     q: &'a RawQueue,
-    ring: MutexGuard<'a, Option<Mapping>>,
+    side: Side,
 }
 
-impl Guard<'_> {
-    fn u64(&self, offset: usize) -> &AtomicU64 {
-        self.q.header.u64_at(offset)
+impl Held<'_> {
+    /// Journal, commit point, apply, clear. `values` follow
+    /// [`Side::journal`]'s field order: a put `[tail, unfinished, puts]`, a
+    /// get `[head, gets]`. The count (`puts` or `gets`) is applied last, with
+    /// SeqCst: publishing it is what shows the change to the other side.
+    fn commit(&self, values: &[u64]) {
+        let (valid, journal, fields) = self.side.journal();
+        debug_assert_eq!(values.len(), fields.len());
+        for (i, value) in values.iter().enumerate() {
+            self.q.u64(journal + 8 * i).store(*value, Ordering::Relaxed);
+        }
+        self.q.word(valid).store(1, Ordering::Release);
+        self.apply(values);
+        self.q.word(valid).store(0, Ordering::Release);
     }
 
-    fn state(&self) -> State {
-        let load = |offset| self.u64(offset).load(Ordering::Relaxed);
-        State {
-            capacity: load(off::CAPACITY),
-            head: load(off::HEAD),
-            tail: load(off::TAIL),
-            count: load(off::COUNT),
-            unfinished: load(off::UNFINISHED),
+    fn apply(&self, values: &[u64]) {
+        let (_, _, fields) = self.side.journal();
+        let last = fields.len() - 1;
+        for (i, (field, value)) in fields.iter().zip(values).enumerate() {
+            let order = if i == last {
+                Ordering::SeqCst
+            } else {
+                Ordering::Relaxed
+            };
+            self.q.u64(*field).store(*value, order);
         }
     }
 
-    fn apply(&self, st: State) {
-        self.u64(off::CAPACITY)
-            .store(st.capacity, Ordering::Relaxed);
-        self.u64(off::HEAD).store(st.head, Ordering::Relaxed);
-        self.u64(off::TAIL).store(st.tail, Ordering::Relaxed);
-        self.u64(off::UNFINISHED)
-            .store(st.unfinished, Ordering::Relaxed);
-        self.u64(off::COUNT).store(st.count, Ordering::Release);
-    }
-
-    /// Joins `sleepers` while the lock is held, so whoever changes the state
-    /// next (under the lock, after us) sees a sleeper and moves `word` on;
-    /// returns the value to sleep on. A sleeper killed before it withdraws
-    /// only costs wakers a spare syscall.
-    fn announce_sleeper(&self, word: usize, sleepers: usize) -> u32 {
-        self.q.word(sleepers).fetch_add(1, Ordering::SeqCst);
-        self.q.word(word).load(Ordering::SeqCst)
-    }
-
-    /// Journal, commit point, apply, clear.
-    fn commit(&self, st: State) {
-        let fields = [st.capacity, st.head, st.tail, st.count, st.unfinished];
-        for (i, value) in fields.into_iter().enumerate() {
-            self.u64(off::JOURNAL + 8 * i)
-                .store(value, Ordering::Relaxed);
-        }
-        let valid = self.q.header.u32_at(off::JOURNAL_VALID);
-        valid.store(1, Ordering::Release);
-        self.apply(st);
-        valid.store(0, Ordering::Release);
-    }
-
-    fn replay_journal(&self) {
-        let valid = self.q.header.u32_at(off::JOURNAL_VALID);
-        if valid.load(Ordering::Acquire) == 1 {
-            let field = |i: usize| self.u64(off::JOURNAL + 8 * i).load(Ordering::Relaxed);
-            self.apply(State {
-                capacity: field(0),
-                head: field(1),
-                tail: field(2),
-                count: field(3),
-                unfinished: field(4),
-            });
-            valid.store(0, Ordering::Release);
-        }
-    }
-
-    /// Maps the ring at the header's capacity if this process's mapping is
-    /// stale (another process grew or shrank it).
-    fn map_ring(&mut self) -> io::Result<()> {
-        let capacity = self.u64(off::CAPACITY).load(Ordering::Relaxed);
-        if self
-            .ring
-            .as_ref()
-            .is_some_and(|m| m.len() as u64 == capacity)
-        {
-            return Ok(());
-        }
-        let file = shm::size(self.q.memfd.as_fd())?;
-        if !capacity.is_power_of_two() || file < HEADER_LEN as u64 + capacity {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "queue memory is corrupt (capacity beyond the file)",
-            ));
-        }
-        *self.ring = None;
-        *self.ring = Some(Mapping::new(
-            self.q.memfd.as_fd(),
-            HEADER_LEN as u64,
-            capacity as usize,
-        )?);
-        Ok(())
-    }
-
-    fn ring(&self) -> &Mapping {
-        self.ring.as_ref().expect("mapped by lock()")
-    }
-
-    /// Copies `bytes` in at position `pos`, wrapping around the ring's end.
-    fn write_ring(&self, pos: u64, bytes: &[u8]) {
-        let ring = self.ring();
-        let cap = ring.len();
-        let at = (pos % cap as u64) as usize;
-        let first = bytes.len().min(cap - at);
-        ring.write(at, &bytes[..first]);
-        if first < bytes.len() {
-            ring.write(0, &bytes[first..]);
-        }
-    }
-
-    /// Copies out from position `pos`, wrapping around the ring's end.
-    fn read_ring(&self, pos: u64, out: &mut [u8]) {
-        let ring = self.ring();
-        let cap = ring.len();
-        let at = (pos % cap as u64) as usize;
-        let first = out.len().min(cap - at);
-        ring.read(at, &mut out[..first]);
-        if first < out.len() {
-            ring.read(0, &mut out[first..]);
-        }
-    }
-
-    /// Doubles the ring until `needed` bytes fit, crash-safely: the file
-    /// grows, live bytes whose position falls in the new upper half are
-    /// copied there, and only then is the new capacity committed.
-    fn grow(&mut self, needed: u64) -> io::Result<()> {
-        loop {
-            let st = self.state();
-            if st.capacity >= needed {
-                return Ok(());
+    /// Re-applies a commit its holder died in the middle of.
+    fn replay(&self) {
+        let (valid, journal, fields) = self.side.journal();
+        if self.q.word(valid).load(Ordering::Acquire) == 1 {
+            let mut values = [0u64; 3];
+            for (i, value) in values.iter_mut().enumerate().take(fields.len()) {
+                *value = self.q.u64(journal + 8 * i).load(Ordering::Relaxed);
             }
-            let old = st.capacity;
-            let new = old
-                .checked_mul(2)
-                .filter(|n| *n <= isize::MAX as u64)
-                .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
-            shm::resize(self.q.memfd.as_fd(), HEADER_LEN as u64 + new)?;
-            *self.ring = None;
-            *self.ring = Some(Mapping::new(
-                self.q.memfd.as_fd(),
-                HEADER_LEN as u64,
-                new as usize,
-            )?);
-            let ring = self.ring();
-            let mut pos = st.head;
-            while pos < st.tail {
-                let block_end = (pos / old + 1) * old;
-                let end = block_end.min(st.tail);
-                if (pos / old) % 2 == 1 {
-                    let at = (pos % old) as usize;
-                    ring.copy_within(at, at + old as usize, (end - pos) as usize);
-                }
-                pos = end;
-            }
-            self.commit(State {
-                capacity: new,
-                ..st
-            });
-        }
-    }
-
-    /// After a shrink was committed: give the memory back and remap.
-    fn shrink_file(&mut self, capacity: u64) -> io::Result<()> {
-        *self.ring = None;
-        shm::resize(self.q.memfd.as_fd(), HEADER_LEN as u64 + capacity)?;
-        self.map_ring()
-    }
-
-    /// After a put: if someone is in `wait` and the eventfd is not yet
-    /// readable, make it so.
-    fn signal_pollers(&self) {
-        let signaled = self.q.header.u32_at(off::SIGNALED);
-        if self.q.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0
-            && signaled.load(Ordering::Relaxed) == 0
-        {
-            let _ = nix::unistd::write(self.q.eventfd.as_fd(), &1u64.to_ne_bytes());
-            signaled.store(1, Ordering::Relaxed);
-        }
-    }
-
-    /// After the queue became empty: drain the eventfd.
-    fn unsignal_pollers(&self) {
-        let signaled = self.q.header.u32_at(off::SIGNALED);
-        if signaled.load(Ordering::Relaxed) == 1 {
-            let mut buf = [0u8; 8];
-            let _ = nix::unistd::read(self.q.eventfd.as_fd(), &mut buf);
-            signaled.store(0, Ordering::Relaxed);
+            self.apply(&values[..fields.len()]);
+            self.q.word(valid).store(0, Ordering::Release);
         }
     }
 }
 
-impl Drop for Guard<'_> {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
-        let _ = mutex::unlock(&self.q.header, off::MUTEX);
+        let _ = mutex::unlock(&self.q.header, self.side.mutex());
     }
 }

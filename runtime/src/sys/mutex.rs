@@ -138,6 +138,15 @@ fn finish(m: *mut libc::pthread_mutex_t, ret: libc::c_int) -> io::Result<Locked>
     }
 }
 
+/// Tries the mutex at `offset` once, without spinning or waiting, by
+/// `pthread_mutex_trylock`.
+pub(crate) fn try_lock(map: &Mapping, offset: usize) -> io::Result<Locked> {
+    let m = ptr(map, offset);
+    // SAFETY: `m` points at an initialised process-shared mutex inside a live
+    // mapping (bounds and alignment checked by `ptr`); trylock never blocks.
+    finish(m, unsafe { libc::pthread_mutex_trylock(m) })
+}
+
 /// Unlocks the mutex at `offset`; the calling thread must hold it.
 pub(crate) fn unlock(map: &Mapping, offset: usize) -> io::Result<()> {
     // SAFETY: `ptr` checks bounds and alignment; unlocking a mutex we do not
