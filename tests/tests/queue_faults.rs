@@ -110,7 +110,11 @@ fn a_consumer_killed_mid_get_takes_at_most_its_own_message() {
             delivered.push(seq);
         }
         let unique: BTreeSet<u64> = delivered.iter().copied().collect();
-        assert_eq!(unique.len(), delivered.len(), "round {round}: a message came twice");
+        assert_eq!(
+            unique.len(),
+            delivered.len(),
+            "round {round}: a message came twice"
+        );
         // The victim may have taken one message and died before acknowledging it.
         let missing = MESSAGES as usize - unique.len();
         assert!(missing <= 1, "round {round}: {missing} messages lost");
