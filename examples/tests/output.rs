@@ -58,6 +58,14 @@ fn queue_carries_the_greeting() {
 }
 
 #[test]
+fn shared_counter_counts_to_400000() {
+    assert_eq!(
+        String::from_utf8(run("shared_counter").stdout).unwrap(),
+        "counter = 400000\nsquares = [0, 1, 4, 9, 16, 25, 36, 49]\n"
+    );
+}
+
+#[test]
 fn five_workers_all_start_before_any_finishes() {
     let stdout = String::from_utf8(run("processes").stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();

@@ -47,6 +47,7 @@ mod pipe;
 mod process;
 mod queue;
 mod registry;
+mod shared;
 mod sys;
 mod wait;
 
@@ -56,6 +57,9 @@ pub use error::{Error, Result};
 pub use process::{ChildProcess, Process, active_children};
 pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
 pub use registry::Worker;
+pub use shared::{
+    Array, ArrayGuard, OwnerDied, RawArray, RawValue, SharedMemory, Value, ValueGuard,
+};
 
 /// Turns a free function into a worker that a child process can run.
 ///

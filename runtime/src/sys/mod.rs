@@ -6,6 +6,7 @@
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mutex;
+pub(crate) mod pod;
 pub(crate) mod proc;
 pub(crate) mod shm;
 pub(crate) mod spawn;

@@ -1,0 +1,519 @@
+//! `Value` and `Array` (with a lock), `RawValue` and `RawArray` (without).
+
+use super::OwnerDied;
+use super::block::{self, Block, DATA};
+use crate::sys::pod;
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const fn check_align<T>() {
+    assert!(
+        align_of::<T>() <= 64,
+        "shared values support alignment up to 64"
+    );
+}
+
+fn lock_block(block: &Block, deadline: Option<Instant>) -> Option<bool> {
+    match block.lock(deadline) {
+        Ok(state) => state,
+        // Only a self-deadlock (locking twice on one thread) or corrupt
+        // memory gets here: programming errors, like std's double lock.
+        Err(e) => panic!("multiproc: shared lock failed: {e}"),
+    }
+}
+
+macro_rules! shared_handle {
+    ($name:ident) => {
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name {
+                    block: self.block.clone(),
+                    _item: PhantomData,
+                }
+            }
+        }
+
+        impl<T> Serialize for $name<T> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.block.serialize(serializer)
+            }
+        }
+
+        impl<'de, T: Pod> Deserialize<'de> for $name<T> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let fd = block::deserialize_fd(deserializer)?;
+                let block = Block::from_fd(fd, size_of::<T>()).map_err(block::de_error)?;
+                Ok($name {
+                    block: Arc::new(block),
+                    _item: PhantomData,
+                })
+            }
+        }
+    };
+}
+
+/// One `T` in shared memory with a lock: Python's `multiprocessing.Value`.
+///
+/// `lock()` gives a guard that dereferences to `&mut T`, so the classic
+/// counter (`with v.get_lock(): v.value += 1`) is race-free by
+/// construction. `T` is any [`Pod`] type (integers, floats, arrays of them,
+/// `#[derive(Pod, Zeroable)]` structs). If a holder dies with the lock, the
+/// next `lock()` returns [`OwnerDied`] with the guard.
+///
+/// ```
+/// use multiproc::{Process, Value, worker};
+///
+/// #[worker]
+/// fn add(counter: Value<u64>, times: u64) {
+///     for _ in 0..times {
+///         *counter.lock().unwrap() += 1;
+///     }
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let counter = Value::new(0u64)?;
+/// let mut workers: Vec<_> = (0..2).map(|_| Process::new(add, (counter.clone(), 1000))).collect();
+/// for w in &mut workers {
+///     w.start()?;
+/// }
+/// for w in &workers {
+///     w.join()?;
+/// }
+/// assert_eq!(counter.load(), 2000);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Value<T> {
+    block: Arc<Block>,
+    _item: PhantomData<T>,
+}
+
+shared_handle!(Value);
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Value").field(&self.load()).finish()
+    }
+}
+
+/// The lock of a [`Value`], held: dereferences to the value. Unlocks on
+/// drop. Not `Send`: the thread that locked must unlock.
+pub struct ValueGuard<'a, T> {
+    block: &'a Block,
+    value: &'a mut T,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Pod> Value<T> {
+    /// A shared value, initialised to `value`.
+    ///
+    /// ```
+    /// let v = multiproc::Value::new(1.5f64)?;
+    /// assert_eq!(v.load(), 1.5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(value: T) -> crate::Result<Self> {
+        const { check_align::<T>() };
+        let block = Block::new(1, size_of::<T>())?;
+        pod::write(&block.map, DATA, 0, value);
+        Ok(Value {
+            block: Arc::new(block),
+            _item: PhantomData,
+        })
+    }
+
+    fn guard(&self, owner_died: bool) -> Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>> {
+        let guard = ValueGuard {
+            block: &self.block,
+            value: &mut pod::locked_slice::<T>(&self.block.map, DATA, 1)[0],
+            _not_send: PhantomData,
+        };
+        if owner_died {
+            Err(OwnerDied(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// Locks the value, waiting as long as it takes.
+    ///
+    /// ```
+    /// let v = multiproc::Value::new(10i32)?;
+    /// *v.lock().unwrap() -= 3;
+    /// assert_eq!(v.load(), 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>> {
+        let died = lock_block(&self.block, None).expect("no deadline");
+        self.guard(died)
+    }
+
+    /// Locks the value if it is free now; `None` if another holder has it.
+    ///
+    /// ```
+    /// let v = multiproc::Value::new(0u8)?;
+    /// let held = v.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(v.try_lock().is_none()));
+    /// });
+    /// drop(held);
+    /// assert!(v.try_lock().is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn try_lock(&self) -> Option<Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>>> {
+        self.lock_timeout(Duration::ZERO)
+    }
+
+    /// Locks the value, waiting at most `timeout`; `None` on timeout.
+    #[allow(clippy::type_complexity)]
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Option<Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let died = lock_block(&self.block, Some(deadline.unwrap_or_else(Instant::now)))?;
+        Some(self.guard(died))
+    }
+
+    /// Reads the value under the lock (a dead previous owner is ignored).
+    pub fn load(&self) -> T {
+        *self.lock().unwrap_or_else(OwnerDied::into_guard)
+    }
+
+    /// Writes the value under the lock.
+    ///
+    /// ```
+    /// let v = multiproc::Value::new(0u32)?;
+    /// v.store(42);
+    /// assert_eq!(v.load(), 42);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn store(&self, value: T) {
+        *self.lock().unwrap_or_else(OwnerDied::into_guard) = value;
+    }
+}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value
+    }
+}
+
+impl<T> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        self.block.unlock();
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.value, f)
+    }
+}
+
+/// `len` values of `T` in shared memory with one lock: Python's
+/// `multiprocessing.Array`. The guard dereferences to `&mut [T]`.
+///
+/// ```
+/// use multiproc::{Array, Process, worker};
+///
+/// #[worker]
+/// fn fill(a: Array<u32>, from: usize, to: usize) {
+///     let mut a = a.lock().unwrap();
+///     for i in from..to {
+///         a[i] = i as u32 * 10;
+///     }
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let a = Array::new(6)?;
+/// let mut p = Process::new(fill, (a.clone(), 0, 3));
+/// let mut q = Process::new(fill, (a.clone(), 3, 6));
+/// p.start()?;
+/// q.start()?;
+/// p.join()?;
+/// q.join()?;
+/// assert_eq!(a.to_vec(), [0, 10, 20, 30, 40, 50]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Array<T> {
+    block: Arc<Block>,
+    _item: PhantomData<T>,
+}
+
+shared_handle!(Array);
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Array").field(&self.to_vec()).finish()
+    }
+}
+
+/// The lock of an [`Array`], held: dereferences to the elements. Unlocks on
+/// drop. Not `Send`.
+pub struct ArrayGuard<'a, T> {
+    block: &'a Block,
+    items: &'a mut [T],
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Pod> Array<T> {
+    /// `len` zeroed elements.
+    ///
+    /// ```
+    /// let a = multiproc::Array::<f32>::new(3)?;
+    /// assert_eq!(a.to_vec(), [0.0; 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(len: usize) -> crate::Result<Self> {
+        const { check_align::<T>() };
+        Ok(Array {
+            block: Arc::new(Block::new(len, size_of::<T>())?),
+            _item: PhantomData,
+        })
+    }
+
+    /// A copy of `items` in shared memory.
+    ///
+    /// ```
+    /// let a = multiproc::Array::from_slice(&[1u8, 2, 3])?;
+    /// assert_eq!(a.len(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn from_slice(items: &[T]) -> crate::Result<Self> {
+        let array = Self::new(items.len())?;
+        array
+            .lock()
+            .unwrap_or_else(OwnerDied::into_guard)
+            .copy_from_slice(items);
+        Ok(array)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.block.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.block.len == 0
+    }
+
+    fn guard(&self, owner_died: bool) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
+        let guard = ArrayGuard {
+            block: &self.block,
+            items: pod::locked_slice::<T>(&self.block.map, DATA, self.block.len),
+            _not_send: PhantomData,
+        };
+        if owner_died {
+            Err(OwnerDied(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// Locks the array, waiting as long as it takes.
+    ///
+    /// ```
+    /// let a = multiproc::Array::from_slice(&[3u16, 1, 2])?;
+    /// a.lock().unwrap().sort();
+    /// assert_eq!(a.to_vec(), [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
+        let died = lock_block(&self.block, None).expect("no deadline");
+        self.guard(died)
+    }
+
+    /// Locks the array if it is free now; `None` if another holder has it.
+    #[allow(clippy::type_complexity)]
+    pub fn try_lock(&self) -> Option<Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>>> {
+        self.lock_timeout(Duration::ZERO)
+    }
+
+    /// Locks the array, waiting at most `timeout`; `None` on timeout.
+    #[allow(clippy::type_complexity)]
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Option<Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let died = lock_block(&self.block, Some(deadline.unwrap_or_else(Instant::now)))?;
+        Some(self.guard(died))
+    }
+
+    /// A copy of the elements, taken under the lock.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.lock().unwrap_or_else(OwnerDied::into_guard).to_vec()
+    }
+}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.items
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.items
+    }
+}
+
+impl<T> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        self.block.unlock();
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.items, f)
+    }
+}
+
+/// One `T` in shared memory without a lock: Python's `RawValue` (or
+/// `Value(..., lock=False)`). Reads and writes are single volatile copies,
+/// never references, so they are sound; but without your own synchronization
+/// a value wider than a machine word may be read half-written.
+///
+/// ```
+/// let v = multiproc::RawValue::new(7u64)?;
+/// v.store(8);
+/// assert_eq!(v.load(), 8);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct RawValue<T> {
+    block: Arc<Block>,
+    _item: PhantomData<T>,
+}
+
+shared_handle!(RawValue);
+
+impl<T: Pod> RawValue<T> {
+    /// A shared value, initialised to `value`.
+    pub fn new(value: T) -> crate::Result<Self> {
+        const { check_align::<T>() };
+        let block = Block::new(1, size_of::<T>())?;
+        pod::write(&block.map, DATA, 0, value);
+        Ok(RawValue {
+            block: Arc::new(block),
+            _item: PhantomData,
+        })
+    }
+
+    /// Reads the value.
+    pub fn load(&self) -> T {
+        pod::read(&self.block.map, DATA, 0)
+    }
+
+    /// Writes the value.
+    pub fn store(&self, value: T) {
+        pod::write(&self.block.map, DATA, 0, value)
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawValue").field(&self.load()).finish()
+    }
+}
+
+/// `len` values of `T` in shared memory without a lock: Python's
+/// `RawArray`. Element reads and writes are volatile copies (see
+/// [`RawValue`]); bring your own synchronization (a `Lock`, a `Barrier`) to
+/// order them between processes.
+///
+/// ```
+/// let a = multiproc::RawArray::<i32>::new(4)?;
+/// a.set(2, -1);
+/// assert_eq!(a.get(2), Some(-1));
+/// assert_eq!(a.get(9), None);
+/// assert_eq!(a.to_vec(), [0, 0, -1, 0]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct RawArray<T> {
+    block: Arc<Block>,
+    _item: PhantomData<T>,
+}
+
+shared_handle!(RawArray);
+
+impl<T: Pod> RawArray<T> {
+    /// `len` zeroed elements.
+    pub fn new(len: usize) -> crate::Result<Self> {
+        const { check_align::<T>() };
+        Ok(RawArray {
+            block: Arc::new(Block::new(len, size_of::<T>())?),
+            _item: PhantomData,
+        })
+    }
+
+    /// A copy of `items` in shared memory.
+    pub fn from_slice(items: &[T]) -> crate::Result<Self> {
+        let array = Self::new(items.len())?;
+        for (i, item) in items.iter().enumerate() {
+            array.set(i, *item);
+        }
+        Ok(array)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.block.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.block.len == 0
+    }
+
+    /// Element `index`, or `None` past the end.
+    pub fn get(&self, index: usize) -> Option<T> {
+        (index < self.block.len).then(|| pod::read(&self.block.map, DATA, index))
+    }
+
+    /// Sets element `index`.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is out of bounds, as slice indexing does.
+    pub fn set(&self, index: usize, value: T) {
+        assert!(
+            index < self.block.len,
+            "index {index} out of bounds for a RawArray of {}",
+            self.block.len
+        );
+        pod::write(&self.block.map, DATA, index, value)
+    }
+
+    /// A copy of every element.
+    pub fn to_vec(&self) -> Vec<T> {
+        (0..self.block.len)
+            .map(|i| pod::read(&self.block.map, DATA, i))
+            .collect()
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawArray").field(&self.to_vec()).finish()
+    }
+}
