@@ -31,6 +31,8 @@
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | same |
 
 #![warn(missing_docs)]
+// Unsafe code lives in `sys` only.
+#![deny(unsafe_code)]
 
 // Lets the code `#[worker]` generates (which names `::multiproc`) compile
 // inside this crate's own tests.
@@ -48,6 +50,7 @@ mod process;
 mod queue;
 mod registry;
 mod shared;
+#[allow(unsafe_code)]
 mod sys;
 mod wait;
 
