@@ -99,6 +99,7 @@ pub mod __private {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // `#[worker]` registers with a link-section static
 mod tests {
     use crate::{Error, Process, current_process, parent_process, worker};
 
