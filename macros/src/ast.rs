@@ -2,8 +2,9 @@
 
 use syn::{Attribute, Block, Ident, Pat, ReturnType, Type, Visibility};
 
-/// One parameter of the worker: its pattern and its (owned) type.
+/// One parameter of the worker: its attributes, pattern and (owned) type.
 pub(crate) struct Param<'a> {
+    pub attrs: &'a [Attribute],
     pub pat: &'a Pat,
     pub ty: &'a Type,
 }
@@ -14,6 +15,8 @@ pub(crate) struct Worker<'a> {
     pub vis: &'a Visibility,
     pub ident: &'a Ident,
     pub params: Vec<Param<'a>>,
+    /// The parentheses around the parameter list, to point at all of them.
+    pub paren: &'a syn::token::Paren,
     pub output: &'a ReturnType,
     pub body: &'a Block,
 }

@@ -1,28 +1,44 @@
 //! Code generation for `#[worker]`.
 //!
-//! `#[worker] fn square(x: i64) -> i64 { .. }` becomes a unit struct `square`
-//! (so the name, used as a value, is a type that implements
-//! `multiproc::Worker`) that dereferences to `fn(i64) -> i64` (so
-//! `square(3)` still calls the function in this process), plus a link-time
-//! registry entry that a re-executed child looks up by name.
+//! `#[worker] fn square(x: i64) -> i64 { .. }` becomes an empty struct
+//! `square` and a constant `square` of that type (so the name, used as a
+//! value, implements `multiproc::Worker`) that dereferences to
+//! `fn(i64) -> i64` (so `square(3)` still calls the function in this
+//! process), plus a link-time registry entry that a re-executed child looks
+//! up by name. Everything but the struct and the constant sits in one
+//! anonymous `const` block. Every name the expansion binds starts with
+//! `__multiproc`, so no worker or parameter name can collide with it.
 
 use crate::ast::Worker;
 use crate::valid;
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{ItemFn, ReturnType};
+use syn::{Item, ReturnType};
 
-pub(crate) fn worker(args: TokenStream, item: ItemFn) -> TokenStream {
+pub(crate) fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse2::<Item>(input.clone()) {
+        Ok(Item::Fn(item)) => item,
+        Ok(_) => {
+            let error = syn::Error::new_spanned(
+                &input,
+                "#[worker] goes on a free function with a body, like `#[worker] fn square(x: i64) -> i64 { x * x }`",
+            );
+            return fallback(input, error);
+        }
+        Err(error) => return fallback(input, error),
+    };
     match valid::check(&args, &item) {
         Ok(worker) => generate(&worker),
-        // Keep the user's function so one mistake does not cascade into
-        // "cannot find function" errors at every call site.
-        Err(error) => {
-            let error = error.to_compile_error();
-            quote!(#item #error)
-        }
+        Err(error) => fallback(item.into_token_stream(), error),
     }
+}
+
+/// The user's item as written, next to the error: one mistake must not
+/// cascade into "cannot find function" errors at every call site.
+fn fallback(item: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#item #error)
 }
 
 fn generate(worker: &Worker<'_>) -> TokenStream {
@@ -31,6 +47,7 @@ fn generate(worker: &Worker<'_>) -> TokenStream {
         vis,
         ident,
         params,
+        paren,
         output,
         body,
     } = worker;
@@ -49,77 +66,94 @@ fn generate(worker: &Worker<'_>) -> TokenStream {
     }
 
     let tys: Vec<_> = params.iter().map(|p| p.ty).collect();
-    let pats = params.iter().map(|p| p.pat);
+    let inputs = params.iter().map(|p| {
+        let (attrs, pat, ty) = (p.attrs, p.pat, p.ty);
+        quote!(#(#attrs)* #pat: #ty)
+    });
     let vars: Vec<_> = (0..params.len())
         .map(|i| format_ident!("__multiproc_arg{}", i))
         .collect();
     let out_ty = match output {
         ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => quote!(#ty),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let fn_ptr = quote!(fn(#(#tys),*) #output);
 
-    // One check per type, spanned on the type itself, so a type that cannot
-    // cross a process boundary is reported where the user wrote it.
-    let mut checked: Vec<&syn::Type> = tys.clone();
-    if let ReturnType::Type(_, ty) = output {
-        checked.push(ty);
-    }
-    let checks = checked.iter().map(|ty| {
-        quote_spanned! {ty.span()=>
-            ::multiproc::__private::assert_transferable::<#ty>();
-        }
-    });
+    // `Worker::Args` and `Worker::Output` must be serde types, and rustc
+    // reports an unmet bound at the span of the associated type's value.
+    // `Output` is the user's own tokens; the `Args` tuple gets the span of
+    // the parameter list (or of the only parameter's type, when that is one
+    // token: a span covering several tokens needs the unstable
+    // `Span::join`), so a type that cannot cross a process boundary is
+    // reported where the user wrote it, not at `#[worker]`.
+    let args_span = match tys.as_slice() {
+        [ty] if ty.to_token_stream().into_iter().count() == 1 => ty.span(),
+        _ => paren.span.join(),
+    };
+    let args_ty = tuple(&tys, args_span);
 
     quote! {
         #(#cfg_attrs)*
         #(#doc_attrs)*
         #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy)]
-        #vis struct #ident;
+        #[derive(::core::clone::Clone, ::core::marker::Copy)]
+        #vis struct #ident {}
 
+        // The value is a constant, not a unit struct: clippy takes a call
+        // through a unit struct (`worker(1);`) for a constructor "with no
+        // effect".
         #(#cfg_attrs)*
-        impl #ident {
-            #(#fn_attrs)*
-            #[allow(clippy::too_many_arguments)]
-            fn __multiproc_call(#(#pats: #tys),*) #output #body
-        }
-
-        #(#cfg_attrs)*
-        impl ::core::ops::Deref for #ident {
-            type Target = #fn_ptr;
-            fn deref(&self) -> &Self::Target {
-                static CALL: #fn_ptr = #ident::__multiproc_call;
-                &CALL
-            }
-        }
-
-        #(#cfg_attrs)*
-        impl ::core::fmt::Debug for #ident {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.write_str(<Self as ::multiproc::Worker>::NAME)
-            }
-        }
-
-        #(#cfg_attrs)*
-        impl ::multiproc::Worker for #ident {
-            const NAME: &'static str =
-                ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
-            type Args = (#(#tys,)*);
-            type Output = #out_ty;
-            fn call(args: Self::Args) -> Self::Output {
-                let (#(#vars,)*) = args;
-                #ident::__multiproc_call(#(#vars),*)
-            }
-        }
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        #vis const #ident: #ident = #ident {};
 
         #(#cfg_attrs)*
         const _: () = {
-            #(#checks)*
+            impl #ident {
+                #(#fn_attrs)*
+                #[allow(clippy::too_many_arguments)]
+                fn __multiproc_call(#(#inputs),*) #output #body
+            }
+
+            impl ::core::ops::Deref for #ident {
+                type Target = #fn_ptr;
+                fn deref(&self) -> &Self::Target {
+                    // A constant fn pointer: promoted to a `'static` borrow.
+                    &(Self::__multiproc_call as #fn_ptr)
+                }
+            }
+
+            impl ::core::fmt::Debug for #ident {
+                fn fmt(
+                    &self,
+                    __multiproc_f: &mut ::core::fmt::Formatter<'_>,
+                ) -> ::core::fmt::Result {
+                    __multiproc_f.write_str(<Self as ::multiproc::Worker>::NAME)
+                }
+            }
+
+            impl ::multiproc::Worker for #ident {
+                const NAME: &'static str =
+                    ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
+                type Args = #args_ty;
+                type Output = #out_ty;
+                fn call(__multiproc_args: Self::Args) -> Self::Output {
+                    let (#(#vars,)*) = __multiproc_args;
+                    Self::__multiproc_call(#(#vars),*)
+                }
+            }
+
             #[::multiproc::__private::linkme::distributed_slice(::multiproc::__private::WORKERS)]
             #[linkme(crate = ::multiproc::__private::linkme)]
-            static WORKER: ::multiproc::__private::WorkerEntry =
+            static __MULTIPROC_ENTRY: ::multiproc::__private::WorkerEntry =
                 ::multiproc::__private::WorkerEntry::new::<#ident>();
         };
     }
+}
+
+/// `(A, B, ..,)` with its parentheses at `span`.
+fn tuple(tys: &[&syn::Type], span: Span) -> Group {
+    let mut group = Group::new(Delimiter::Parenthesis, quote!(#(#tys,)*));
+    group.set_span(span);
+    group
 }

@@ -15,7 +15,5 @@ use proc_macro::TokenStream;
 /// See `multiproc::worker` for the documentation.
 #[proc_macro_attribute]
 pub fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
-    let args = proc_macro2::TokenStream::from(args);
-    let item = syn::parse_macro_input!(input as syn::ItemFn);
-    expand::worker(args, item).into()
+    expand::worker(args.into(), input.into()).into()
 }

@@ -67,9 +67,13 @@ pub(crate) fn check<'a>(args: &TokenStream, item: &'a ItemFn) -> Result<Worker<'
                 lt,
                 "a worker cannot have lifetime parameters: its arguments are sent to another process, so they must be owned (no borrows)",
             ),
-            GenericParam::Type(_) | GenericParam::Const(_) => errors.push(
+            GenericParam::Type(_) => errors.push(
                 param,
-                "a worker cannot be generic: the child process finds it by name, so it needs one concrete signature; use concrete types",
+                "a worker cannot be generic: the child process finds it by name, so it needs one concrete signature; use concrete types (an enum covers several)",
+            ),
+            GenericParam::Const(_) => errors.push(
+                param,
+                "a worker cannot have const generic parameters: the child process finds it by name, so it needs one concrete signature; pass the value as an ordinary argument",
             ),
         }
     }
@@ -90,6 +94,7 @@ pub(crate) fn check<'a>(args: &TokenStream, item: &'a ItemFn) -> Result<Worker<'
             FnArg::Typed(typed) => {
                 check_owned(&mut errors, &typed.ty, "parameter");
                 params.push(Param {
+                    attrs: &typed.attrs,
                     pat: &typed.pat,
                     ty: &typed.ty,
                 });
@@ -97,6 +102,12 @@ pub(crate) fn check<'a>(args: &TokenStream, item: &'a ItemFn) -> Result<Worker<'
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output {
+        if let Type::Never(never) = &**ty {
+            errors.push(
+                never,
+                "a worker cannot return `!`: its result type must be a serde type; declare it `-> ()` instead (the body may still loop forever or exit)",
+            );
+        }
         check_owned(&mut errors, ty, "return type");
     }
 
@@ -107,6 +118,7 @@ pub(crate) fn check<'a>(args: &TokenStream, item: &'a ItemFn) -> Result<Worker<'
             vis: &item.vis,
             ident: &sig.ident,
             params,
+            paren: &sig.paren_token,
             output: &sig.output,
             body: &item.block,
         }),
@@ -146,4 +158,3 @@ fn check_owned(errors: &mut Errors, ty: &Type, what: &str) {
     }
     Finder { errors, what }.visit_type(ty);
 }
-
