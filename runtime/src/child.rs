@@ -13,7 +13,8 @@ use crate::current::{self, Identity};
 use crate::process::{self, MARKER};
 use crate::registry::{self, Lookup};
 use crate::sys;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::io::Write;
@@ -22,9 +23,9 @@ use std::panic::{self, AssertUnwindSafe};
 
 const MAGIC: [u8; 4] = *b"MPRC";
 const VERSION: u16 = 1;
-/// How long a child waits for the first bytes of its payload. The parent
-/// writes it right after spawning, so only a stranger's socket is this slow.
-const PAYLOAD_TIMEOUT_MS: u16 = 30_000;
+/// How long a child waits for each read of its payload. The parent writes it
+/// right after spawning, so only a stranger's socket is this slow.
+const PAYLOAD_TIMEOUT_SECS: i64 = 30;
 /// Exit status of a child that could not run its worker at all.
 const EXIT_SETUP: i32 = 2;
 
@@ -194,12 +195,16 @@ fn run_child(marker: &str) -> i32 {
 }
 
 fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
-    let mut polled = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
-    match nix::poll::poll(&mut polled, PollTimeout::from(PAYLOAD_TIMEOUT_MS)) {
-        Ok(0) => return Err("no payload arrived on its socket".into()),
-        Ok(_) => {}
-        Err(e) => return Err(format!("cannot wait for the payload: {e}")),
-    }
+    // A stranger's socket may never send, or stall mid-frame: bound every read.
+    let patience = TimeVal::new(PAYLOAD_TIMEOUT_SECS, 0);
+    setsockopt(conn, sockopt::ReceiveTimeout, &patience)
+        .map_err(|e| format!("cannot bound reads on its socket: {e}"))?;
+    let payload = read_payload_frames(conn)?;
+    let _ = setsockopt(conn, sockopt::ReceiveTimeout, &TimeVal::new(0, 0));
+    Ok(payload)
+}
+
+fn read_payload_frames(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
     let frame = |limit| match conn.recv_frame(limit) {
         Ok(Some(frame)) => Ok(frame),
         Ok(None) => Err("its socket closed before the payload".to_string()),

@@ -76,9 +76,13 @@ pub fn run_self(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Outpu
 /// Runs `cmd` with stdin closed and output captured, killing it if it takes
 /// longer than `timeout`. Panics on timeout.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null());
+    run_bounded_with_stdin(cmd, timeout)
+}
+
+/// As [`run_bounded`], keeping whatever stdin `cmd` was given.
+pub fn run_bounded_with_stdin(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let pid = child.id();
     let deadline = Instant::now() + timeout;
