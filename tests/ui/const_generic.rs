@@ -1,0 +1,8 @@
+use multiproc::worker;
+
+#[worker]
+fn zeros<const N: usize>() -> Vec<u8> {
+    vec![0; N]
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use multiproc::worker;
+
+#[worker]
+fn identity<T>(x: T) -> T {
+    x
+}
+
+fn main() {}

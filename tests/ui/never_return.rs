@@ -1,0 +1,10 @@
+use multiproc::worker;
+
+#[worker]
+fn serve_forever(port: u16) -> ! {
+    loop {
+        let _ = port;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use multiproc::worker;
+
+#[worker]
+fn shout(text: &str) -> String {
+    text.to_uppercase()
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use multiproc::worker;
+
+#[worker]
+fn greeting() -> &'static str {
+    "hello"
+}
+
+fn main() {}
