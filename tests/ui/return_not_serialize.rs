@@ -6,7 +6,9 @@ struct Report {
 
 #[worker]
 fn analyze(text: String) -> Report {
-    Report { lines: text.lines().count() }
+    Report {
+        lines: text.lines().count(),
+    }
 }
 
 fn main() {}
