@@ -94,7 +94,7 @@ pub use multiproc_macros::worker;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{WORKERS, WorkerEntry, assert_transferable};
+    pub use crate::registry::{WORKERS, WorkerEntry};
     pub use linkme;
 }
 

@@ -86,8 +86,3 @@ pub(crate) enum Lookup {
     Missing,
     Ambiguous,
 }
-
-/// Compile-time check that a worker parameter or result can cross a process
-/// boundary; the macro emits one call per type, spanned on the type.
-#[doc(hidden)]
-pub const fn assert_transferable<T: Serialize + DeserializeOwned>() {}
