@@ -57,6 +57,9 @@ mod wait;
 pub use codec::CodecError;
 pub use current::{CurrentProcess, ParentProcess, cpu_count, current_process, parent_process};
 pub use error::{Error, Result};
+pub use pipe::{
+    Connection, Pipe, PipeReader, PipeWriter, RecvError, RecvTimeoutError, SendError, TryRecvError,
+};
 pub use process::{ChildProcess, Process, active_children};
 pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
 pub use registry::Worker;
