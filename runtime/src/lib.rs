@@ -66,6 +66,7 @@ pub use registry::Worker;
 pub use shared::{
     Array, ArrayGuard, OwnerDied, RawArray, RawValue, SharedMemory, Value, ValueGuard,
 };
+pub use wait::{Waitable, wait};
 
 /// Turns a free function into a worker that a child process can run.
 ///

@@ -1066,6 +1066,17 @@ macro_rules! recv_methods {
             pub fn poll_timeout(&self, timeout: Duration) -> bool {
                 self.inner.poll(Deadline::after(timeout))
             }
+
+            /// For `wait`: readiness now, without blocking.
+            pub(crate) fn ready_now(&self) -> bool {
+                self.inner.poll(Deadline::now())
+            }
+
+            /// For `wait`: the socket to poll, kept open while it is used
+            /// (`None` once closed).
+            pub(crate) fn wait_stream(&self) -> Option<Arc<UnixStream>> {
+                self.inner.stream()
+            }
         }
     };
 }
