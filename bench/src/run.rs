@@ -1,0 +1,316 @@
+//! Running the cases: implementations interleaved round by round, then
+//! medians, ratios and targets.
+
+use crate::case::{Against, Bound, Case, Method, Params, Runner};
+use crate::python::{self, Python};
+use serde::Serialize;
+use std::time::Instant;
+
+/// How many rounds, and whether this is `--quick`.
+pub struct Plan {
+    pub quick: bool,
+    pub warmup: usize,
+    pub rounds: usize,
+}
+
+/// One implementation's results in one case.
+#[derive(Serialize)]
+pub struct Series {
+    /// `multiproc`, `Python spawn`, `floor: posix_spawn + waitpid`, ...
+    pub label: String,
+    pub role: Role,
+    pub median: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// multiproc's median / this one's.
+    pub ratio: Option<f64>,
+    /// Why there is no median: not available here, or an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub samples: Vec<f64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Multiproc,
+    Python(Method),
+    Floor,
+}
+
+#[derive(Serialize)]
+pub struct CaseResult {
+    pub name: &'static str,
+    pub measures: &'static str,
+    pub unit: &'static str,
+    #[serde(skip)]
+    pub case: &'static Case,
+    pub params: Params,
+    pub series: Vec<Series>,
+    /// The fastest Python start method, by median.
+    pub python_best: Option<Method>,
+    pub targets: Vec<TargetResult>,
+    pub seconds: f64,
+}
+
+#[derive(Serialize)]
+pub struct TargetResult {
+    pub text: &'static str,
+    pub against: Against,
+    pub bound: Bound,
+    /// multiproc / against (or multiproc's median, for an absolute bound).
+    pub ratio: Option<f64>,
+    /// `None` when the ratio could not be measured.
+    pub met: Option<bool>,
+    /// Index into the case's `series` of the row it compares with.
+    #[serde(skip)]
+    pub row: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl CaseResult {
+    pub fn multiproc(&self) -> &Series {
+        &self.series[0]
+    }
+
+    /// Whether any implementation failed (as opposed to being unavailable).
+    pub fn failed(&self) -> bool {
+        self.series.iter().any(|s| s.error.is_some())
+    }
+}
+
+enum Source<'a> {
+    Rust(Runner),
+    Python(&'a Python, Method),
+}
+
+struct Slot<'a> {
+    source: Option<Source<'a>>,
+    series: Series,
+}
+
+/// Runs `case`: `plan.warmup` discarded rounds, then `plan.rounds`, each
+/// running every implementation once, in the same order.
+pub fn run_case(
+    case: &'static Case,
+    plan: &Plan,
+    python: &Result<Python, String>,
+    mut progress: impl FnMut(usize),
+) -> CaseResult {
+    let params = if plan.quick { case.quick } else { case.full };
+    let mut slots = vec![Slot::new(
+        "multiproc",
+        Role::Multiproc,
+        Some(Source::Rust(case.multiproc)),
+    )];
+    for &method in case.python {
+        let label = format!("Python {}", method.name());
+        let source = python.as_ref().ok().map(|py| Source::Python(py, method));
+        let mut slot = Slot::new(&label, Role::Python(method), source);
+        if let Err(why) = python {
+            slot.series.unavailable = Some(why.clone());
+        }
+        slots.push(slot);
+    }
+    if let Some(floor) = &case.floor {
+        let label = format!("floor: {}", floor.label);
+        slots.push(Slot::new(
+            &label,
+            Role::Floor,
+            Some(Source::Rust(floor.run)),
+        ));
+    }
+
+    let started = Instant::now();
+    for round in 0..plan.warmup + plan.rounds {
+        for slot in &mut slots {
+            slot.run(case, &params, round >= plan.warmup);
+        }
+        progress(round);
+    }
+
+    let mut series: Vec<Series> = slots.into_iter().map(|s| s.series).collect();
+    for s in &mut series {
+        s.median = median(&s.samples);
+        s.min = s.samples.iter().copied().reduce(f64::min);
+        s.max = s.samples.iter().copied().reduce(f64::max);
+    }
+    let ours = series[0].median;
+    for s in &mut series {
+        s.ratio = ours.zip(s.median).map(|(a, b)| a / b);
+    }
+    let python_best = series
+        .iter()
+        .filter(|s| s.median.is_some())
+        .filter_map(|s| match s.role {
+            Role::Python(m) => Some((m, s.median.unwrap_or(f64::NAN))),
+            _ => None,
+        })
+        .reduce(|a, b| {
+            let b_better = if case.unit.higher_is_better() {
+                b.1 > a.1
+            } else {
+                b.1 < a.1
+            };
+            if b_better { b } else { a }
+        })
+        .map(|(m, _)| m);
+
+    CaseResult {
+        name: case.name,
+        measures: case.measures,
+        unit: case.unit.key(),
+        case,
+        params,
+        series,
+        python_best,
+        targets: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+impl<'a> Slot<'a> {
+    fn new(label: &str, role: Role, source: Option<Source<'a>>) -> Self {
+        Slot {
+            source,
+            series: Series {
+                label: label.to_string(),
+                role,
+                median: None,
+                min: None,
+                max: None,
+                ratio: None,
+                unavailable: None,
+                error: None,
+                samples: Vec::new(),
+            },
+        }
+    }
+
+    /// Runs one round; an error or unavailability stops this implementation.
+    fn run(&mut self, case: &Case, params: &Params, keep: bool) {
+        let Some(source) = &self.source else { return };
+        let round = match source {
+            Source::Rust(run) => run(params).map(python::Round::Samples),
+            Source::Python(py, method) => py.run(case, *method, params),
+        };
+        match round {
+            Ok(python::Round::Samples(samples)) if samples.is_empty() => {
+                self.series.error = Some("a round gave no samples".into());
+                self.source = None;
+            }
+            Ok(python::Round::Samples(samples)) => {
+                if keep {
+                    self.series.samples.extend(samples);
+                }
+            }
+            Ok(python::Round::Unavailable(why)) => {
+                self.series.unavailable = Some(why);
+                self.source = None;
+            }
+            Err(e) => {
+                self.series.error = Some(e.to_string());
+                self.source = None;
+            }
+        }
+    }
+}
+
+/// Checks every case's targets, once all cases have run (a target may name
+/// another case).
+pub fn check_targets(results: &mut [CaseResult]) {
+    let mut checked = Vec::new();
+    for result in results.iter() {
+        let targets: Vec<TargetResult> = result
+            .case
+            .targets
+            .iter()
+            .map(|t| check(result, t.text, t.against, t.bound, results))
+            .collect();
+        checked.push(targets);
+    }
+    for (result, targets) in results.iter_mut().zip(checked) {
+        result.targets = targets;
+    }
+}
+
+fn check(
+    result: &CaseResult,
+    text: &'static str,
+    against: Against,
+    bound: Bound,
+    all: &[CaseResult],
+) -> TargetResult {
+    let row_of = |role: Role| result.series.iter().position(|s| s.role == role);
+    let ours = result.multiproc().median;
+    let (row, ratio, note) = match against {
+        Against::Floor => {
+            let row = row_of(Role::Floor);
+            (row, row.and_then(|r| result.series[r].ratio), None)
+        }
+        Against::Python(method) => {
+            let row = row_of(Role::Python(method));
+            (row, row.and_then(|r| result.series[r].ratio), None)
+        }
+        Against::PythonBest => {
+            let row = result.python_best.and_then(|m| row_of(Role::Python(m)));
+            (row, row.and_then(|r| result.series[r].ratio), None)
+        }
+        Against::Absolute => (Some(0), ours, None),
+        Against::Case(name) => match all.iter().find(|r| r.name == name) {
+            Some(other) => (
+                Some(0),
+                ours.zip(other.multiproc().median).map(|(a, b)| a / b),
+                None,
+            ),
+            None => (Some(0), None, Some(format!("{name} was not run"))),
+        },
+    };
+    let row = row.unwrap_or(0);
+    let note = note.or_else(|| {
+        let series = &result.series[row];
+        ratio.is_none().then(|| {
+            let why = series.unavailable.as_ref().or(series.error.as_ref());
+            why.cloned().unwrap_or_else(|| "not measured".to_string())
+        })
+    });
+    TargetResult {
+        text,
+        against,
+        bound,
+        ratio,
+        met: ratio.map(|r| bound.holds(r)),
+        row,
+        note,
+    }
+}
+
+/// The median; the mean of the middle two for an even count.
+pub fn median(samples: &[f64]) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+}
