@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             eprint!("{}", if round < plan.warmup { 'w' } else { '.' });
             let _ = std::io::stderr().flush();
         });
-        eprintln!(" {:.1} s", result.seconds);
+        eprintln!(" {:.2} s", result.seconds);
         results.push(result);
     }
     run::check_targets(&mut results);

@@ -40,7 +40,10 @@ impl Python {
         let out = Command::new(&program)
             .args(["-c", "import sys; print(sys.version.split()[0])"])
             .output()
-            .map_err(|e| format!("{shown} not found ({e})"))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!("{shown} not found"),
+                _ => format!("{shown} does not run ({e})"),
+            })?;
         if !out.status.success() {
             return Err(format!("{shown} does not run ({})", out.status));
         }

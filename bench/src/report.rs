@@ -93,9 +93,10 @@ pub fn render(report: &Report<'_>) -> String {
     let mut out = String::new();
     let mode = if report.quick { "quick" } else { "full" };
     out.push_str(&format!(
-        "multiproc-bench, {mode} run: {} rounds after {} warm-up, implementations interleaved \
+        "multiproc-bench, {mode} run: {} after {} warm-up, implementations interleaved \
          each round; medians over all rounds.\n",
-        report.rounds, report.warmup
+        plural(report.rounds, "round"),
+        report.warmup
     ));
     let mut facts = vec![m.date.clone(), format!("{} cores", m.cores)];
     facts.extend(m.cpu.clone());
@@ -155,10 +156,12 @@ pub fn render(report: &Report<'_>) -> String {
                 } else {
                     vec![String::new(); 4]
                 };
+                // Without a ratio, the row's median cell says why, unless
+                // the target names another case.
                 let check = match (target.ratio, &target.note) {
                     (Some(r), _) => check_cell(r, target.against, target.bound, unit),
-                    (None, Some(why)) => shorten(why, 40),
-                    (None, None) => String::new(),
+                    (None, Some(why)) if series.median.is_some() => shorten(why, 40),
+                    (None, _) => "—".to_string(),
                 };
                 let met = match target.met {
                     Some(true) => "yes",
@@ -172,6 +175,14 @@ pub fn render(report: &Report<'_>) -> String {
     }
     out.push_str(&markdown(&rows));
     out
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn median_cell(series: &Series, unit: Unit) -> String {
