@@ -66,6 +66,7 @@ const BIG: usize = 256 * 1024;
 /// # Ok(())
 /// # }
 /// ```
+///
 /// `Pipe<T>` only names the constructors; it has no values.
 pub struct Pipe<T> {
     _items: PhantomData<fn(T) -> T>,
@@ -102,7 +103,20 @@ impl<T> Pipe<T> {
     /// let (rx, tx) = multiproc::Pipe::one_way()?;
     /// tx.send(&[1u8, 2, 3])?;
     /// assert_eq!(rx.recv()?, [1, 2, 3]);
-    /// // `rx.send(..)` and `tx.recv()` do not compile.
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// The reader cannot send, and the writer cannot receive:
+    ///
+    /// ```compile_fail
+    /// let (rx, _tx) = multiproc::Pipe::<u8>::one_way()?;
+    /// rx.send(&1)?; // no method `send` on `PipeReader`
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// ```compile_fail
+    /// let (_rx, tx) = multiproc::Pipe::<u8>::one_way()?;
+    /// let _ = tx.recv()?; // no method `recv` on `PipeWriter`
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn one_way() -> crate::Result<(PipeReader<T>, PipeWriter<T>)> {
