@@ -26,7 +26,6 @@ mod sealed {
     pub trait Sealed {}
 }
 
-#[allow(unused_imports)] // for the queues' impls
 pub(crate) use sealed::Sealed;
 
 /// Something [`wait`] can watch: [`Connection`], [`PipeReader`],
@@ -75,7 +74,6 @@ pub trait Waitable: Sealed {
 pub struct WaitFd<'a>(FdRef<'a>);
 
 enum FdRef<'a> {
-    #[allow(dead_code)] // for the queues' eventfds
     Borrowed(BorrowedFd<'a>),
     Owned(OwnedFd),
     Stream(Arc<UnixStream>),
@@ -83,7 +81,6 @@ enum FdRef<'a> {
 
 impl<'a> WaitFd<'a> {
     /// A descriptor the object owns for at least `'a`.
-    #[allow(dead_code)] // for the queues' eventfds
     pub(crate) fn borrowed(fd: BorrowedFd<'a>) -> Self {
         WaitFd(FdRef::Borrowed(fd))
     }

@@ -439,11 +439,6 @@ impl<T> Queue<T> {
     pub fn close(&self) {
         self.raw.close();
     }
-
-    #[allow(dead_code)] // for `wait`, being wired
-    pub(crate) fn raw(&self) -> &RawQueue {
-        &self.raw
-    }
 }
 
 impl<T> Serialize for Queue<T> {
@@ -525,11 +520,6 @@ impl<T> SimpleQueue<T> {
     /// Closes this handle: later `put` and `get` through it fail.
     pub fn close(&self) {
         self.inner.close()
-    }
-
-    #[allow(dead_code)] // for `wait`, being wired
-    pub(crate) fn raw(&self) -> &RawQueue {
-        self.inner.raw()
     }
 }
 
@@ -673,3 +663,59 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
         })
     }
 }
+
+/// A queue is ready for [`wait`](crate::wait) while it is not empty.
+impl<T> crate::wait::Sealed for Queue<T> {}
+
+impl<T> crate::wait::Waitable for Queue<T> {
+    fn wait_fd(&self) -> Option<crate::wait::WaitFd<'_>> {
+        Some(crate::wait::WaitFd::borrowed(self.raw.eventfd()))
+    }
+
+    fn ready_now(&self) -> bool {
+        !self.empty()
+    }
+
+    fn arm(&self) {
+        self.raw.arm();
+    }
+
+    fn disarm(&self) {
+        self.raw.disarm();
+    }
+
+    fn clear_spurious(&self) {
+        let _ = self.raw.repair_signal();
+    }
+}
+
+macro_rules! waitable_through_inner {
+    ($name:ident) => {
+        impl<T> crate::wait::Sealed for $name<T> {}
+
+        impl<T> crate::wait::Waitable for $name<T> {
+            fn wait_fd(&self) -> Option<crate::wait::WaitFd<'_>> {
+                self.inner.wait_fd()
+            }
+
+            fn ready_now(&self) -> bool {
+                self.inner.ready_now()
+            }
+
+            fn arm(&self) {
+                self.inner.arm();
+            }
+
+            fn disarm(&self) {
+                self.inner.disarm();
+            }
+
+            fn clear_spurious(&self) {
+                self.inner.clear_spurious();
+            }
+        }
+    };
+}
+
+waitable_through_inner!(SimpleQueue);
+waitable_through_inner!(JoinableQueue);

@@ -516,12 +516,10 @@ impl RawQueue {
     }
 
     /// For `wait`: registers a poller, so producers make the eventfd readable.
-    #[allow(dead_code)] // for `wait`, being wired
     pub(crate) fn arm(&self) {
         self.word(off::POLL_WAITERS).fetch_add(1, Ordering::SeqCst);
     }
 
-    #[allow(dead_code)] // for `wait`, being wired
     pub(crate) fn disarm(&self) {
         self.word(off::POLL_WAITERS).fetch_sub(1, Ordering::SeqCst);
     }
@@ -549,7 +547,6 @@ impl RawQueue {
 
     /// For `wait`: the eventfd is readable but the queue is empty (a consumer
     /// died between emptying it and draining): drain it.
-    #[allow(dead_code)] // for `wait`, being wired
     pub(crate) fn repair_signal(&self) -> io::Result<()> {
         if let Some(g) = self.lock(Side::Get, None)? {
             if self.len() == 0 {
