@@ -76,6 +76,25 @@ pub enum Error {
     /// `JoinableQueue::task_done` was called more times than items were put.
     #[error("task_done() called too many times")]
     TaskDoneTooOften,
+    /// A lock was acquired, but its previous holder died while holding it
+    /// (see [`OwnerDied`](crate::OwnerDied), which keeps the guard).
+    #[error("the previous owner of the lock died while holding it")]
+    OwnerDied,
+    /// A `try_` call would have had to wait.
+    #[error("the operation would have to wait")]
+    WouldBlock,
+    /// A `_timeout` call ran out of time.
+    #[error("timed out")]
+    Timeout,
+    /// A thread released a lock it does not hold.
+    #[error("the lock is not held by this thread")]
+    NotOwner,
+    /// A `BoundedSemaphore` was released more times than it was acquired.
+    #[error("semaphore released too many times")]
+    ReleasedTooManyTimes,
+    /// A `Barrier` is broken (aborted, reset, timed out, a party died).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
     /// Encoding or decoding failed.
     #[error(transparent)]
     Codec(#[from] CodecError),

@@ -50,6 +50,7 @@ mod process;
 mod queue;
 mod registry;
 mod shared;
+mod sync;
 #[allow(unsafe_code)]
 mod sys;
 mod wait;
@@ -65,6 +66,12 @@ pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetErr
 pub use registry::Worker;
 pub use shared::{
     Array, ArrayGuard, OwnerDied, RawArray, RawValue, SharedMemory, Value, ValueGuard,
+};
+pub use sync::{
+    AcquireResult, AcquireTimeoutError, Barrier, BarrierBuilder, BarrierWaitError,
+    BoundedSemaphore, Condition, ConditionLock, Event, Lock, LockGuard, NotOwner, RLock,
+    RLockGuard, ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError, TryBarrierWaitError,
+    WaitTimeoutResult,
 };
 pub use wait::{Waitable, wait};
 

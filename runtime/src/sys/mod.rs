@@ -4,6 +4,7 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 
 pub(crate) mod fdpass;
+pub(crate) mod fnptr;
 pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod pod;

@@ -153,3 +153,76 @@ pub(crate) fn unlock(map: &Mapping, offset: usize) -> io::Result<()> {
     // hold is reported by the robust mutex as EPERM, not undefined.
     check(unsafe { libc::pthread_mutex_unlock(ptr(map, offset)) })
 }
+
+/// What a robust mutex does when the thread that holds it locks it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Refuses with `EDEADLK` (instead of deadlocking).
+    ErrorCheck,
+    /// Counts: the owner must unlock as many times as it locked.
+    Recursive,
+}
+
+/// As [`init`], for a mutex of the given [`Kind`]
+/// ([`pthread_mutexattr_settype(3)`](https://man7.org/linux/man-pages/man3/pthread_mutexattr_settype.3p.html)).
+/// Only for fresh memory that no other process sees yet.
+pub(crate) fn init_kind(map: &Mapping, offset: usize, kind: Kind) -> io::Result<()> {
+    let kind = match kind {
+        Kind::ErrorCheck => libc::PTHREAD_MUTEX_ERRORCHECK,
+        Kind::Recursive => libc::PTHREAD_MUTEX_RECURSIVE,
+    };
+    // SAFETY: an attr is plain data that `init` fills in.
+    let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as in `init`: `attr` is valid and writable, every call is
+    // checked, the attr is destroyed once after use, and the mutex memory is
+    // in bounds, aligned and not yet shared.
+    unsafe {
+        check(libc::pthread_mutexattr_init(&mut attr))?;
+        let result = (|| {
+            check(libc::pthread_mutexattr_setpshared(
+                &mut attr,
+                libc::PTHREAD_PROCESS_SHARED,
+            ))?;
+            check(libc::pthread_mutexattr_setrobust(
+                &mut attr,
+                libc::PTHREAD_MUTEX_ROBUST,
+            ))?;
+            check(libc::pthread_mutexattr_settype(&mut attr, kind))?;
+            check(libc::pthread_mutex_init(ptr(map, offset), &attr))
+        })();
+        libc::pthread_mutexattr_destroy(&mut attr);
+        result
+    }
+}
+
+/// The owner's thread id in a robust mutex's lock word (`linux/futex.h`).
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// Locks the mutex at `offset` like [`lock`], but spins on a plain read of
+/// the lock word (no stores, so the holder keeps its cache line) between
+/// attempts, for up to `spins` rounds, before sleeping in the kernel.
+///
+/// The word is glibc's `__data.__lock`, the first field of every
+/// `pthread_mutex_t` on Linux and the futex word the kernel's robust-futex
+/// ABI knows about; it is only read here, as an atomic, never written.
+pub(crate) fn lock_spinning(
+    map: &Mapping,
+    offset: usize,
+    deadline: Option<Instant>,
+    spins: u32,
+) -> io::Result<Locked> {
+    let m = ptr(map, offset);
+    let word = map.u32_at(offset);
+    for _ in 0..spins {
+        // Free, or free after a dead owner (only the owner-died bit set).
+        if word.load(std::sync::atomic::Ordering::Relaxed) & FUTEX_TID_MASK == 0 {
+            // SAFETY: as in `try_lock`.
+            match unsafe { libc::pthread_mutex_trylock(m) } {
+                libc::EBUSY => {}
+                ret => return finish(m, ret),
+            }
+        }
+        std::hint::spin_loop();
+    }
+    lock(map, offset, deadline)
+}
