@@ -86,3 +86,11 @@ fn five_workers_all_start_before_any_finishes() {
         );
     }
 }
+
+#[test]
+fn five_processes_print_under_a_lock() {
+    assert_eq!(
+        String::from_utf8(run("lock").stdout).unwrap(),
+        "Critical section!\n".repeat(5)
+    );
+}
