@@ -310,8 +310,8 @@ fn a_message_that_does_not_decode_fails_that_get_only() {
     q.put(Even(3)).unwrap();
     q.put(Even(4)).unwrap();
     match q.get() {
-        Err(GetError::Corrupt(e)) => assert!(e.to_string().contains("Even"), "{e}"),
-        other => panic!("expected Corrupt, got {other:?}"),
+        Err(GetError::Decode(e)) => assert!(e.to_string().contains("Even"), "{e}"),
+        other => panic!("expected Decode, got {other:?}"),
     }
     assert_eq!(q.get().unwrap(), Even(4));
 }

@@ -60,7 +60,7 @@ pub enum GetError {
     Closed,
     /// The message was taken but does not decode as `T` (the queue goes on).
     #[error(transparent)]
-    Corrupt(CodecError),
+    Decode(CodecError),
     /// The operating system refused, or the queue's memory is corrupt.
     #[error("queue failure: {0}")]
     Os(io::Error),
@@ -78,7 +78,7 @@ pub enum TryGetError {
     Closed,
     /// The message was taken but does not decode as `T` (the queue goes on).
     #[error(transparent)]
-    Corrupt(CodecError),
+    Decode(CodecError),
     /// The operating system refused, or the queue's memory is corrupt.
     #[error("queue failure: {0}")]
     Os(io::Error),
@@ -168,7 +168,7 @@ impl From<GetError> for Error {
     fn from(e: GetError) -> Self {
         match e {
             GetError::Closed => Error::Closed,
-            GetError::Corrupt(e) => Error::Codec(e),
+            GetError::Decode(e) => Error::Codec(e),
             GetError::Os(e) => Error::Io(e),
         }
     }
@@ -179,7 +179,7 @@ impl From<TryGetError> for Error {
         match e {
             TryGetError::Empty => Error::Empty,
             TryGetError::Closed => Error::Closed,
-            TryGetError::Corrupt(e) => Error::Codec(e),
+            TryGetError::Decode(e) => Error::Codec(e),
             TryGetError::Os(e) => Error::Io(e),
         }
     }
@@ -341,7 +341,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_with(&self, wait: Wait) -> Result<T, TryGetError> {
         codec::with_scratch(|body| match self.raw.get(wait, body) {
-            Ok(()) => codec::decode(body).map_err(TryGetError::Corrupt),
+            Ok(()) => codec::decode(body).map_err(TryGetError::Decode),
             Err(GetFail::Empty) => Err(TryGetError::Empty),
             Err(GetFail::Closed) => Err(TryGetError::Closed),
             Err(GetFail::Os(e)) => Err(TryGetError::Os(e)),
@@ -361,7 +361,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn get(&self) -> Result<T, GetError> {
         self.get_with(Wait::Forever).map_err(|e| match e {
             TryGetError::Closed => GetError::Closed,
-            TryGetError::Corrupt(e) => GetError::Corrupt(e),
+            TryGetError::Decode(e) => GetError::Decode(e),
             TryGetError::Os(e) => GetError::Os(e),
             TryGetError::Empty => unreachable!("a get without deadline waits for a message"),
         })
