@@ -66,6 +66,14 @@ fn shared_counter_counts_to_400000() {
 }
 
 #[test]
+fn pipe_carries_the_tuple() {
+    assert_eq!(
+        String::from_utf8(run("pipe").stdout).unwrap(),
+        "(42, None, \"hello\")\n"
+    );
+}
+
+#[test]
 fn five_workers_all_start_before_any_finishes() {
     let stdout = String::from_utf8(run("processes").stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
