@@ -24,7 +24,9 @@ pub struct Case {
     pub multiproc: Runner,
     /// Python start methods to run; empty if Python has no counterpart.
     pub python: &'static [Method],
-    pub floor: Option<Floor>,
+    /// The raw OS doing the same work; several where more than one bare
+    /// baseline is worth seeing (serial and rayon, say).
+    pub floors: &'static [Floor],
     /// DESIGN.md's targets for the case.
     pub targets: &'static [Target],
 }
@@ -146,8 +148,8 @@ pub struct Target {
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Against {
-    /// The case's floor.
-    Floor,
+    /// The case's floor with this index in [`Case::floors`].
+    Floor(usize),
     /// Python with this start method.
     Python(Method),
     /// Python's best start method.

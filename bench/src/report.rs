@@ -204,7 +204,8 @@ fn ratio_cell(series: &Series, unit: Unit) -> String {
         Unit::PerSecond | Unit::BytesPerSecond => None,
     };
     match less {
-        Some(word) if ratio < 1.0 => format!("{} ({}× {word})", sig3(ratio), sig3(1.0 / ratio)),
+        // Only where the gap is more than noise.
+        Some(word) if ratio < 0.95 => format!("{} ({}× {word})", sig3(ratio), sig3(1.0 / ratio)),
         _ => sig3(ratio),
     }
 }
@@ -271,7 +272,7 @@ mod tests {
     fn ratio_cells_say_how_much_faster() {
         let mut series = Series {
             label: String::new(),
-            role: Role::Floor,
+            role: Role::Floor(0),
             median: Some(1.0),
             min: None,
             max: None,
@@ -284,7 +285,7 @@ mod tests {
         series.ratio = Some(1.26);
         assert_eq!(ratio_cell(&series, Unit::Seconds), "1.26");
         assert_eq!(
-            check_cell(1.26, Against::Floor, Bound::AtMost(1.3), Unit::Seconds),
+            check_cell(1.26, Against::Floor(0), Bound::AtMost(1.3), Unit::Seconds),
             "1.26 ≤ 1.3"
         );
     }

@@ -37,7 +37,8 @@ pub struct Series {
 pub enum Role {
     Multiproc,
     Python(Method),
-    Floor,
+    /// Index into the case's floors.
+    Floor(usize),
 }
 
 #[derive(Serialize)]
@@ -115,11 +116,11 @@ pub fn run_case(
         }
         slots.push(slot);
     }
-    if let Some(floor) = &case.floor {
+    for (i, floor) in case.floors.iter().enumerate() {
         let label = format!("floor: {}", floor.label);
         slots.push(Slot::new(
             &label,
-            Role::Floor,
+            Role::Floor(i),
             Some(Source::Rust(floor.run)),
         ));
     }
@@ -247,8 +248,8 @@ fn check(
     let row_of = |role: Role| result.series.iter().position(|s| s.role == role);
     let ours = result.multiproc().median;
     let (row, ratio, note) = match against {
-        Against::Floor => {
-            let row = row_of(Role::Floor);
+        Against::Floor(i) => {
+            let row = row_of(Role::Floor(i));
             (row, row.and_then(|r| result.series[r].ratio), None)
         }
         Against::Python(method) => {

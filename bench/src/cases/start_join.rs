@@ -6,6 +6,7 @@ use multiproc::Process;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
 use nix::sys::wait::{WaitStatus, waitpid};
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
 /// The argument that makes the bench binary's `main` return at once: the
@@ -15,22 +16,33 @@ pub const FLOOR_EXIT: &str = "--floor-exit";
 pub const CASE: Case = Case {
     name: "start_join",
     measures: "Process::new + start + join of a worker with no arguments and an empty body \
-               (Python: Process(target=empty).start(); .join()); time per process. Floor: \
-               posix_spawn of the same binary with an argument that makes main return at \
-               once, + waitpid.",
+               (Python: Process(target=empty).start(); .join()); time per process. Floors: \
+               posix_spawn of the same binary + waitpid, the child exiting at the start of \
+               main, or earlier, in multiproc's constructor (where a worker would start).",
     unit: Unit::Seconds,
     full: Params { iters: 40, size: 0 },
     quick: Params { iters: 8, size: 0 },
     multiproc,
     python: &[Method::Spawn, Method::Fork],
-    floor: Some(Floor {
-        label: "posix_spawn + waitpid",
-        run: floor,
-    }),
+    floors: &[
+        Floor {
+            label: "posix_spawn + waitpid, exit in main",
+            run: floor_in_main,
+        },
+        Floor {
+            label: "posix_spawn + waitpid, exit before main",
+            run: floor_before_main,
+        },
+    ],
     targets: &[
         Target {
             text: "≤ 1.3 × floor",
-            against: Against::Floor,
+            against: Against::Floor(0),
+            bound: Bound::AtMost(1.3),
+        },
+        Target {
+            text: "≤ 1.3 × floor",
+            against: Against::Floor(1),
             bound: Bound::AtMost(1.3),
         },
         Target {
@@ -55,20 +67,51 @@ fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
     })
 }
 
-fn floor(params: &Params) -> Result<Vec<f64>, BoxError> {
+/// The child runs std's start-up (stack guard, which reads
+/// `/proc/self/maps`; `sigaltstack`) and returns from `main`.
+fn floor_in_main(params: &Params) -> Result<Vec<f64>, BoxError> {
+    let env = environment(None)?;
+    spawn_and_wait(params, &env, PosixSpawnFileActions::init()?, 0)
+}
+
+/// The child stops where a multiproc child starts its work: in the runtime's
+/// constructor, before std's start-up. A malformed child marker makes that
+/// constructor refuse (on stderr, here /dev/null) and exit with status 2
+/// before `main`; a 0 would mean `main` ran after all.
+fn floor_before_main(params: &Params) -> Result<Vec<f64>, BoxError> {
+    let env = environment(Some("MULTIPROC_CHILD=floor"))?;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(null.as_raw_fd(), 2)?;
+    spawn_and_wait(params, &env, actions, 2)
+}
+
+fn environment(extra: Option<&str>) -> Result<Vec<CString>, BoxError> {
+    let mut env = std::env::vars_os()
+        .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<Result<Vec<_>, _>>()?;
+    env.extend(extra.map(CString::new).transpose()?);
+    Ok(env)
+}
+
+/// posix_spawn of this binary with [`FLOOR_EXIT`], then waitpid, timed.
+fn spawn_and_wait(
+    params: &Params,
+    env: &[CString],
+    actions: PosixSpawnFileActions,
+    status: i32,
+) -> Result<Vec<f64>, BoxError> {
     let exe = CString::new("/proc/self/exe")?;
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let argv = [CString::new(argv0.as_bytes())?, CString::new(FLOOR_EXIT)?];
-    let env = std::env::vars_os()
-        .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let actions = PosixSpawnFileActions::init()?;
     let attr = PosixSpawnAttr::init()?;
     time_each(params.iters, || {
-        let pid = posix_spawn(exe.as_c_str(), &actions, &attr, &argv, &env)?;
+        let pid = posix_spawn(exe.as_c_str(), &actions, &attr, &argv, env)?;
         match waitpid(pid, None)? {
-            WaitStatus::Exited(_, 0) => Ok(()),
-            status => Err(format!("the floor child ended with {status:?}").into()),
+            WaitStatus::Exited(_, code) if code == status => Ok(()),
+            other => {
+                Err(format!("the floor child ended with {other:?}, not status {status}").into())
+            }
         }
     })
 }
