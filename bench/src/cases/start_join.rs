@@ -126,4 +126,12 @@ mod tests {
         assert_eq!(samples.len(), 2);
         assert!(samples.iter().all(|&s| s > 0.0));
     }
+
+    /// Holds in a test binary too: the runtime's constructor refuses the
+    /// malformed marker before libtest's `main` sees [`FLOOR_EXIT`].
+    #[test]
+    fn the_runtime_exits_before_main_on_a_malformed_marker() {
+        let samples = floor_before_main(&Params { iters: 2, size: 0 }).unwrap();
+        assert_eq!(samples.len(), 2);
+    }
 }
