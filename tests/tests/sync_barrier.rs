@@ -297,7 +297,7 @@ fn try_wait_passes_only_as_the_last_party() {
 
 #[test]
 fn a_party_killed_while_waiting_breaks_it_for_the_rest() {
-    for round in 0..6 {
+    for round in 0..30 {
         // A generous default timeout: the death must be noticed long before.
         let b = Barrier::builder(4)
             .timeout(Duration::from_secs(30))
@@ -384,4 +384,60 @@ fn threads_and_processes_share_a_barrier_for_many_rounds() {
             assert_eq!(got, [0, 1, 2, 3], "round {round}");
         }
     });
+}
+
+#[worker]
+fn pass_until_broken(b: Barrier, passes: Semaphore) -> BarrierWaitError {
+    loop {
+        match b.wait() {
+            Ok(_) => passes.release(),
+            Err(e) => return e,
+        }
+    }
+}
+
+#[test]
+fn parties_killed_at_random_moments_never_hang_the_rest() {
+    // Killed inside `wait`, a party is noticed by the others; killed between
+    // two waits, it is simply missing, and the timeout ends the round.
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    for round in 0..15u64 {
+        let b = Barrier::builder(3).timeout(TIMEOUT).build().unwrap();
+        let passes = Semaphore::new(0).unwrap();
+        let mut ps: Vec<_> = (0..3)
+            .map(|_| {
+                let mut p = Process::new(pass_until_broken, (b.clone(), passes.clone()));
+                p.start().unwrap();
+                p
+            })
+            .collect();
+        let deadline = Instant::now() + BOUND;
+        while passes.value() < 30 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the parties never got going"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let victim = (round % 3) as usize;
+        std::thread::sleep(Duration::from_micros(100 + 997 * round % 3_000));
+        ps[victim].kill().unwrap();
+        let killed_at = Instant::now();
+        assert_eq!(join(&ps[victim]), -9);
+        for (i, p) in ps.iter_mut().enumerate() {
+            if i != victim {
+                let e = p.result().unwrap();
+                assert!(
+                    matches!(e, BarrierWaitError::Broken | BarrierWaitError::Timeout),
+                    "round {round}: {e:?}"
+                );
+            }
+        }
+        let took = killed_at.elapsed();
+        assert!(
+            took < TIMEOUT + Duration::from_secs(5),
+            "round {round}: {took:?}"
+        );
+        assert!(b.broken());
+    }
 }

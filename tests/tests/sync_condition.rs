@@ -74,7 +74,7 @@ fn nothing_more(woke: &Queue<u32>) {
 
 #[test]
 fn notify_wakes_exactly_n_of_mixed_processes_and_threads() {
-    for round in 0..3 {
+    for round in 0..5 {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         let registered = Semaphore::new(0).unwrap();
         let woke = Queue::new().unwrap();
@@ -158,7 +158,7 @@ fn the_longest_waiting_is_woken_first() {
 
 #[test]
 fn a_killed_waiter_never_swallows_a_notification() {
-    for round in 0..3 {
+    for round in 0..15 {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         let registered = Semaphore::new(0).unwrap();
         let woke = Queue::new().unwrap();
@@ -201,7 +201,7 @@ fn die_holding_condition_lock(cond: Condition<Lock>, rcond: Condition, held: Eve
 
 #[test]
 fn a_killed_holder_of_the_lock_under_a_condition_is_reported() {
-    for round in 0..4 {
+    for round in 0..50 {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         let rcond = Condition::new().unwrap();
         let held = Event::new().unwrap();

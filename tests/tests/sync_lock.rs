@@ -289,7 +289,7 @@ fn expect_owner_died<G>(r: Result<G, AcquireTimeoutError<G>>, what: &str) -> G {
 #[test]
 fn a_dead_holder_of_a_lock_is_reported_to_the_next_acquirer() {
     let lock = Lock::new().unwrap();
-    for round in 0..12 {
+    for round in 0..100 {
         let death = [Death::Killed, Death::Killed, Death::Abort, Death::Exit][round % 4];
         holder_dies(die_holding_lock, lock.clone(), death);
         let guard = expect_owner_died(
@@ -305,7 +305,7 @@ fn a_dead_holder_of_a_lock_is_reported_to_the_next_acquirer() {
 #[test]
 fn a_dead_holder_of_an_rlock_is_reported_to_the_next_acquirer() {
     let lock = RLock::new().unwrap();
-    for round in 0..6 {
+    for round in 0..60 {
         let death = [Death::Killed, Death::Abort, Death::Exit][round % 3];
         holder_dies(die_holding_rlock, lock.clone(), death);
         let guard = expect_owner_died(
@@ -395,4 +395,56 @@ fn owner_died_converts_to_the_crate_error() {
     assert!(acquire(&lock).is_ok());
     let e: OwnerDied<()> = OwnerDied(());
     assert!(e.to_string().contains("died"));
+}
+
+/// A pseudo-random delay in `1..=max_ms` milliseconds, different each round.
+fn jitter(round: u64, max_ms: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let x = (nanos ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(6364136223846793005);
+    Duration::from_millis(1 + (x >> 33) % max_ms)
+}
+
+#[worker]
+fn hammer_forever(lock: Lock, started: Event) {
+    started.set();
+    loop {
+        let guard = lock.acquire().unwrap_or_else(OwnerDied::into_guard);
+        std::hint::spin_loop();
+        drop(guard);
+    }
+}
+
+#[test]
+fn holders_killed_at_random_moments_never_wedge_the_lock() {
+    let lock = Lock::new().unwrap();
+    let mut died = 0;
+    for round in 0..30 {
+        let started = Event::new().unwrap();
+        let ps: Vec<_> = (0..2)
+            .map(|_| {
+                let mut p = Process::new(hammer_forever, (lock.clone(), started.clone()));
+                p.start().unwrap();
+                p
+            })
+            .collect();
+        assert!(started.wait_timeout(BOUND));
+        std::thread::sleep(jitter(round, 10));
+        for p in &ps {
+            p.kill().unwrap();
+            assert_eq!(join(p), -9);
+        }
+        match lock.acquire_timeout(RECOVERY) {
+            Ok(g) => drop(g),
+            Err(AcquireTimeoutError::OwnerDied(e)) => {
+                died += 1;
+                drop(e.into_guard());
+            }
+            Err(AcquireTimeoutError::Timeout) => panic!("round {round}: the lock is wedged"),
+        }
+    }
+    // Killed mid-loop, a hammering holder usually dies holding.
+    assert!(died > 0, "no round caught a holder inside");
 }

@@ -165,7 +165,7 @@ fn acquire_and_report(sem: Semaphore, waiting: Semaphore, got: Queue<u32>, id: u
 
 #[test]
 fn semaphore_waiters_stay_correct_when_one_is_killed() {
-    for round in 0..4 {
+    for round in 0..15 {
         let sem = Semaphore::new(0).unwrap();
         let waiting = Semaphore::new(0).unwrap();
         let got = Queue::new().unwrap();
@@ -245,7 +245,7 @@ fn wait_and_report(e: Event, waiting: Semaphore, woke: Queue<u32>, id: u32) {
 
 #[test]
 fn event_waiters_stay_correct_when_one_is_killed() {
-    for round in 0..3 {
+    for round in 0..15 {
         let e = Event::new().unwrap();
         let waiting = Semaphore::new(0).unwrap();
         let woke = Queue::new().unwrap();

@@ -79,6 +79,15 @@ fn slots_at(parties: usize) -> usize {
 /// Why [`Barrier::wait`] or [`Barrier::wait_timeout`] let a party through
 /// without the others (Python's `BrokenBarrierError`). Serializable, so a
 /// worker can return it.
+///
+/// ```
+/// use multiproc::{Barrier, BarrierWaitError};
+/// use std::time::Duration;
+/// let b = Barrier::new(2)?;
+/// assert_eq!(b.wait_timeout(Duration::ZERO), Err(BarrierWaitError::Timeout));
+/// assert_eq!(b.wait(), Err(BarrierWaitError::Broken));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum BarrierWaitError {
     /// The barrier is broken: [`abort`](Barrier::abort), [`reset`](Barrier::reset)
@@ -92,6 +101,15 @@ pub enum BarrierWaitError {
 }
 
 /// Why [`Barrier::try_wait`] did not pass.
+///
+/// ```
+/// use multiproc::{Barrier, TryBarrierWaitError};
+/// let b = Barrier::new(2)?;
+/// assert_eq!(b.try_wait(), Err(TryBarrierWaitError::WouldBlock));
+/// b.abort();
+/// assert_eq!(b.try_wait(), Err(TryBarrierWaitError::Broken));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum TryBarrierWaitError {
     /// The barrier is broken.

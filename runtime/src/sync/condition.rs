@@ -64,8 +64,21 @@ use private::Token;
 
 /// The locks a [`Condition`] can be built over: [`Lock`] and [`RLock`].
 /// Sealed: it cannot be implemented outside multiproc.
+///
+/// ```
+/// use multiproc::{Condition, ConditionLock, Lock};
+///
+/// fn notify_under<L: ConditionLock>(cond: &Condition<L>) -> usize {
+///     let _guard: L::Guard = cond.acquire().unwrap();
+///     cond.notify_all()
+/// }
+/// assert_eq!(notify_under(&Condition::with_lock(Lock::new()?)?), 0);
+/// assert_eq!(notify_under(&Condition::new()?), 0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub trait ConditionLock: private::Sealed + Clone + Send + Sync + fmt::Debug + 'static {
-    /// The guard that acquiring the lock returns.
+    /// The guard that acquiring the lock returns: [`LockGuard`] or
+    /// [`RLockGuard`].
     type Guard;
 
     #[doc(hidden)]
@@ -164,6 +177,15 @@ pub struct WaitTimeoutResult(bool);
 
 impl WaitTimeoutResult {
     /// Whether the wait ended because the timeout passed (Python's `False`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cond = multiproc::Condition::new()?;
+    /// let guard = cond.acquire().unwrap();
+    /// let (_guard, r) = cond.wait_for_timeout(guard, Duration::ZERO, || true).unwrap();
+    /// assert!(!r.timed_out()); // the predicate already held
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn timed_out(&self) -> bool {
         self.0
     }
@@ -219,6 +241,7 @@ impl Condition<RLock> {
     /// let cond = multiproc::Condition::new()?;
     /// let _a = cond.acquire().unwrap();
     /// let _b = cond.acquire().unwrap(); // an RLock re-enters
+    /// assert!(cond.try_acquire().is_ok());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new() -> crate::Result<Self> {
@@ -252,7 +275,9 @@ impl<L: ConditionLock> Condition<L> {
     ///
     /// ```
     /// let cond = multiproc::Condition::new()?;
-    /// let _held = cond.lock().acquire().unwrap();
+    /// let held = cond.lock().acquire().unwrap();
+    /// let (_held, r) = cond.wait_timeout(held, std::time::Duration::ZERO).unwrap();
+    /// assert!(r.timed_out());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn lock(&self) -> &L {
@@ -264,7 +289,9 @@ impl<L: ConditionLock> Condition<L> {
     /// ```
     /// let cond = multiproc::Condition::new()?;
     /// let guard = cond.acquire().unwrap();
-    /// # drop(guard);
+    /// let elsewhere = std::thread::scope(|s| s.spawn(|| cond.try_acquire().is_ok()).join().unwrap());
+    /// assert!(!elsewhere);
+    /// drop(guard);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire(&self) -> AcquireResult<L::Guard> {
@@ -315,11 +342,12 @@ impl<L: ConditionLock> Condition<L> {
     /// let cond = Condition::new()?;
     /// std::thread::scope(|s| {
     ///     let guard = cond.acquire().unwrap();
-    ///     s.spawn(|| {
+    ///     let notifier = s.spawn(|| {
     ///         let _g = cond.acquire().unwrap(); // the waiter has let go
-    ///         cond.notify_all();
+    ///         cond.notify_all()
     ///     });
     ///     let _guard = cond.wait(guard).unwrap();
+    ///     assert_eq!(notifier.join().unwrap(), 1);
     /// });
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -360,6 +388,7 @@ impl<L: ConditionLock> Condition<L> {
     /// let items = Semaphore::new(1)?; // shared state the predicate reads
     /// let guard = cond.acquire().unwrap();
     /// let _guard = cond.wait_for(guard, || items.value() > 0).unwrap(); // at once
+    /// assert_eq!(items.value(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_for(

@@ -114,8 +114,11 @@ impl Event {
     ///
     /// ```
     /// let e = multiproc::Event::new()?;
-    /// e.set();
-    /// e.wait(); // returns at once
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| e.set());
+    ///     e.wait();
+    /// });
+    /// assert!(e.is_set());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {

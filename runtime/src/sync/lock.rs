@@ -124,7 +124,6 @@ pub struct Lock {
 
 /// Holds a [`Lock`]; dropping it releases the lock.
 ///
-/// Not `Send`: a pthread mutex must be unlocked by the thread that locked it.
 /// Forgetting the guard (`std::mem::forget`) keeps the lock held until this
 /// thread calls [`Lock::release`] or dies.
 ///
@@ -135,6 +134,14 @@ pub struct Lock {
 /// drop(guard);
 /// assert!(lock.try_acquire().is_ok());
 /// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// Not `Send`: a pthread mutex must be unlocked by the thread that locked it.
+///
+/// ```compile_fail
+/// let lock = multiproc::Lock::new().unwrap();
+/// let guard = lock.acquire().unwrap();
+/// std::thread::spawn(move || drop(guard)); // error: `LockGuard` cannot be sent
 /// ```
 pub struct LockGuard {
     block: Arc<Block>,
@@ -182,7 +189,8 @@ impl Lock {
     /// ```
     /// let lock = multiproc::Lock::new()?;
     /// let guard = lock.acquire().unwrap();
-    /// # drop(guard);
+    /// assert!(lock.try_acquire().is_err());
+    /// drop(guard);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire(&self) -> AcquireResult<LockGuard> {
@@ -347,7 +355,15 @@ pub struct RLock {
 }
 
 /// Holds one level of an [`RLock`]; dropping it releases that level.
-/// Not `Send`, as [`LockGuard`].
+/// Not `Send`, as [`LockGuard`]:
+///
+/// ```compile_fail
+/// let lock = multiproc::RLock::new().unwrap();
+/// let guard = lock.acquire().unwrap();
+/// std::thread::spawn(move || drop(guard)); // error: `RLockGuard` cannot be sent
+/// ```
+///
+/// Levels come and go in any order:
 ///
 /// ```
 /// let lock = multiproc::RLock::new()?;
@@ -397,6 +413,8 @@ impl RLock {
     /// let lock = multiproc::RLock::new()?;
     /// let _a = lock.acquire().unwrap();
     /// let _b = lock.acquire().unwrap();
+    /// let other = std::thread::scope(|s| s.spawn(|| lock.try_acquire().is_ok()).join().unwrap());
+    /// assert!(!other);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire(&self) -> AcquireResult<RLockGuard> {

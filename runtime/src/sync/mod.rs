@@ -111,6 +111,17 @@ impl Deadline {
 pub type AcquireResult<G> = Result<G, OwnerDied<G>>;
 
 /// Why `try_acquire` did not simply return a guard.
+///
+/// ```
+/// use multiproc::{Lock, TryAcquireError};
+/// let lock = Lock::new()?;
+/// let held = lock.acquire().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock))));
+/// });
+/// # drop(held);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub enum TryAcquireError<G> {
     /// Someone else holds the lock (or, for a [`Lock`], this thread does).
     WouldBlock,
@@ -119,6 +130,21 @@ pub enum TryAcquireError<G> {
 }
 
 /// Why `acquire_timeout` did not simply return a guard.
+///
+/// ```
+/// use multiproc::{AcquireTimeoutError, RLock};
+/// use std::time::Duration;
+/// let lock = RLock::new()?;
+/// let held = lock.acquire().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let r = lock.acquire_timeout(Duration::from_millis(5));
+///         assert!(matches!(r, Err(AcquireTimeoutError::Timeout)));
+///     });
+/// });
+/// # drop(held);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub enum AcquireTimeoutError<G> {
     /// The lock stayed held for the whole timeout (or, for a [`Lock`], this
     /// thread holds it: waiting could never succeed).
