@@ -191,6 +191,9 @@ fn run_child(marker: &str) -> i32 {
     };
     // Python's exit handling, for this child's own children.
     process::exit_children();
+    // The socket closes with the process; closing it now would only wake the
+    // parent once more.
+    std::mem::forget(conn);
     code
 }
 
@@ -236,11 +239,10 @@ fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {
     let Ok(frame) = codec::encode(outcome) else {
         return;
     };
-    if conn.send_frame(&frame).is_ok() {
-        if let Some(result) = result {
-            let _ = conn.send_frame(result);
-        }
-    }
+    let _ = match result {
+        Some(result) => conn.send_frames(&[&frame, result]),
+        None => conn.send_frame(&frame),
+    };
 }
 
 thread_local! {
@@ -255,6 +257,13 @@ fn install_panic_hook() {
         LAST_PANIC.with(|l| *l.borrow_mut() = location);
         default(info);
     }));
+}
+
+/// The message and `file:line:column` of a panic just caught on this thread
+/// (for the pool's tasks, which run under the hook installed above).
+pub(crate) fn caught_panic(payload: &(dyn std::any::Any + Send)) -> (String, Option<String>) {
+    let location = LAST_PANIC.with(|l| l.borrow_mut().take());
+    (panic_message(payload), location)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

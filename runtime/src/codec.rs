@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 /// The largest frame accepted unless a caller sets another limit: 4 GiB.
 pub(crate) const MAX_FRAME: u64 = 4 << 30;
@@ -166,8 +166,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
-/// Writes one frame: the length, then `body`.
-pub(crate) fn write_frame(mut w: impl Write, body: &[u8]) -> io::Result<()> {
+/// Writes one frame: the length, then `body` (tests; `Conn` gathers frames
+/// into one write).
+#[cfg(test)]
+pub(crate) fn write_frame(mut w: impl std::io::Write, body: &[u8]) -> io::Result<()> {
     w.write_all(&(body.len() as u64).to_le_bytes())?;
     w.write_all(body)
 }

@@ -5,7 +5,7 @@
 
 use crate::codec::{self, CodecError};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// One end of a connected stream socket.
@@ -35,7 +35,53 @@ impl Conn {
     }
 
     pub(crate) fn send_frame(&self, body: &[u8]) -> io::Result<()> {
-        codec::write_frame(self, body)
+        self.send_frames(&[body])
+    }
+
+    /// Sends several frames with as few syscalls as the kernel allows (one,
+    /// unless the socket buffer fills): every write wakes the peer, so a
+    /// header and its body must not go out separately.
+    pub(crate) fn send_frames(&self, bodies: &[&[u8]]) -> io::Result<()> {
+        let headers: Vec<[u8; 8]> = bodies
+            .iter()
+            .map(|b| (b.len() as u64).to_le_bytes())
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(bodies.len() * 2);
+        for (header, body) in headers.iter().zip(bodies) {
+            parts.push(header);
+            parts.push(body);
+        }
+        let mut skip = 0; // bytes of `parts` already sent
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        while skip < total {
+            let mut left = skip;
+            let iov: Vec<IoSlice<'_>> = parts
+                .iter()
+                .filter_map(|p| {
+                    if left >= p.len() {
+                        left -= p.len();
+                        None
+                    } else {
+                        let slice = IoSlice::new(&p[left..]);
+                        left = 0;
+                        Some(slice)
+                    }
+                })
+                .take(512)
+                .collect();
+            match socket::sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &[],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => skip += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn recv_frame(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {

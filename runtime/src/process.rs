@@ -611,7 +611,12 @@ fn spawn(
     children().push(shared.clone());
 
     let send = |conn: &Conn| -> io::Result<()> {
-        conn.send_frame(&codec::encode(header).map_err(io::Error::other)?)?;
+        let header = codec::encode(header).map_err(io::Error::other)?;
+        if fds.is_empty() {
+            // One write: each write wakes the child.
+            return conn.send_frames(&[&header, args]);
+        }
+        conn.send_frame(&header)?;
         for batch in fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
             let batch: Vec<_> = batch.iter().map(AsFd::as_fd).collect();
             sys::fdpass::send_fds(conn.as_fd(), &batch)?;
