@@ -385,7 +385,7 @@ fn handles_travel_at_any_depth_and_refuse_other_serialization() {
 
 #[test]
 fn owner_died_converts_to_the_crate_error() {
-    fn acquire(lock: &Lock) -> multiproc::Result<LockGuard> {
+    fn acquire(lock: &Lock) -> multiproc::Result<LockGuard<'_>> {
         Ok(lock.acquire()?)
     }
     let lock = Lock::new().unwrap();
@@ -447,4 +447,48 @@ fn holders_killed_at_random_moments_never_wedge_the_lock() {
     }
     // Killed mid-loop, a hammering holder usually dies holding.
     assert!(died > 0, "no round caught a holder inside");
+}
+
+/// Mappings of lock memory in this process.
+fn lock_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("multiproc-Lock") || l.contains("multiproc-RLock"))
+        .count()
+}
+
+#[worker]
+fn forget_then_drop_the_handles() -> (usize, usize, usize) {
+    // glibc links every robust mutex a thread holds into that thread's list,
+    // through the mutex itself: the mapping must outlive a forgotten guard.
+    let lock = Lock::new().unwrap();
+    std::mem::forget(lock.acquire().unwrap());
+    drop(lock);
+    let rlock = RLock::new().unwrap();
+    std::mem::forget(rlock.acquire().unwrap());
+    drop(rlock);
+    let kept = lock_mappings();
+    // Locks nobody holds are unmapped as usual.
+    for _ in 0..100 {
+        let other = Lock::new().unwrap();
+        drop(other.acquire().unwrap());
+        let held = other.acquire().unwrap();
+        assert!(other.try_acquire().is_err());
+        drop(held);
+    }
+    let after = lock_mappings();
+    // A lock released before its handle goes is unmapped too.
+    let released = Lock::new().unwrap();
+    std::mem::forget(released.acquire().unwrap());
+    released.release().unwrap();
+    drop(released);
+    (kept, after, lock_mappings())
+}
+
+#[test]
+fn a_forgotten_guard_keeps_its_lock_mapped() {
+    let mut p = Process::new(forget_then_drop_the_handles, ());
+    p.start().unwrap();
+    assert_eq!(p.result().unwrap(), (2, 2, 2));
 }

@@ -5,11 +5,12 @@
 
 use crate::codec;
 use crate::handles;
-use crate::sys::mutex::MUTEX_SIZE;
+use crate::sys::mutex::{self, MUTEX_SIZE};
 use crate::sys::shm::{self, Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MPSYNC01");
@@ -50,7 +51,9 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Block {
     fd: OwnedFd,
-    map: Mapping,
+    /// Always `Some` until dropped.
+    map: Option<Mapping>,
+    kind: Kind,
     /// The memfd's inode: equal for every handle to the same primitive.
     ino: u64,
 }
@@ -70,7 +73,12 @@ impl Block {
         map.u64_at(LEN_AT).store(len as u64, Ordering::Relaxed);
         map.u64_at(MAGIC_AT).store(MAGIC, Ordering::Release);
         let ino = nix::sys::stat::fstat(fd.as_fd())?.st_ino;
-        Ok(Block { fd, map, ino })
+        Ok(Block {
+            fd,
+            map: Some(map),
+            kind,
+            ino,
+        })
     }
 
     /// A block received from another process: checks that it holds `kind`.
@@ -101,27 +109,39 @@ impl Block {
         let map = Mapping::new(fd.as_fd(), 0, len as usize)?;
         Ok(Block {
             fd,
-            map,
+            map: Some(map),
+            kind,
             ino: st.st_ino,
         })
     }
 
     pub(crate) fn map(&self) -> &Mapping {
-        &self.map
+        self.map.as_ref().expect("mapped until dropped")
     }
 
     pub(crate) fn u32(&self, offset: usize) -> &AtomicU32 {
-        self.map.u32_at(offset)
+        self.map().u32_at(offset)
     }
 
     pub(crate) fn u64(&self, offset: usize) -> &AtomicU64 {
-        self.map.u64_at(offset)
+        self.map().u64_at(offset)
     }
 
     /// Whether both handles refer to the same primitive (even when mapped
     /// separately, as after two handles to it were passed to one child).
     pub(crate) fn same(&self, other: &Block) -> bool {
         self.ino == other.ino
+    }
+
+    /// Whether a thread of this process holds the lock at the start of the
+    /// block (when /proc cannot tell, whether anyone does).
+    fn held_here(&self) -> bool {
+        let tid = mutex::holder_tid(self.map(), 0);
+        if tid == 0 {
+            return false;
+        }
+        let task = Path::new("/proc/self/task");
+        !task.is_dir() || task.join(tid.to_string()).exists()
     }
 
     /// For a handle's `Serialize`: the descriptor's index in the spawn table.
@@ -137,5 +157,16 @@ impl Block {
         let index = u32::deserialize(deserializer)?;
         let fd = handles::import_fd::<D::Error>(index)?;
         Block::open(fd, kind).map_err(codec::custom_de_error)
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // A thread that forgot a guard still holds the lock, and its robust
+        // mutex list (which glibc and the kernel walk) points into this
+        // mapping: it must stay mapped.
+        if matches!(self.kind, Kind::Lock | Kind::RLock) && self.held_here() {
+            std::mem::forget(self.map.take());
+        }
     }
 }

@@ -69,7 +69,7 @@ use private::Token;
 /// use multiproc::{Condition, ConditionLock, Lock};
 ///
 /// fn notify_under<L: ConditionLock>(cond: &Condition<L>) -> usize {
-///     let _guard: L::Guard = cond.acquire().unwrap();
+///     let _guard: L::Guard<'_> = cond.acquire().unwrap();
 ///     cond.notify_all()
 /// }
 /// assert_eq!(notify_under(&Condition::with_lock(Lock::new()?)?), 0);
@@ -79,84 +79,86 @@ use private::Token;
 pub trait ConditionLock: private::Sealed + Clone + Send + Sync + fmt::Debug + 'static {
     /// The guard that acquiring the lock returns: [`LockGuard`] or
     /// [`RLockGuard`].
-    type Guard;
+    type Guard<'a>;
 
     #[doc(hidden)]
     fn __lock(
         &self,
         timeout: Option<Duration>,
         _: Token,
-    ) -> Result<Self::Guard, Option<OwnerDied<Self::Guard>>>;
+    ) -> Result<Self::Guard<'_>, Option<OwnerDied<Self::Guard<'_>>>>;
 
     #[doc(hidden)]
-    fn __owns(&self, guard: &Self::Guard, _: Token) -> bool;
+    fn __owns(&self, guard: &Self::Guard<'_>, _: Token) -> bool;
 
     #[doc(hidden)]
-    fn __release_all(guard: Self::Guard, _: Token) -> u32;
+    fn __release_all<'a>(guard: Self::Guard<'a>, _: Token) -> (&'a Self, u32);
 
     #[doc(hidden)]
-    fn __reacquire(&self, levels: u32, _: Token) -> AcquireResult<Self::Guard>;
+    fn __reacquire(&self, levels: u32, _: Token) -> AcquireResult<Self::Guard<'_>>;
 }
 
 impl private::Sealed for Lock {}
 impl private::Sealed for RLock {}
 
+/// Maps an `acquire_timeout` result to the shape `__lock` returns.
+fn timed<G>(r: Result<G, AcquireTimeoutError<G>>) -> Result<G, Option<OwnerDied<G>>> {
+    r.map_err(|e| match e {
+        AcquireTimeoutError::Timeout => None,
+        AcquireTimeoutError::OwnerDied(e) => Some(e),
+    })
+}
+
 impl ConditionLock for Lock {
-    type Guard = LockGuard;
+    type Guard<'a> = LockGuard<'a>;
 
     fn __lock(
         &self,
         timeout: Option<Duration>,
         _: Token,
-    ) -> Result<LockGuard, Option<OwnerDied<LockGuard>>> {
+    ) -> Result<LockGuard<'_>, Option<OwnerDied<LockGuard<'_>>>> {
         match timeout {
             None => self.acquire().map_err(Some),
-            Some(t) => self.acquire_timeout(t).map_err(|e| match e {
-                AcquireTimeoutError::Timeout => None,
-                AcquireTimeoutError::OwnerDied(e) => Some(e),
-            }),
+            Some(t) => timed(self.acquire_timeout(t)),
         }
     }
 
-    fn __owns(&self, guard: &LockGuard, _: Token) -> bool {
+    fn __owns(&self, guard: &LockGuard<'_>, _: Token) -> bool {
         guard.block().same(self.block())
     }
 
-    fn __release_all(guard: LockGuard, _: Token) -> u32 {
+    fn __release_all<'a>(guard: Self::Guard<'a>, _: Token) -> (&'a Self, u32) {
         Lock::release_all(guard)
     }
 
-    fn __reacquire(&self, levels: u32, _: Token) -> AcquireResult<LockGuard> {
+    fn __reacquire(&self, levels: u32, _: Token) -> AcquireResult<LockGuard<'_>> {
         self.reacquire(levels)
     }
 }
 
 impl ConditionLock for RLock {
-    type Guard = RLockGuard;
+    type Guard<'a> = RLockGuard<'a>;
 
     fn __lock(
         &self,
         timeout: Option<Duration>,
         _: Token,
-    ) -> Result<RLockGuard, Option<OwnerDied<RLockGuard>>> {
+    ) -> Result<RLockGuard<'_>, Option<OwnerDied<RLockGuard<'_>>>> {
         match timeout {
             None => self.acquire().map_err(Some),
-            Some(t) => self.acquire_timeout(t).map_err(|e| match e {
-                AcquireTimeoutError::Timeout => None,
-                AcquireTimeoutError::OwnerDied(e) => Some(e),
-            }),
+            Some(t) => timed(self.acquire_timeout(t)),
         }
     }
 
-    fn __owns(&self, guard: &RLockGuard, _: Token) -> bool {
+    fn __owns(&self, guard: &RLockGuard<'_>, _: Token) -> bool {
         guard.block().same(self.block())
     }
 
-    fn __release_all(guard: RLockGuard, _: Token) -> u32 {
+    fn __release_all<'a>(guard: Self::Guard<'a>, _: Token) -> (&'a Self, u32) {
         RLock::release_all(guard)
     }
 
-    fn __reacquire(&self, levels: u32, _: Token) -> AcquireResult<RLockGuard> {
+    fn __reacquire(&self, levels: u32, _: Token) -> AcquireResult<RLockGuard<'_>> {
         self.reacquire(levels)
     }
 }
@@ -294,7 +296,7 @@ impl<L: ConditionLock> Condition<L> {
     /// drop(guard);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire(&self) -> AcquireResult<L::Guard> {
+    pub fn acquire(&self) -> AcquireResult<L::Guard<'_>> {
         self.lock
             .__lock(None, Token(()))
             .map_err(|e| e.expect("a blocking lock waits until it acquires"))
@@ -307,7 +309,7 @@ impl<L: ConditionLock> Condition<L> {
     /// assert!(cond.try_acquire().is_ok());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<L::Guard, TryAcquireError<L::Guard>> {
+    pub fn try_acquire(&self) -> Result<L::Guard<'_>, TryAcquireError<L::Guard<'_>>> {
         self.lock
             .__lock(Some(Duration::ZERO), Token(()))
             .map_err(|e| e.map_or(TryAcquireError::WouldBlock, TryAcquireError::OwnerDied))
@@ -323,7 +325,7 @@ impl<L: ConditionLock> Condition<L> {
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<L::Guard, AcquireTimeoutError<L::Guard>> {
+    ) -> Result<L::Guard<'_>, AcquireTimeoutError<L::Guard<'_>>> {
         self.lock
             .__lock(Some(timeout), Token(()))
             .map_err(|e| e.map_or(AcquireTimeoutError::Timeout, AcquireTimeoutError::OwnerDied))
@@ -351,7 +353,7 @@ impl<L: ConditionLock> Condition<L> {
     /// });
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn wait(&self, guard: L::Guard) -> AcquireResult<L::Guard> {
+    pub fn wait<'a>(&self, guard: L::Guard<'a>) -> AcquireResult<L::Guard<'a>> {
         self.wait_until(guard, Deadline::Never)
             .map(|(g, _)| g)
             .map_err(|e| map_died(e, |(g, _)| g))
@@ -369,11 +371,11 @@ impl<L: ConditionLock> Condition<L> {
     /// assert!(r.timed_out());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn wait_timeout(
+    pub fn wait_timeout<'a>(
         &self,
-        guard: L::Guard,
+        guard: L::Guard<'a>,
         timeout: Duration,
-    ) -> AcquireResult<(L::Guard, WaitTimeoutResult)> {
+    ) -> AcquireResult<(L::Guard<'a>, WaitTimeoutResult)> {
         self.wait_until(guard, Deadline::after(timeout))
             .map(|(g, notified)| (g, WaitTimeoutResult(!notified)))
             .map_err(|e| map_died(e, |(g, notified)| (g, WaitTimeoutResult(!notified))))
@@ -391,11 +393,11 @@ impl<L: ConditionLock> Condition<L> {
     /// assert_eq!(items.value(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn wait_for(
+    pub fn wait_for<'a>(
         &self,
-        guard: L::Guard,
+        guard: L::Guard<'a>,
         mut predicate: impl FnMut() -> bool,
-    ) -> AcquireResult<L::Guard> {
+    ) -> AcquireResult<L::Guard<'a>> {
         let mut guard = guard;
         while !predicate() {
             guard = self.wait(guard)?;
@@ -414,12 +416,12 @@ impl<L: ConditionLock> Condition<L> {
     /// assert!(r.timed_out());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn wait_for_timeout(
+    pub fn wait_for_timeout<'a>(
         &self,
-        guard: L::Guard,
+        guard: L::Guard<'a>,
         timeout: Duration,
         mut predicate: impl FnMut() -> bool,
-    ) -> AcquireResult<(L::Guard, WaitTimeoutResult)> {
+    ) -> AcquireResult<(L::Guard<'a>, WaitTimeoutResult)> {
         let deadline = Deadline::after(timeout);
         let mut guard = guard;
         loop {
@@ -500,7 +502,11 @@ impl<L: ConditionLock> Condition<L> {
         self.notify(usize::MAX)
     }
 
-    fn wait_until(&self, guard: L::Guard, deadline: Deadline) -> AcquireResult<(L::Guard, bool)> {
+    fn wait_until<'a>(
+        &self,
+        guard: L::Guard<'a>,
+        deadline: Deadline,
+    ) -> AcquireResult<(L::Guard<'a>, bool)> {
         assert!(
             self.lock.__owns(&guard, Token(())),
             "multiproc::Condition::wait: the guard is not a guard of this condition's lock"
@@ -511,19 +517,19 @@ impl<L: ConditionLock> Condition<L> {
                 break slot;
             }
             // Every slot is taken: let the others go on, then look again.
-            let levels = L::__release_all(guard, Token(()));
+            let (lock, levels) = L::__release_all(guard, Token(()));
             std::thread::sleep(Duration::from_millis(1));
-            guard = self
-                .lock
+            guard = lock
                 .__reacquire(levels, Token(()))
                 .map_err(|e| map_died(e, |g| (g, false)))?;
             if deadline.remaining().is_none() {
                 return Ok((guard, false));
             }
         };
-        let levels = L::__release_all(guard, Token(()));
+        // Reacquired through the guard's own handle (perhaps not `self.lock`).
+        let (lock, levels) = L::__release_all(guard, Token(()));
         let notified = sleep(&self.table, slot, deadline);
-        match self.lock.__reacquire(levels, Token(())) {
+        match lock.__reacquire(levels, Token(())) {
             Ok(g) => Ok((g, notified)),
             Err(e) => Err(map_died(e, |g| (g, notified))),
         }

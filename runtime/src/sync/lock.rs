@@ -143,8 +143,8 @@ pub struct Lock {
 /// let guard = lock.acquire().unwrap();
 /// std::thread::spawn(move || drop(guard)); // error: `LockGuard` cannot be sent
 /// ```
-pub struct LockGuard {
-    block: Arc<Block>,
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
     /// Whether dropping unlocks (a `Condition` disarms the guard it waits on).
     armed: bool,
     _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
@@ -170,9 +170,9 @@ impl Lock {
         })
     }
 
-    fn guard(&self) -> LockGuard {
+    fn guard(&self) -> LockGuard<'_> {
         LockGuard {
-            block: self.block.clone(),
+            lock: self,
             armed: true,
             _not_send: PhantomData,
         }
@@ -193,7 +193,7 @@ impl Lock {
     /// drop(guard);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire(&self) -> AcquireResult<LockGuard> {
+    pub fn acquire(&self) -> AcquireResult<LockGuard<'_>> {
         blocking(finish(
             lock_raw(&self.block, Deadline::Never),
             || self.guard(),
@@ -210,7 +210,7 @@ impl Lock {
     /// assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<LockGuard, TryAcquireError<LockGuard>> {
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
         trying(finish(
             lock_raw(&self.block, Deadline::Now),
             || self.guard(),
@@ -235,7 +235,7 @@ impl Lock {
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<LockGuard, AcquireTimeoutError<LockGuard>> {
+    ) -> Result<LockGuard<'_>, AcquireTimeoutError<LockGuard<'_>>> {
         timing(finish(
             lock_raw(&self.block, Deadline::after(timeout)),
             || self.guard(),
@@ -265,34 +265,35 @@ impl Lock {
         }
     }
 
-    pub(super) fn block(&self) -> &Arc<Block> {
+    pub(super) fn block(&self) -> &Block {
         &self.block
     }
 
-    /// For `Condition::wait`: gives up the lock the guard holds.
-    pub(super) fn release_all(mut guard: LockGuard) -> u32 {
+    /// For `Condition::wait`: gives up the lock the guard holds; returns
+    /// the guard's handle and how many levels it let go.
+    pub(super) fn release_all(mut guard: LockGuard<'_>) -> (&Lock, u32) {
         guard.armed = false;
-        unlock_raw(&guard.block) as u32
+        (guard.lock, unlock_raw(&guard.lock.block) as u32)
     }
 
     /// For `Condition::wait`: takes the lock back.
-    pub(super) fn reacquire(&self, _levels: u32) -> AcquireResult<LockGuard> {
+    pub(super) fn reacquire(&self, _levels: u32) -> AcquireResult<LockGuard<'_>> {
         self.acquire()
     }
 }
 
-impl Drop for LockGuard {
+impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             // EPERM only if `Lock::release` already released it.
-            let _ = unlock_raw(&self.block);
+            let _ = unlock_raw(&self.lock.block);
         }
     }
 }
 
-impl LockGuard {
-    pub(super) fn block(&self) -> &Arc<Block> {
-        &self.block
+impl LockGuard<'_> {
+    pub(super) fn block(&self) -> &Block {
+        &self.lock.block
     }
 }
 
@@ -302,7 +303,7 @@ impl fmt::Debug for Lock {
     }
 }
 
-impl fmt::Debug for LockGuard {
+impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard").finish_non_exhaustive()
     }
@@ -375,8 +376,8 @@ pub struct RLock {
 /// assert!(free);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub struct RLockGuard {
-    block: Arc<Block>,
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
     armed: bool,
     _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
 }
@@ -398,9 +399,9 @@ impl RLock {
         })
     }
 
-    fn guard(&self) -> RLockGuard {
+    fn guard(&self) -> RLockGuard<'_> {
         RLockGuard {
-            block: self.block.clone(),
+            lock: self,
             armed: true,
             _not_send: PhantomData,
         }
@@ -417,7 +418,7 @@ impl RLock {
     /// assert!(!other);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire(&self) -> AcquireResult<RLockGuard> {
+    pub fn acquire(&self) -> AcquireResult<RLockGuard<'_>> {
         blocking(finish(
             lock_raw(&self.block, Deadline::Never),
             || self.guard(),
@@ -435,7 +436,7 @@ impl RLock {
     /// assert!(!other);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<RLockGuard, TryAcquireError<RLockGuard>> {
+    pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
         trying(finish(
             lock_raw(&self.block, Deadline::Now),
             || self.guard(),
@@ -454,7 +455,7 @@ impl RLock {
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<RLockGuard, AcquireTimeoutError<RLockGuard>> {
+    ) -> Result<RLockGuard<'_>, AcquireTimeoutError<RLockGuard<'_>>> {
         timing(finish(
             lock_raw(&self.block, Deadline::after(timeout)),
             || self.guard(),
@@ -487,23 +488,23 @@ impl RLock {
         }
     }
 
-    pub(super) fn block(&self) -> &Arc<Block> {
+    pub(super) fn block(&self) -> &Block {
         &self.block
     }
 
     /// For `Condition::wait`: gives up every level the calling thread holds
     /// (the guard's and its outer guards'), returning how many.
-    pub(super) fn release_all(mut guard: RLockGuard) -> u32 {
+    pub(super) fn release_all(mut guard: RLockGuard<'_>) -> (&RLock, u32) {
         guard.armed = false;
         let mut levels = 0;
-        while unlock_raw(&guard.block) {
+        while unlock_raw(&guard.lock.block) {
             levels += 1;
         }
-        levels
+        (guard.lock, levels)
     }
 
     /// For `Condition::wait`: takes back `levels` levels (at least one).
-    pub(super) fn reacquire(&self, levels: u32) -> AcquireResult<RLockGuard> {
+    pub(super) fn reacquire(&self, levels: u32) -> AcquireResult<RLockGuard<'_>> {
         let first = self.acquire();
         for _ in 1..levels {
             // This thread holds it now: re-entering never waits, and the
@@ -514,18 +515,18 @@ impl RLock {
     }
 }
 
-impl Drop for RLockGuard {
+impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             // EPERM only if `RLock::release` already released this level.
-            let _ = unlock_raw(&self.block);
+            let _ = unlock_raw(&self.lock.block);
         }
     }
 }
 
-impl RLockGuard {
-    pub(super) fn block(&self) -> &Arc<Block> {
-        &self.block
+impl RLockGuard<'_> {
+    pub(super) fn block(&self) -> &Block {
+        &self.lock.block
     }
 }
 
@@ -535,7 +536,7 @@ impl fmt::Debug for RLock {
     }
 }
 
-impl fmt::Debug for RLockGuard {
+impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLockGuard").finish_non_exhaustive()
     }
