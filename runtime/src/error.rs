@@ -64,6 +64,43 @@ pub enum Error {
     /// The worker's result was already taken by an earlier call.
     #[error("the worker's result was already taken")]
     ResultTaken,
+    /// Work was submitted to a pool after [`Pool::close`](crate::Pool::close)
+    /// or [`Pool::terminate`](crate::Pool::terminate).
+    #[error("the pool is closed: it takes no new work after close() or terminate()")]
+    PoolClosed,
+    /// [`Pool::join`](crate::Pool::join) was called before `close` or `terminate`.
+    #[error("the pool is still running: call close() or terminate() before join()")]
+    PoolRunning,
+    /// The pool was terminated (or dropped) before the task ran to its end.
+    #[error("the pool was terminated before the task finished")]
+    PoolTerminated,
+    /// The pool cannot run tasks: its initializer failed, or its workers die
+    /// before they start.
+    #[error("the pool cannot run tasks: {reason}")]
+    PoolBroken {
+        /// What went wrong.
+        reason: String,
+    },
+    /// One input of a `map`, `starmap` or `imap` failed; `source` says how.
+    #[error("input {index} failed: {source}")]
+    TaskFailed {
+        /// The position of the input, counting from 0.
+        index: usize,
+        /// Why it failed: [`Panicked`](Error::Panicked), [`Killed`](Error::Killed),
+        /// [`Exited`](Error::Exited), ...
+        source: Box<Error>,
+    },
+    /// The input iterator of an `imap` panicked while producing item `index`.
+    #[error("the input iterator panicked at item {index}: {message}")]
+    InputPanicked {
+        /// How many items it had produced before.
+        index: usize,
+        /// The panic message.
+        message: String,
+    },
+    /// An argument is out of range (a pool of 0 processes, a chunk size of 0).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// A queue or connection handle was closed.
     #[error("the handle is closed")]
     Closed,

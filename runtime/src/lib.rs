@@ -46,6 +46,7 @@ mod current;
 mod error;
 mod handles;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod registry;
@@ -61,6 +62,7 @@ pub use error::{Error, Result};
 pub use pipe::{
     Connection, Pipe, PipeReader, PipeWriter, RecvError, RecvTimeoutError, SendError, TryRecvError,
 };
+pub use pool::{AsyncResult, Chunked, Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::{ChildProcess, Process, active_children};
 pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
 pub use registry::Worker;

@@ -43,12 +43,17 @@ pub trait Worker: Copy + Send + Sync + 'static {
 /// encodes its result.
 pub(crate) type RunFn = fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>;
 
+/// For a pool: decodes a chunk of argument tuples, runs each call under
+/// `catch_unwind`, appends the encoded results to the buffer.
+pub(crate) type ChunkFn = fn(&[u8], &mut Vec<u8>) -> Result<(), CodecError>;
+
 /// What the registry holds for one worker.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct WorkerEntry {
     pub(crate) name: &'static str,
     pub(crate) run: RunFn,
+    pub(crate) chunk: ChunkFn,
 }
 
 impl WorkerEntry {
@@ -57,6 +62,7 @@ impl WorkerEntry {
         WorkerEntry {
             name: W::NAME,
             run: run::<W>,
+            chunk: crate::pool::run_chunk::<W>,
         }
     }
 }

@@ -1,0 +1,876 @@
+//! `Pool`: Python's `multiprocessing.Pool`, typed, and it never hangs.
+
+mod dispatch;
+mod imap;
+mod result;
+mod serve;
+mod wire;
+
+pub use imap::{Imap, ImapUnordered};
+pub use result::AsyncResult;
+pub(crate) use serve::run_chunk;
+
+use crate::current;
+use crate::error::{Error, Result};
+use crate::handles;
+use crate::registry::Worker;
+use dispatch::{Config, Shared, Task};
+use result::{Part, Sink, Slot, collect_map, collect_one};
+use serve::Initializer;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`.
+///
+/// Workers are daemon children named `PoolWorker-N`, started once and reused
+/// for many tasks. A task names a [`#[worker]`](crate::worker) function and
+/// carries its arguments, checked against its signature at compile time.
+///
+/// ```
+/// use multiproc::{Pool, worker};
+///
+/// #[worker]
+/// fn square(x: i64) -> i64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new()?;
+/// assert_eq!(pool.map(square, [1, 2, 3, 4, 5])?, [1, 4, 9, 16, 25]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// What Python's `Pool` does not give:
+///
+/// - A worker that dies (killed, aborted, out of memory, `exit`) fails the
+///   tasks it held, at once, with [`Error::Killed`] or [`Error::Exited`]
+///   naming its pid; it is replaced and every other task goes on. Python's
+///   pool hangs for ever there.
+/// - A task that panics fails alone with [`Error::Panicked`] (message and
+///   location); its worker lives on.
+/// - The `imap`s are lazy over their input, with bounded prefetch.
+/// - Queued tasks cost memory, never descriptors: a pool holds a few
+///   descriptors per worker, however much work waits.
+///
+/// # Drop
+///
+/// Dropping a `Pool` [terminates](Self::terminate) it, as leaving Python's
+/// `with Pool() as pool:` block does: queued and running tasks fail with
+/// [`Error::PoolTerminated`], and the workers are killed and reaped before
+/// `drop` returns. To let queued work finish, [`close`](Self::close) and
+/// [`join`](Self::join) first. Workers also die with the parent, however it
+/// dies.
+pub struct Pool {
+    shared: Arc<Shared>,
+    processes: usize,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .field("pids", &self.shared.pids())
+            .finish()
+    }
+}
+
+/// Options for a [`Pool`], from [`Pool::builder`].
+///
+/// ```
+/// use multiproc::{Pool, Queue, worker};
+///
+/// #[worker]
+/// fn hello(q: Queue<String>) {
+///     q.put(multiproc::current_process().name().to_string()).unwrap();
+/// }
+///
+/// let q = Queue::new()?;
+/// let pool = Pool::builder()
+///     .processes(2)
+///     .initializer(hello, (q.clone(),)) // handles such as a Queue may travel here
+///     .max_tasks_per_child(100)
+///     .build()?;
+/// assert_eq!(pool.processes(), 2);
+/// assert!(q.get()?.starts_with("PoolWorker-"));
+/// assert!(q.get()?.starts_with("PoolWorker-"));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Default)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<Result<Initializer>>,
+    max_tasks_per_child: Option<u64>,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let init = match &self.initializer {
+            Some(Ok(init)) => Some(init.worker.as_str()),
+            Some(Err(_)) => Some("<unencodable>"),
+            None => None,
+        };
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("initializer", &init)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The number of worker processes; [`cpu_count()`](crate::cpu_count) by
+    /// default. Zero is an error at [`build`](Self::build).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(3).build()?;
+    /// assert_eq!(pool.processes(), 3);
+    /// assert!(multiproc::Pool::builder().processes(0).build().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = Some(processes);
+        self
+    }
+
+    /// A worker each pool process runs once, with `args`, before its first
+    /// task (replacement workers too). The arguments may carry handles (a
+    /// `Queue`, a `Lock`, shared memory): the pool keeps their descriptors for
+    /// replacements. If the initializer panics, the pool is broken: its
+    /// tasks fail with [`Error::PoolBroken`], which says why.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    ///
+    /// #[worker]
+    /// fn refuse() {
+    ///     panic!("no config");
+    /// }
+    /// #[worker]
+    /// fn one() -> u8 {
+    ///     1
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).initializer(refuse, ()).build()?;
+    /// match pool.apply(one, ()) {
+    ///     Err(Error::PoolBroken { reason }) => assert!(reason.contains("no config"), "{reason}"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn initializer<W: Worker>(mut self, worker: W, args: W::Args) -> Self {
+        let _ = worker;
+        let init = handles::encode_with_fds(&args)
+            .map(|(args, fds)| Initializer {
+                worker: W::NAME.to_string(),
+                args,
+                fds,
+            })
+            .map_err(Error::from);
+        self.initializer = Some(init);
+        self
+    }
+
+    /// Replaces each worker with a new process after it has run `n` tasks (a
+    /// chunk of `map` is one task), as Python's `maxtasksperchild`: a way to
+    /// give back memory that a task leaked. Zero is an error at `build`.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn pid() -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).max_tasks_per_child(1).build()?;
+    /// let first = pool.apply(pid, ())?;
+    /// let second = pool.apply(pid, ())?;
+    /// assert_ne!(first, second);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Starts the workers. They start in the background: `build` returns
+    /// once they are spawned, and tasks wait until a worker is ready.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(current::cpu_count);
+        if processes == 0 {
+            return Err(Error::InvalidArgument(
+                "a pool needs at least one process".into(),
+            ));
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_tasks_per_child must be at least 1".into(),
+            ));
+        }
+        let init = self.initializer.transpose()?.map(Arc::new);
+        let shared = Shared::start(Config {
+            processes,
+            max_tasks: self.max_tasks_per_child,
+            init,
+        })?;
+        let runner = shared.clone();
+        let dispatcher = std::thread::Builder::new()
+            .name("multiproc-pool".into())
+            .spawn(move || runner.run());
+        let dispatcher = match dispatcher {
+            Ok(handle) => handle,
+            Err(e) => {
+                shared.terminate();
+                shared.clone().run();
+                return Err(Error::Io(e));
+            }
+        };
+        Ok(Pool {
+            shared,
+            processes,
+            dispatcher: Mutex::new(Some(dispatcher)),
+        })
+    }
+}
+
+/// Python's default chunk size for `map`: `ceil(len / (4 × processes))`.
+fn default_chunksize(len: usize, processes: usize) -> usize {
+    len.div_ceil(4 * processes).max(1)
+}
+
+fn check_chunksize(chunksize: usize) {
+    assert!(chunksize > 0, "chunksize must be at least 1");
+}
+
+impl Pool {
+    /// A pool of [`cpu_count()`](crate::cpu_count) workers.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new()?;
+    /// assert_eq!(pool.processes(), multiproc::cpu_count());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Pool> {
+        Pool::builder().build()
+    }
+
+    /// Options: the number of processes, an initializer, a task limit per
+    /// worker.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(1).build()?;
+    /// assert_eq!(pool.processes(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// The number of worker processes the pool keeps running.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// The pids of the workers now running (they change as workers are
+    /// replaced).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.pids().len(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pids(&self) -> Vec<u32> {
+        self.shared.pids()
+    }
+
+    fn accepting(&self) -> Result<()> {
+        if self.shared.stopping() {
+            Err(Error::PoolClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `worker(args)` in a worker and waits for the result: Python's
+    /// `apply`.
+    ///
+    /// A panic in the task is [`Error::Panicked`] (the worker survives); a
+    /// worker that dies running it is [`Error::Killed`] or [`Error::Exited`]
+    /// with its pid.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    ///
+    /// #[worker]
+    /// fn divide(a: i32, b: i32) -> i32 {
+    ///     a / b
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// assert_eq!(pool.apply(divide, (7, 2))?, 3);
+    /// assert!(matches!(pool.apply(divide, (1, 0)), Err(Error::Panicked { .. })));
+    /// assert_eq!(pool.apply(divide, (9, 3))?, 3); // the worker lived on
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn apply<W: Worker>(&self, worker: W, args: W::Args) -> Result<W::Output> {
+        let _ = worker;
+        let frame = wire::task_frame(W::NAME, std::slice::from_ref(&args))?;
+        let slot = Slot::new();
+        let task = Task {
+            frame,
+            sink: Sink::Slot(slot.clone()),
+            batch: false,
+        };
+        if let Some(io) = self.shared.submit_and_serve(task)? {
+            self.shared.serve(&io, &slot);
+        }
+        AsyncResult::new(vec![Part { slot, len: 1 }], collect_one::<W::Output>).get()
+    }
+
+    /// Queues `worker(args)` and returns at once with a handle to its result:
+    /// Python's `apply_async`. Queued tasks hold memory, never descriptors.
+    ///
+    /// Completion callbacks are left to Rust's own tools: wait on the handle
+    /// from another thread, or use [`imap_unordered`](Self::imap_unordered)
+    /// for results in completion order.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let pending: Vec<_> = (0..100).map(|i| pool.apply_async(square, (i,))).collect::<Result<_, _>>()?;
+    /// let total: u64 = pending.into_iter().map(|r| r.get().unwrap()).sum();
+    /// assert_eq!(total, 328_350);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn apply_async<W: Worker>(
+        &self,
+        worker: W,
+        args: W::Args,
+    ) -> Result<AsyncResult<W::Output>> {
+        let _ = worker;
+        let frame = wire::task_frame(W::NAME, std::slice::from_ref(&args))?;
+        let slot = Slot::new();
+        self.shared.submit([Task {
+            frame,
+            sink: Sink::Slot(slot.clone()),
+            batch: false,
+        }])?;
+        Ok(AsyncResult::new(
+            vec![Part { slot, len: 1 }],
+            collect_one::<W::Output>,
+        ))
+    }
+
+    /// Runs a single-parameter worker on every input, in chunks, and returns
+    /// the results in input order: Python's `map`.
+    ///
+    /// Inputs are the bare values (`[1, 2, 3]`, not 1-tuples); a worker with
+    /// several parameters goes through [`starmap`](Self::starmap). The chunk
+    /// size is Python's default, `ceil(len / (4 × processes))`; set another
+    /// with [`chunksize`](Self::chunksize). If inputs fail, `map` still waits
+    /// for every task, then returns [`Error::TaskFailed`] for the first failed
+    /// input, with its index.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    ///
+    /// #[worker]
+    /// fn square(x: i64) -> i64 {
+    ///     x * x
+    /// }
+    /// #[worker]
+    /// fn invert(x: i64) -> i64 {
+    ///     100 / x
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+    /// assert_eq!(pool.map(square, Vec::new())?, []);
+    /// match pool.map(invert, [5, 4, 0, 2]) {
+    ///     Err(Error::TaskFailed { index, source }) => {
+    ///         assert_eq!(index, 2);
+    ///         assert!(matches!(*source, Error::Panicked { .. }));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// Inputs of the wrong type do not compile:
+    ///
+    /// ```compile_fail
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn square(x: i64) -> i64 { x * x }
+    /// let pool = Pool::new().unwrap();
+    /// pool.map(square, ["a"]);
+    /// ```
+    pub fn map<W, T>(
+        &self,
+        worker: W,
+        inputs: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<W::Output>>
+    where
+        W: Worker<Args = (T,)>,
+    {
+        self.chunked(None).map(worker, inputs)
+    }
+
+    /// [`map`](Self::map) without waiting: a handle to all the results.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn double(x: u8) -> u16 {
+    ///     u16::from(x) * 2
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let doubled = pool.map_async(double, 0..=255)?;
+    /// let doubled = doubled.get()?;
+    /// assert_eq!(doubled[255], 510);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map_async<W, T>(
+        &self,
+        worker: W,
+        inputs: impl IntoIterator<Item = T>,
+    ) -> Result<AsyncResult<Vec<W::Output>>>
+    where
+        W: Worker<Args = (T,)>,
+    {
+        self.chunked(None).map_async(worker, inputs)
+    }
+
+    /// Like [`map`](Self::map), for workers of any arity: each input is the
+    /// argument tuple. Python's `starmap`.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn power(base: u64, exp: u32) -> u64 {
+    ///     base.pow(exp)
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.starmap(power, [(2, 10), (3, 2), (10, 0)])?, [1024, 9, 1]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn starmap<W: Worker>(
+        &self,
+        worker: W,
+        inputs: impl IntoIterator<Item = W::Args>,
+    ) -> Result<Vec<W::Output>> {
+        self.chunked(None).starmap(worker, inputs)
+    }
+
+    /// [`starmap`](Self::starmap) without waiting.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn add(a: i32, b: i32) -> i32 {
+    ///     a + b
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// let sums = pool.starmap_async(add, [(1, 2), (3, 4)])?;
+    /// assert_eq!(sums.get()?, [3, 7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn starmap_async<W: Worker>(
+        &self,
+        worker: W,
+        inputs: impl IntoIterator<Item = W::Args>,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        self.chunked(None).starmap_async(worker, inputs)
+    }
+
+    /// Results in input order, computed lazily from `inputs`: Python's
+    /// `imap`, chunk size 1 unless set with [`chunksize`](Self::chunksize).
+    /// See [`Imap`].
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn shout(s: String) -> String {
+    ///     s.to_uppercase()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let words = ["a", "b", "c"].map(String::from);
+    /// let loud: Vec<String> = pool.imap(shout, words)?.collect::<Result<_, _>>()?;
+    /// assert_eq!(loud, ["A", "B", "C"]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap<W, T, I>(&self, worker: W, inputs: I) -> Result<Imap<W, I::IntoIter>>
+    where
+        W: Worker<Args = (T,)>,
+        I: IntoIterator<Item = T>,
+    {
+        self.chunked(None).imap(worker, inputs)
+    }
+
+    /// Results in completion order, computed lazily from `inputs`: Python's
+    /// `imap_unordered`. See [`ImapUnordered`].
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let order: Vec<u64> = pool.imap_unordered(nap, [400, 10])?.map(Result::unwrap).collect();
+    /// assert_eq!(order, [10, 400]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap_unordered<W, T, I>(
+        &self,
+        worker: W,
+        inputs: I,
+    ) -> Result<ImapUnordered<W, I::IntoIter>>
+    where
+        W: Worker<Args = (T,)>,
+        I: IntoIterator<Item = T>,
+    {
+        self.chunked(None).imap_unordered(worker, inputs)
+    }
+
+    /// The `map` family with `chunksize` inputs per task (Python's
+    /// `chunksize=` argument). Bigger chunks cost less per item; smaller
+    /// ones balance uneven work better.
+    ///
+    /// # Panics
+    ///
+    /// If `chunksize` is 0.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn pid(_: u32) -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// // One chunk of ten: one worker runs them all.
+    /// let pids = pool.chunksize(10).map(pid, 0..10)?;
+    /// assert!(pids.iter().all(|&p| p == pids[0]));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn chunksize(&self, chunksize: usize) -> Chunked<'_> {
+        check_chunksize(chunksize);
+        self.chunked(Some(chunksize))
+    }
+
+    fn chunked(&self, chunksize: Option<usize>) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize,
+        }
+    }
+
+    /// Takes no more work; queued and running tasks still finish, then the
+    /// workers exit. Python's `close`. Work submitted later is
+    /// [`Error::PoolClosed`], including further input of a lazy `imap`.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    ///
+    /// #[worker]
+    /// fn one() -> u8 {
+    ///     1
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// let queued = pool.apply_async(one, ())?;
+    /// pool.close();
+    /// assert!(matches!(pool.apply(one, ()), Err(Error::PoolClosed)));
+    /// pool.join()?;
+    /// assert_eq!(queued.get()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Waits until every worker has exited; only after [`close`](Self::close)
+    /// or [`terminate`](Self::terminate) ([`Error::PoolRunning`] before).
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool};
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert!(matches!(pool.join(), Err(Error::PoolRunning)));
+    /// let pids = pool.pids();
+    /// pool.close();
+    /// pool.join()?;
+    /// assert!(multiproc::active_children().iter().all(|c| !pids.contains(&c.pid())));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<()> {
+        if !self.shared.stopping() {
+            return Err(Error::PoolRunning);
+        }
+        let handle = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        Ok(())
+    }
+
+    /// Stops at once: queued and running tasks fail with
+    /// [`Error::PoolTerminated`], and the workers get `SIGTERM` (`SIGKILL`
+    /// if they are still there a second later) and are reaped before this
+    /// returns. Python's `terminate`; what dropping the pool does.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    ///
+    /// #[worker]
+    /// fn nap(s: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_secs(s));
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let long: Vec<_> = (0..1000).map(|_| pool.apply_async(nap, (60,))).collect::<Result<_, _>>()?;
+    /// let start = std::time::Instant::now();
+    /// pool.terminate();
+    /// assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    /// assert!(long.into_iter().all(|r| matches!(r.get(), Err(Error::PoolTerminated))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn terminate(&self) {
+        self.shared.terminate();
+        let handle = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The `map` family with a chosen chunk size, from [`Pool::chunksize`].
+///
+/// ```
+/// use multiproc::{Pool, worker};
+///
+/// #[worker]
+/// fn square(x: u32) -> u32 {
+///     x * x
+/// }
+///
+/// let pool = Pool::builder().processes(2).build()?;
+/// let squares: Vec<u32> = pool.chunksize(100).imap(square, 0..1000)?.map(Result::unwrap).collect();
+/// assert_eq!(squares[999], 998_001);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Chunked<'a> {
+    pool: &'a Pool,
+    /// `None`: Python's default for each method.
+    chunksize: Option<usize>,
+}
+
+impl Chunked<'_> {
+    /// [`Pool::map`] with this chunk size.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.chunksize(2).map(square, [1, 2, 3])?, [1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map<W, T>(self, worker: W, inputs: impl IntoIterator<Item = T>) -> Result<Vec<W::Output>>
+    where
+        W: Worker<Args = (T,)>,
+    {
+        self.map_async(worker, inputs)?.get()
+    }
+
+    /// [`Pool::map_async`] with this chunk size.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.chunksize(1).map_async(square, [4])?.get()?, [16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map_async<W, T>(
+        self,
+        worker: W,
+        inputs: impl IntoIterator<Item = T>,
+    ) -> Result<AsyncResult<Vec<W::Output>>>
+    where
+        W: Worker<Args = (T,)>,
+    {
+        self.starmap_async(worker, inputs.into_iter().map(|x| (x,)))
+    }
+
+    /// [`Pool::starmap`] with this chunk size.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.chunksize(1).starmap(add, [(1, 1), (2, 2)])?, [2, 4]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn starmap<W: Worker>(
+        self,
+        worker: W,
+        inputs: impl IntoIterator<Item = W::Args>,
+    ) -> Result<Vec<W::Output>> {
+        self.starmap_async(worker, inputs)?.get()
+    }
+
+    /// [`Pool::starmap_async`] with this chunk size.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.chunksize(5).starmap_async(add, [(1, 1)])?.get()?, [2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn starmap_async<W: Worker>(
+        self,
+        worker: W,
+        inputs: impl IntoIterator<Item = W::Args>,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        let _ = worker;
+        self.pool.accepting()?;
+        let items: Vec<W::Args> = inputs.into_iter().collect();
+        let chunksize = self
+            .chunksize
+            .unwrap_or_else(|| default_chunksize(items.len(), self.pool.processes));
+        let mut parts = Vec::with_capacity(items.len().div_ceil(chunksize));
+        // Each chunk goes out as soon as it is encoded, so workers start
+        // while the rest encode.
+        for chunk in items.chunks(chunksize) {
+            let frame = wire::task_frame(W::NAME, chunk)?;
+            let slot = Slot::new();
+            self.pool.shared.submit([Task {
+                frame,
+                sink: Sink::Slot(slot.clone()),
+                batch: chunk.len() > 1,
+            }])?;
+            parts.push(Part {
+                slot,
+                len: chunk.len(),
+            });
+        }
+        Ok(AsyncResult::new(parts, collect_map::<W::Output>))
+    }
+
+    /// [`Pool::imap`] with this chunk size.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let squares = pool.chunksize(3).imap(square, 0..10)?;
+    /// assert_eq!(squares.len(), 10);
+    /// assert_eq!(squares.map(Result::unwrap).sum::<u32>(), 285);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap<W, T, I>(self, worker: W, inputs: I) -> Result<Imap<W, I::IntoIter>>
+    where
+        W: Worker<Args = (T,)>,
+        I: IntoIterator<Item = T>,
+    {
+        let _ = worker;
+        self.pool.accepting()?;
+        Ok(Imap::new(
+            self.pool.shared.clone(),
+            self.pool.processes,
+            inputs.into_iter(),
+            |x| (x,),
+            self.chunksize.unwrap_or(1),
+        ))
+    }
+
+    /// [`Pool::imap_unordered`] with this chunk size.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let total: u32 = pool.chunksize(4).imap_unordered(square, 0..10)?.map(Result::unwrap).sum();
+    /// assert_eq!(total, 285);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap_unordered<W, T, I>(
+        self,
+        worker: W,
+        inputs: I,
+    ) -> Result<ImapUnordered<W, I::IntoIter>>
+    where
+        W: Worker<Args = (T,)>,
+        I: IntoIterator<Item = T>,
+    {
+        let _ = worker;
+        self.pool.accepting()?;
+        Ok(ImapUnordered::new(
+            self.pool.shared.clone(),
+            self.pool.processes,
+            inputs.into_iter(),
+            |x| (x,),
+            self.chunksize.unwrap_or(1),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_chunksize_is_pythons() {
+        assert_eq!(default_chunksize(0, 2), 1);
+        assert_eq!(default_chunksize(1, 2), 1);
+        assert_eq!(default_chunksize(8, 2), 1);
+        assert_eq!(default_chunksize(9, 2), 2);
+        assert_eq!(default_chunksize(1_000_000, 2), 125_000);
+    }
+}

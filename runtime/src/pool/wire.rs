@@ -1,0 +1,190 @@
+//! The frames on a pool worker's socket.
+//!
+//! Parent to worker, one frame per task: `[u64 len][u16 name len][worker
+//! name][postcard Vec<Args>]`. A task is a chunk of one or more calls of
+//! the same worker. Worker to parent, one frame per reply: `[u64 len][u8
+//! tag]...`: `READY` once the initializer has run; `DONE` with the chunk's
+//! run time in nanoseconds and the postcard `Vec<Result<Output,
+//! TaskFailure>>` behind a mode byte; `FAILED` with a reason when the chunk could not run at
+//! all; `INIT_FAILED` with the initializer's panic. A worker handles its
+//! tasks in order, so replies match tasks by position: no ids on the wire.
+
+use crate::codec::{self, CodecError, MAX_FRAME};
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+pub(crate) const READY: u8 = 0;
+pub(crate) const DONE: u8 = 1;
+pub(crate) const FAILED: u8 = 2;
+pub(crate) const INIT_FAILED: u8 = 3;
+
+/// A `DONE` payload's first byte: every call returned (`Vec<Output>`).
+pub(crate) const ALL_OK: u8 = 0;
+/// A `DONE` payload's first byte: some call panicked
+/// (`Vec<Result<Output, TaskFailure>>`).
+pub(crate) const MIXED: u8 = 1;
+
+/// Why one call of a chunk produced no value.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum TaskFailure {
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+}
+
+/// Encodes a task: `items` (argument tuples) for the worker named `worker`.
+pub(crate) fn task_frame<A: Serialize>(worker: &str, items: &[A]) -> Result<Vec<u8>, CodecError> {
+    let per_item = size_of::<A>().clamp(1, 64);
+    let mut frame = Vec::with_capacity(16 + worker.len() + items.len() * per_item);
+    frame.extend_from_slice(&[0; 8]);
+    frame.extend_from_slice(&(worker.len() as u16).to_le_bytes());
+    frame.extend_from_slice(worker.as_bytes());
+    codec::encode_into(items, &mut frame)?;
+    let len = (frame.len() - 8) as u64;
+    frame[..8].copy_from_slice(&len.to_le_bytes());
+    Ok(frame)
+}
+
+/// Splits a task frame's body into the worker name and the encoded items.
+pub(crate) fn parse_task(body: &[u8]) -> Option<(&str, &[u8])> {
+    let len = u16::from_le_bytes(body.get(..2)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
+    Some((name, &body[2 + len..]))
+}
+
+/// Starts a reply frame at the end of `out`; returns where it starts.
+pub(crate) fn begin_reply(out: &mut Vec<u8>, tag: u8) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.push(tag);
+    at
+}
+
+/// Writes the length of the reply frame that starts at `at`.
+pub(crate) fn end_reply(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Bytes received on a socket, from which whole frames are taken.
+pub(crate) struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    pub(crate) fn new() -> InBuf {
+        InBuf {
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Receives once into the free space (`MSG_DONTWAIT` if `nonblocking`).
+    /// `Ok(0)` is the end of the stream (or a reset: the peer is gone).
+    pub(crate) fn recv(&mut self, fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<usize> {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.compact();
+            } else {
+                let len = self.buf.len() * 2;
+                self.buf.resize(len, 0);
+            }
+        }
+        let flags = if nonblocking {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::empty()
+        };
+        loop {
+            match socket::recv(fd.as_raw_fd(), &mut self.buf[self.end..], flags) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::ECONNRESET) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn compact(&mut self) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+    }
+
+    /// The length of the next frame's body if it is complete, without
+    /// taking it. A frame too big for the buffer makes room for itself.
+    fn complete(&mut self) -> Result<Option<usize>, CodecError> {
+        let have = self.end - self.start;
+        if have < 8 {
+            return Ok(None);
+        }
+        let len = u64::from_le_bytes(
+            self.buf[self.start..self.start + 8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        if len > MAX_FRAME {
+            return Err(CodecError::Oversized {
+                len,
+                limit: MAX_FRAME,
+            });
+        }
+        let total = 8 + len as usize;
+        if have >= total {
+            return Ok(Some(len as usize));
+        }
+        if self.buf.len() - self.start < total {
+            self.compact();
+            if self.buf.len() < total {
+                self.buf.resize(total, 0);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a whole frame is waiting.
+    pub(crate) fn has_frame(&mut self) -> bool {
+        matches!(self.complete(), Ok(Some(_)) | Err(_))
+    }
+
+    /// Takes the next complete frame's body.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<&[u8]>, CodecError> {
+        let Some(len) = self.complete()? else {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                // Give back what one big frame took.
+                if self.buf.len() > 1 << 20 {
+                    self.buf.truncate(64 * 1024);
+                    self.buf.shrink_to_fit();
+                }
+            }
+            return Ok(None);
+        };
+        let body = self.start + 8..self.start + 8 + len;
+        self.start = body.end;
+        Ok(Some(&self.buf[body]))
+    }
+}
+
+/// Sends all of `bytes` (blocking), without `SIGPIPE`.
+pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match socket::send(fd.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
