@@ -102,3 +102,21 @@ fn five_processes_print_under_a_lock() {
         "Critical section!\n".repeat(5)
     );
 }
+
+#[test]
+fn pool_squares_five_numbers() {
+    assert_eq!(
+        String::from_utf8(run("pool").stdout).unwrap(),
+        "[1, 4, 9, 16, 25]\n"
+    );
+}
+
+#[test]
+fn progress_bar_counts_primes() {
+    // Not a terminal: indicatif draws nothing; the count is printed.
+    let out = run("progress");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "2262 primes below 20000\n"
+    );
+}
