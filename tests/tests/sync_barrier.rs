@@ -441,3 +441,34 @@ fn parties_killed_at_random_moments_never_hang_the_rest() {
         assert!(b.broken());
     }
 }
+
+fn die_in_action() {
+    std::process::abort();
+}
+
+#[worker]
+fn wait_last(b: Barrier) {
+    let _ = b.wait();
+}
+
+#[test]
+fn a_party_that_dies_running_the_action_breaks_the_barrier() {
+    let b = Barrier::builder(2)
+        .action(die_in_action)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        // This process arrives first, so the child is the last party and
+        // runs the action, which kills it.
+        let first = s.spawn(|| b.wait());
+        until_waiting(&b, 1);
+        let mut p = Process::new(wait_last, (b.clone(),));
+        p.start().unwrap();
+        let start = Instant::now();
+        assert_eq!(join(&p), -6);
+        assert_eq!(first.join().unwrap(), Err(BarrierWaitError::Broken));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    });
+    assert_eq!(b.wait(), Err(BarrierWaitError::Broken), "a late party");
+}

@@ -583,13 +583,20 @@ impl Barrier {
             }
             let count = self.u32(COUNT).load(Relaxed);
             if count >= parties {
-                // The last party of the previous round is running the action.
+                // The last party of this round is running the action; if it
+                // dies there, the round breaks and the phase moves on.
+                let round = self.u32(ROUND).load(Relaxed);
+                if self.dead(parties - 1, round) {
+                    self.break_round();
+                    self.unlock_main();
+                    return Err(Fail::Broken);
+                }
                 let phase = self.u32(PHASE).load(SeqCst);
                 self.unlock_main();
                 if try_only {
                     return Err(Fail::WouldBlock);
                 }
-                if !self.sleep_phase(phase, deadline, None) {
+                if !self.sleep_phase(phase, deadline, Some(Instant::now() + PROBE_MAX)) {
                     self.lock_main();
                     self.break_round();
                     self.unlock_main();
