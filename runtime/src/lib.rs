@@ -29,6 +29,9 @@
 //! | `p.is_alive()`, `p.pid`, `p.exitcode`, `p.name`, `p.daemon` | same names, as methods |
 //! | `p.terminate()`, `p.kill()` | same |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | same |
+//! | `Pool(n, initializer, initargs, maxtasksperchild)` | `Pool::builder().processes(n).initializer(f, args).max_tasks_per_child(m).build()?` |
+//! | `pool.map(f, xs)`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async` | same names; `pool.chunksize(c).map(f, xs)` for `chunksize=c` |
+//! | `with Pool() as pool:` (terminate on exit) | dropping the [`Pool`] terminates it |
 
 #![warn(missing_docs)]
 // Unsafe code lives in `sys` only.
