@@ -736,12 +736,13 @@ impl Member {
     /// Reads every reply available now and hands them out.
     fn read_replies(&mut self, deliveries: &mut Vec<(Sink, Delivery)>, stats: &mut Stats) {
         while !self.read_eof {
-            let more = match self.inbuf.recv(self.io.sock.as_fd(), true) {
-                Ok(0) => {
+            let more = match self.inbuf.recv_some(self.io.sock.as_fd(), true) {
+                Ok((0, _)) => {
                     self.read_eof = true;
                     false
                 }
-                Ok(_) => true,
+                // A short read drained the socket: poll says when there is more.
+                Ok((_, full)) => full,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => true,
                 Err(_) => {

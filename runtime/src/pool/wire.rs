@@ -89,6 +89,16 @@ impl InBuf {
     /// Receives once into the free space (`MSG_DONTWAIT` if `nonblocking`).
     /// `Ok(0)` is the end of the stream (or a reset: the peer is gone).
     pub(crate) fn recv(&mut self, fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<usize> {
+        Ok(self.recv_some(fd, nonblocking)?.0)
+    }
+
+    /// As [`recv`](Self::recv), also saying whether the read filled the free
+    /// space (so more may be waiting; a short read drained the socket).
+    pub(crate) fn recv_some(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        nonblocking: bool,
+    ) -> io::Result<(usize, bool)> {
         if self.end == self.buf.len() {
             if self.start > 0 {
                 self.compact();
@@ -102,14 +112,15 @@ impl InBuf {
         } else {
             MsgFlags::empty()
         };
+        let room = self.buf.len() - self.end;
         loop {
             match socket::recv(fd.as_raw_fd(), &mut self.buf[self.end..], flags) {
                 Ok(n) => {
                     self.end += n;
-                    return Ok(n);
+                    return Ok((n, n == room));
                 }
                 Err(Errno::EINTR) => {}
-                Err(Errno::ECONNRESET) => return Ok(0),
+                Err(Errno::ECONNRESET) => return Ok((0, false)),
                 Err(e) => return Err(e.into()),
             }
         }
