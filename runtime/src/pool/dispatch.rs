@@ -49,6 +49,16 @@ pub(crate) struct Task {
     pub(crate) batch: bool,
 }
 
+/// Another copy of a refusal (`PoolClosed` or `PoolBroken`).
+fn refused_again(e: &Error) -> Error {
+    match e {
+        Error::PoolBroken { reason } => Error::PoolBroken {
+            reason: reason.clone(),
+        },
+        _ => Error::PoolClosed,
+    }
+}
+
 /// A task a worker holds: its owner, and whether it is a batch.
 type Held = (Sink, bool);
 
@@ -195,39 +205,40 @@ impl Shared {
         serve: bool,
     ) -> Result<Option<Arc<Io>>> {
         let mut state = self.lock();
-        if state.closed || state.terminated {
-            return Err(Error::PoolClosed);
-        }
-        if let Some(reason) = &state.broken {
-            return Err(Error::PoolBroken {
-                reason: reason.clone(),
-            });
-        }
-        let mut tasks = tasks.into_iter();
-        let mine = match (serve, tasks.next()) {
-            (true, Some(task)) => match &task.sink {
-                Sink::Slot(slot) => {
-                    let slot = slot.clone();
-                    state.queue.push_back(task);
-                    Some(slot)
-                }
-                Sink::Stream(..) => {
-                    state.queue.push_back(task);
-                    None
-                }
-            },
-            (_, first) => {
-                state.queue.extend(first);
-                None
+        let refused = |state: &State| {
+            if state.closed || state.terminated {
+                Some(Error::PoolClosed)
+            } else {
+                state.broken.as_ref().map(|reason| Error::PoolBroken {
+                    reason: reason.clone(),
+                })
             }
         };
+        if let Some(e) = refused(&state) {
+            drop(state);
+            // Each refused task gets the refusal, then the caller gets it too.
+            for task in tasks {
+                task.sink.deliver(Err(refused_again(&e)));
+            }
+            return Err(e);
+        }
+        let mut tasks = tasks.into_iter();
+        let first = tasks.next();
+        let mine = first
+            .as_ref()
+            .filter(|_| serve)
+            .and_then(|task| task.sink.as_slot().cloned());
+        state.queue.extend(first);
         state.queue.extend(tasks);
         state.fill(self.config.max_tasks);
         let mut served = None;
         if let Some(mine) = mine {
             let took_it = |w: &Member| {
                 w.inflight.len() == 1
-                    && matches!(w.inflight.back(), Some((Sink::Slot(s), _)) if Arc::ptr_eq(s, &mine))
+                    && w.inflight
+                        .back()
+                        .and_then(|(sink, _)| sink.as_slot())
+                        .is_some_and(|slot| Arc::ptr_eq(slot, &mine))
             };
             if let Some(w) = state
                 .workers

@@ -164,7 +164,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             match wire::task_frame(W::NAME, &items) {
                 Ok(frame) => tasks.push(Task {
                     frame,
-                    sink: Sink::Stream(self.stream.clone(), seq),
+                    sink: Sink::stream(&self.stream, seq),
                     batch: self.chunksize > 1,
                 }),
                 // This chunk fails; the others go on.
@@ -177,18 +177,8 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
         if tasks.is_empty() {
             return;
         }
-        let seqs: Vec<u64> = tasks
-            .iter()
-            .map(|t| match &t.sink {
-                Sink::Stream(_, seq) => *seq,
-                Sink::Slot(_) => unreachable!("imap tasks feed its stream"),
-            })
-            .collect();
-        if let Err(e) = self.shared.submit(tasks) {
-            // Closed or broken: these chunks fail, and nothing more is pulled.
-            for seq in seqs {
-                self.stream.put(seq, Err(replicate(&e)));
-            }
+        if self.shared.submit(tasks).is_err() {
+            // Closed or broken: the refused chunks got the error; pull no more.
             self.inputs = None;
         }
     }

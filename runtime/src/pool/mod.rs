@@ -330,7 +330,7 @@ impl Pool {
         let slot = Slot::new();
         let task = Task {
             frame,
-            sink: Sink::Slot(slot.clone()),
+            sink: Sink::slot(&slot),
             batch: false,
         };
         if let Some(io) = self.shared.submit_and_serve(task)? {
@@ -370,7 +370,7 @@ impl Pool {
         let slot = Slot::new();
         self.shared.submit([Task {
             frame,
-            sink: Sink::Slot(slot.clone()),
+            sink: Sink::slot(&slot),
             batch: false,
         }])?;
         Ok(AsyncResult::new(
@@ -792,7 +792,7 @@ impl Chunked<'_> {
             let slot = Slot::new();
             self.pool.shared.submit([Task {
                 frame,
-                sink: Sink::Slot(slot.clone()),
+                sink: Sink::slot(&slot),
                 batch: chunk.len() > 1,
             }])?;
             parts.push(Part {

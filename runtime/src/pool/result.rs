@@ -174,8 +174,12 @@ impl Stream {
         })
     }
 
+    /// Files the reply to chunk `seq` (the first one, if it came twice).
     pub(crate) fn put(&self, seq: u64, delivery: Delivery) {
         let mut state = lock(&self.state);
+        if state.by_seq.contains_key(&seq) {
+            return;
+        }
         state.by_seq.insert(seq, delivery);
         if let Some(order) = &mut state.order {
             order.push_back(seq);
@@ -199,9 +203,10 @@ impl Stream {
                 }
                 None => {
                     let state = &mut *state;
-                    if let Some(seq) = state.order.as_mut().and_then(VecDeque::pop_front) {
-                        let delivery = state.by_seq.remove(&seq).expect("arrived");
-                        return (seq, delivery);
+                    while let Some(seq) = state.order.as_mut().and_then(VecDeque::pop_front) {
+                        if let Some(delivery) = state.by_seq.remove(&seq) {
+                            return (seq, delivery);
+                        }
                     }
                 }
             }
@@ -212,23 +217,59 @@ impl Stream {
     }
 }
 
-/// Who gets a task's reply.
-pub(crate) enum Sink {
+/// Who gets a task's reply. A sink dropped without a reply (which only a
+/// bug in the pool could do) delivers [`Error::PoolTerminated`], so that
+/// nobody waits for ever.
+pub(crate) struct Sink(Option<Target>);
+
+enum Target {
     Slot(Arc<Slot>),
     Stream(Arc<Stream>, u64),
 }
 
 impl Sink {
-    pub(crate) fn deliver(self, delivery: Delivery) {
-        match self {
-            Sink::Slot(slot) => slot.put(delivery),
-            Sink::Stream(stream, seq) => stream.put(seq, delivery),
+    pub(crate) fn slot(slot: &Arc<Slot>) -> Sink {
+        Sink(Some(Target::Slot(slot.clone())))
+    }
+
+    pub(crate) fn stream(stream: &Arc<Stream>, seq: u64) -> Sink {
+        Sink(Some(Target::Stream(stream.clone(), seq)))
+    }
+
+    pub(crate) fn deliver(mut self, delivery: Delivery) {
+        if let Some(target) = self.0.take() {
+            target.deliver(delivery);
         }
     }
 
     /// Whether this task feeds `stream`.
     pub(crate) fn feeds(&self, stream: &Arc<Stream>) -> bool {
-        matches!(self, Sink::Stream(s, _) if Arc::ptr_eq(s, stream))
+        matches!(&self.0, Some(Target::Stream(s, _)) if Arc::ptr_eq(s, stream))
+    }
+
+    /// The slot this task fills, if it fills one.
+    pub(crate) fn as_slot(&self) -> Option<&Arc<Slot>> {
+        match &self.0 {
+            Some(Target::Slot(slot)) => Some(slot),
+            _ => None,
+        }
+    }
+}
+
+impl Target {
+    fn deliver(self, delivery: Delivery) {
+        match self {
+            Target::Slot(slot) => slot.put(delivery),
+            Target::Stream(stream, seq) => stream.put(seq, delivery),
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(target) = self.0.take() {
+            target.deliver(Err(Error::PoolTerminated));
+        }
     }
 }
 
