@@ -199,3 +199,52 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Conn;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_task_frame_names_its_worker_and_carries_its_items() {
+        let frame = task_frame("m::square", &[(3i64,), (4,)]).unwrap();
+        let len = u64::from_le_bytes(frame[..8].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 8);
+        let (name, items) = parse_task(&frame[8..]).unwrap();
+        assert_eq!(name, "m::square");
+        assert_eq!(codec::decode::<Vec<(i64,)>>(items).unwrap(), [(3,), (4,)]);
+        assert!(parse_task(&[9, 0, b'x']).is_none());
+    }
+
+    #[test]
+    fn frames_come_out_whole_however_the_bytes_arrive() {
+        let (a, b) = Conn::pair().unwrap();
+        let mut wire = Vec::new();
+        for (tag, body) in [
+            (READY, vec![]),
+            (DONE, vec![1; 200_000]),
+            (FAILED, b"no".to_vec()),
+        ] {
+            let at = begin_reply(&mut wire, tag);
+            wire.extend_from_slice(&body);
+            end_reply(&mut wire, at);
+        }
+        let writer = std::thread::spawn(move || {
+            for piece in wire.chunks(7_001) {
+                send_all(a.as_fd(), piece).unwrap();
+            }
+        });
+        let mut inbuf = InBuf::new();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            assert!(inbuf.recv(b.as_fd(), false).unwrap() > 0);
+            while let Some(frame) = inbuf.next_frame().unwrap() {
+                got.push((frame[0], frame.len() - 1));
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(got, [(READY, 0), (DONE, 200_000), (FAILED, 2)]);
+        assert!(!inbuf.has_frame());
+    }
+}
