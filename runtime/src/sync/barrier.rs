@@ -12,8 +12,8 @@
 //! tens of milliseconds, and the last party to arrive checks them all, so a
 //! dead party breaks the barrier instead of hanging the rest.
 
+use super::Deadline;
 use super::block::{Block, FIELDS, Kind};
-use super::{Deadline, SPIN, spin_until};
 use crate::codec;
 use crate::sys::mutex::{self, Locked};
 use crate::sys::{fnptr, futex};
@@ -697,7 +697,7 @@ impl Barrier {
     ) -> Result<usize, Fail> {
         let state = self.slot_state(slot);
         if !matches!(deadline, Deadline::Now) {
-            spin_until(SPIN, || state.load(Acquire) != WAITING);
+            self.block.spin_until(|| state.load(Acquire) != WAITING);
         }
         let mut probe_every = PROBE_FIRST;
         let mut probe_at = Instant::now() + probe_every;

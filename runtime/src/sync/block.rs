@@ -3,6 +3,7 @@
 //! magic number and a kind, so a descriptor received from elsewhere is
 //! checked before use.
 
+use super::Spin;
 use crate::codec;
 use crate::handles;
 use crate::sys::mutex::{self, MUTEX_SIZE};
@@ -54,6 +55,8 @@ pub(crate) struct Block {
     /// Always `Some` until dropped.
     map: Option<Mapping>,
     kind: Kind,
+    /// How long waiters on this handle spin before sleeping.
+    spin: Spin,
     /// The memfd's inode: equal for every handle to the same primitive.
     ino: u64,
 }
@@ -77,6 +80,7 @@ impl Block {
             fd,
             map: Some(map),
             kind,
+            spin: Spin::new(),
             ino,
         })
     }
@@ -111,12 +115,18 @@ impl Block {
             fd,
             map: Some(map),
             kind,
+            spin: Spin::new(),
             ino: st.st_ino,
         })
     }
 
     pub(crate) fn map(&self) -> &Mapping {
         self.map.as_ref().expect("mapped until dropped")
+    }
+
+    /// Spins until `ready` holds, within this handle's adaptive budget.
+    pub(crate) fn spin_until(&self, ready: impl FnMut() -> bool) -> bool {
+        self.spin.until(ready)
     }
 
     pub(crate) fn u32(&self, offset: usize) -> &AtomicU32 {

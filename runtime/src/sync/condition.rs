@@ -11,7 +11,7 @@
 use super::block::{Block, FIELDS, Kind};
 use super::{
     AcquireResult, AcquireTimeoutError, Deadline, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
-    SPIN, TryAcquireError, map_died, spin_until,
+    TryAcquireError, map_died,
 };
 use crate::sys::futex;
 use crate::sys::mutex::{self, Locked};
@@ -608,7 +608,7 @@ fn notify_slot(state: &AtomicU32) -> bool {
 fn sleep(t: &Block, i: usize, deadline: Deadline) -> bool {
     let st = state(t, i);
     if !matches!(deadline, Deadline::Now) {
-        spin_until(SPIN, || st.load(Acquire) == NOTIFIED);
+        t.spin_until(|| st.load(Acquire) == NOTIFIED);
     }
     loop {
         let s = st.load(Acquire);

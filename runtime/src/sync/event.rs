@@ -2,8 +2,8 @@
 //! (the other bits), so a waiter that sleeps through a `set` and a `clear`
 //! still sees that the event was set while it waited.
 
+use super::Deadline;
 use super::block::{Block, FIELDS, Kind};
-use super::{Deadline, SPIN, spin_until};
 use crate::sys::futex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -160,7 +160,7 @@ impl Event {
         if matches!(deadline, Deadline::Now) {
             return false;
         }
-        if spin_until(SPIN, || word.load(Acquire) != start) {
+        if self.block.spin_until(|| word.load(Acquire) != start) {
             return true;
         }
         let sleepers = self.block.u32(SLEEPERS);

@@ -23,6 +23,8 @@ pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 use crate::error::Error;
 pub use crate::shared::OwnerDied;
 use std::fmt;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// How long a call may wait.
@@ -300,23 +302,56 @@ impl From<TryBarrierWaitError> for Error {
 /// How often sleepers that must notice a dead process wake up to check.
 pub(crate) const RECHECK: Duration = Duration::from_millis(50);
 
-/// Spins for at most `budget` until `ready` holds; returns whether it did.
-/// A futex sleep and wake cost several microseconds, a partner process on
-/// another core usually answers sooner.
-pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        for _ in 0..32 {
-            if ready() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= budget {
-            return ready();
-        }
-    }
+/// How long a waiter spins before it sleeps, adapted per handle: a futex
+/// sleep and wake cost several microseconds, and a partner process on
+/// another core usually answers sooner, so spinning pays on an idle
+/// machine; on a busy one the partner may have no core to answer from, and
+/// every microsecond spun is taken from it. So the budget doubles (up to
+/// 100 µs) each time a spin succeeds and halves (down to 2 µs) each time it
+/// fails; one wait in 64 spins the full 100 µs, so a budget that shrank
+/// under load grows back once the load is gone.
+#[derive(Debug)]
+pub(crate) struct Spin {
+    budget_ns: AtomicU32,
+    waits: AtomicU32,
 }
 
-/// How long waiters spin before sleeping.
-pub(crate) const SPIN: Duration = Duration::from_micros(100);
+impl Spin {
+    const MAX_NS: u32 = 100_000;
+    const MIN_NS: u32 = 2_000;
+    const PROBE_EVERY: u32 = 64;
+
+    pub(crate) const fn new() -> Spin {
+        Spin {
+            budget_ns: AtomicU32::new(Spin::MAX_NS),
+            waits: AtomicU32::new(0),
+        }
+    }
+
+    /// Spins until `ready` holds or the budget is spent; returns whether it
+    /// held, and adapts the budget.
+    pub(crate) fn until(&self, mut ready: impl FnMut() -> bool) -> bool {
+        let budget = self.budget_ns.load(Relaxed);
+        let probe = self.waits.fetch_add(1, Relaxed) % Spin::PROBE_EVERY == 0;
+        let limit = Duration::from_nanos(if probe { Spin::MAX_NS } else { budget }.into());
+        let start = Instant::now();
+        let held = loop {
+            if (0..32).any(|_| {
+                std::hint::spin_loop();
+                ready()
+            }) {
+                break true;
+            }
+            if start.elapsed() >= limit {
+                break ready();
+            }
+        };
+        let next = if held {
+            budget.saturating_mul(2).min(Spin::MAX_NS)
+        } else {
+            (budget / 2).max(Spin::MIN_NS)
+        };
+        self.budget_ns.store(next, Relaxed);
+        held
+    }
+}

@@ -2,7 +2,7 @@
 //! with a compare-and-swap, slept on as a futex word.
 
 use super::block::{Block, FIELDS, Kind};
-use super::{Deadline, RECHECK, ReleaseError, SPIN, spin_until};
+use super::{Deadline, RECHECK, ReleaseError};
 use crate::sys::futex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -51,7 +51,7 @@ fn take(b: &Block, deadline: Deadline) -> bool {
     if matches!(deadline, Deadline::Now) {
         return false;
     }
-    if spin_until(SPIN, || value(b) > 0 && try_take(b)) {
+    if b.spin_until(|| value(b) > 0 && try_take(b)) {
         return true;
     }
     let (word, sleepers) = (b.u32(VALUE), b.u32(SLEEPERS));
