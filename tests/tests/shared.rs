@@ -271,3 +271,35 @@ fn a_killed_creator_leaves_its_name_as_documented() {
     // Cleaning up is attaching and removing by hand.
     nix::sys::mman::shm_unlink(format!("/{name}").as_str()).unwrap();
 }
+
+#[worker]
+fn create_anonymous_and_hang(ready: RawValue<u32>) {
+    let block = SharedMemory::new(1 << 20).unwrap();
+    let value = Value::new(1u64).unwrap();
+    let array = Array::<u8>::new(4096).unwrap();
+    let queue = multiproc::Queue::<u8>::new().unwrap();
+    queue.put(1).unwrap();
+    ready.store(1);
+    std::mem::forget((block, value, array, queue));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[test]
+fn a_creator_killed_with_anonymous_blocks_leaves_nothing_in_dev_shm() {
+    let before = dev_shm();
+    let ready = RawValue::new(0u32).unwrap();
+    let mut p = Process::new(create_anonymous_and_hang, (ready.clone(),));
+    p.start().unwrap();
+    assert!(wait_until(BOUND, || ready.load() == 1));
+    p.kill().unwrap();
+    assert_eq!(join(&p), -9);
+    let after = dev_shm();
+    assert!(
+        after
+            .iter()
+            .all(|n| before.contains(n) || n.starts_with("mpt-")),
+        "a killed creator left {after:?}"
+    );
+}
