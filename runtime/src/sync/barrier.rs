@@ -696,9 +696,19 @@ impl Barrier {
         deadline: Deadline,
     ) -> Result<usize, Fail> {
         let state = self.slot_state(slot);
-        if !matches!(deadline, Deadline::Now) {
-            self.block.spin_until(|| state.load(Acquire) != WAITING);
-        }
+        let began = match deadline {
+            Deadline::Now => None,
+            _ => self
+                .block
+                .spin_until(|| state.load(Acquire) != WAITING)
+                .err(),
+        };
+        let slept = |outcome| {
+            if let Some(began) = began {
+                self.block.slept(began);
+            }
+            outcome
+        };
         let mut probe_every = PROBE_FIRST;
         let mut probe_at = Instant::now() + probe_every;
         loop {
@@ -706,11 +716,11 @@ impl Barrier {
             match state.load(Acquire) {
                 RELEASED => {
                     self.free_slot(slot);
-                    return Ok(index as usize);
+                    return slept(Ok(index as usize));
                 }
                 BROKEN_STATE => {
                     self.free_slot(slot);
-                    return Err(Fail::Broken);
+                    return slept(Err(Fail::Broken));
                 }
                 _ => {}
             }
@@ -721,11 +731,11 @@ impl Barrier {
                     self.break_round();
                 }
                 self.unlock_main();
-                return match self.free_slot(slot) {
+                return slept(match self.free_slot(slot) {
                     RELEASED => Ok(index as usize),
                     _ if timed_out => Err(Fail::Timeout),
                     _ => Err(Fail::Broken),
-                };
+                });
             }
             if Instant::now() >= probe_at && state.load(Acquire) == WAITING {
                 self.probe(index, round, state);

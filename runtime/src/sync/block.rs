@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MPSYNC01");
 const MAGIC_AT: usize = 64;
@@ -124,9 +125,15 @@ impl Block {
         self.map.as_ref().expect("mapped until dropped")
     }
 
-    /// Spins until `ready` holds, within this handle's adaptive budget.
-    pub(crate) fn spin_until(&self, ready: impl FnMut() -> bool) -> bool {
+    /// Spins until `ready` holds, within this handle's adaptive budget;
+    /// see [`Spin::until`].
+    pub(crate) fn spin_until(&self, ready: impl FnMut() -> bool) -> Result<(), Instant> {
         self.spin.until(ready)
+    }
+
+    /// After a wait that had to sleep; see [`Spin::slept`].
+    pub(crate) fn slept(&self, start: Instant) {
+        self.spin.slept(start)
     }
 
     pub(crate) fn u32(&self, offset: usize) -> &AtomicU32 {

@@ -607,9 +607,10 @@ fn notify_slot(state: &AtomicU32) -> bool {
 /// Returns whether it was notified.
 fn sleep(t: &Block, i: usize, deadline: Deadline) -> bool {
     let st = state(t, i);
-    if !matches!(deadline, Deadline::Now) {
-        t.spin_until(|| st.load(Acquire) == NOTIFIED);
-    }
+    let began = match deadline {
+        Deadline::Now => None,
+        _ => t.spin_until(|| st.load(Acquire) == NOTIFIED).err(),
+    };
     loop {
         let s = st.load(Acquire);
         if s == NOTIFIED {
@@ -626,6 +627,9 @@ fn sleep(t: &Block, i: usize, deadline: Deadline) -> bool {
             continue;
         }
         futex::wait(st, SLEEPING, timeout);
+    }
+    if let Some(began) = began {
+        t.slept(began);
     }
     // Leave: a notification that lands first still counts.
     let mut s = st.load(Acquire);

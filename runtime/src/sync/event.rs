@@ -160,21 +160,23 @@ impl Event {
         if matches!(deadline, Deadline::Now) {
             return false;
         }
-        if self.block.spin_until(|| word.load(Acquire) != start) {
+        let Err(began) = self.block.spin_until(|| word.load(Acquire) != start) else {
             return true;
-        }
+        };
         let sleepers = self.block.u32(SLEEPERS);
-        loop {
+        let set = loop {
             let Some(timeout) = deadline.remaining() else {
-                return word.load(Acquire) != start;
+                break word.load(Acquire) != start;
             };
             sleepers.fetch_add(1, SeqCst);
             futex::wait(word, start, timeout);
             sleepers.fetch_sub(1, SeqCst);
             if word.load(Acquire) != start {
-                return true;
+                break true;
             }
-        }
+        };
+        self.block.slept(began);
+        set
     }
 }
 

@@ -302,56 +302,59 @@ impl From<TryBarrierWaitError> for Error {
 /// How often sleepers that must notice a dead process wake up to check.
 pub(crate) const RECHECK: Duration = Duration::from_millis(50);
 
-/// How long a waiter spins before it sleeps, adapted per handle: a futex
-/// sleep and wake cost several microseconds, and a partner process on
-/// another core usually answers sooner, so spinning pays on an idle
-/// machine; on a busy one the partner may have no core to answer from, and
-/// every microsecond spun is taken from it. So the budget doubles (up to
-/// 100 µs) each time a spin succeeds and halves (down to 2 µs) each time it
-/// fails; one wait in 64 spins the full 100 µs, so a budget that shrank
-/// under load grows back once the load is gone.
+/// How long a waiter spins before it sleeps, adapted per handle. A futex
+/// sleep and wake cost several microseconds and a partner process on
+/// another core usually answers sooner, so a waiter spins up to 100 µs; but
+/// when waits last longer than that (a partner doing real work between two
+/// signals), spinning only burns a core, so the budget halves after every
+/// wait that outlasted 100 µs (down to 2 µs) and is back to 100 µs after
+/// the first shorter one. Judging by whether the spin itself succeeded
+/// instead locks two partners into sleeping: each one's spin fails because
+/// the other is asleep (event ping-pong: 12 µs per round trip instead of
+/// 0.1 µs).
 #[derive(Debug)]
 pub(crate) struct Spin {
     budget_ns: AtomicU32,
-    waits: AtomicU32,
 }
 
 impl Spin {
+    const MAX: Duration = Duration::from_micros(100);
     const MAX_NS: u32 = 100_000;
     const MIN_NS: u32 = 2_000;
-    const PROBE_EVERY: u32 = 64;
 
     pub(crate) const fn new() -> Spin {
         Spin {
             budget_ns: AtomicU32::new(Spin::MAX_NS),
-            waits: AtomicU32::new(0),
         }
     }
 
-    /// Spins until `ready` holds or the budget is spent; returns whether it
-    /// held, and adapts the budget.
-    pub(crate) fn until(&self, mut ready: impl FnMut() -> bool) -> bool {
-        let budget = self.budget_ns.load(Relaxed);
-        let probe = self.waits.fetch_add(1, Relaxed) % Spin::PROBE_EVERY == 0;
-        let limit = Duration::from_nanos(if probe { Spin::MAX_NS } else { budget }.into());
+    /// Spins until `ready` holds or the budget is spent. `Err` carries when
+    /// the wait began, for [`slept`](Self::slept) once the caller's sleep
+    /// is over.
+    pub(crate) fn until(&self, mut ready: impl FnMut() -> bool) -> Result<(), Instant> {
+        let limit = Duration::from_nanos(self.budget_ns.load(Relaxed).into());
         let start = Instant::now();
-        let held = loop {
+        loop {
             if (0..32).any(|_| {
                 std::hint::spin_loop();
                 ready()
             }) {
-                break true;
+                self.budget_ns.store(Spin::MAX_NS, Relaxed);
+                return Ok(());
             }
             if start.elapsed() >= limit {
-                break ready();
+                return Err(start);
             }
-        };
-        let next = if held {
-            budget.saturating_mul(2).min(Spin::MAX_NS)
+        }
+    }
+
+    /// Adapts the budget to a wait that began at `start` and had to sleep.
+    pub(crate) fn slept(&self, start: Instant) {
+        let next = if start.elapsed() <= Spin::MAX {
+            Spin::MAX_NS
         } else {
-            (budget / 2).max(Spin::MIN_NS)
+            (self.budget_ns.load(Relaxed) / 2).max(Spin::MIN_NS)
         };
         self.budget_ns.store(next, Relaxed);
-        held
     }
 }

@@ -51,15 +51,15 @@ fn take(b: &Block, deadline: Deadline) -> bool {
     if matches!(deadline, Deadline::Now) {
         return false;
     }
-    if b.spin_until(|| value(b) > 0 && try_take(b)) {
+    let Err(began) = b.spin_until(|| value(b) > 0 && try_take(b)) else {
         return true;
-    }
+    };
     let (word, sleepers) = (b.u32(VALUE), b.u32(SLEEPERS));
-    loop {
+    let taken = loop {
         // A waiter woken for a unit and killed before taking it would leave
         // the others asleep beside a free unit: sleep in slices.
         let Some(slice) = deadline.slice(RECHECK) else {
-            return try_take(b);
+            break try_take(b);
         };
         sleepers.fetch_add(1, SeqCst);
         if word.load(SeqCst) == 0 {
@@ -67,9 +67,11 @@ fn take(b: &Block, deadline: Deadline) -> bool {
         }
         sleepers.fetch_sub(1, SeqCst);
         if try_take(b) {
-            return true;
+            break true;
         }
-    }
+    };
+    b.slept(began);
+    taken
 }
 
 /// Adds `n` units unless that would pass the limit.
