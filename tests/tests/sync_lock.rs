@@ -2,8 +2,8 @@
 //! re-entrancy, ownership, and recovery from a holder that died.
 
 use multiproc::{
-    AcquireTimeoutError, BoundedSemaphore, Condition, Event, Lock, LockGuard, NotOwner, OwnerDied,
-    Process, PutError, Queue, RLock, Semaphore, TryAcquireError, Worker, worker,
+    AcquireTimeoutError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, NotOwner,
+    OwnerDied, Process, PutError, Queue, RLock, Semaphore, TryAcquireError, Worker, worker,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -349,6 +349,9 @@ struct Kit {
     locks: Vec<Lock>,
     rlock: Option<RLock>,
     flag: Event,
+    units: (Semaphore, BoundedSemaphore),
+    cond: Option<Condition<Lock>>,
+    barriers: Vec<Barrier>,
 }
 
 #[worker]
@@ -357,6 +360,12 @@ fn use_kit(kit: Kit) -> usize {
         drop(lock.acquire().unwrap());
     }
     drop(kit.rlock.unwrap().acquire().unwrap());
+    kit.units.0.release();
+    kit.units.1.acquire().forget();
+    let cond = kit.cond.unwrap();
+    drop(cond.acquire().unwrap());
+    cond.notify_all();
+    assert_eq!(kit.barriers[0].wait(), Ok(0));
     kit.flag.set();
     kit.locks.len()
 }
@@ -367,12 +376,19 @@ fn handles_travel_at_any_depth_and_refuse_other_serialization() {
         locks: vec![Lock::new().unwrap(), Lock::new().unwrap()],
         rlock: Some(RLock::new().unwrap()),
         flag: Event::new().unwrap(),
+        units: (
+            Semaphore::new(0).unwrap(),
+            BoundedSemaphore::new(1).unwrap(),
+        ),
+        cond: Some(Condition::with_lock(Lock::new().unwrap()).unwrap()),
+        barriers: vec![Barrier::new(1).unwrap()],
     };
-    let flag = kit.flag.clone();
+    let (flag, units) = (kit.flag.clone(), kit.units.clone());
     let mut p = Process::new(use_kit, (kit,));
     p.start().unwrap();
     assert_eq!(p.result().unwrap(), 2);
     assert!(flag.is_set());
+    assert_eq!((units.0.value(), units.1.value()), (1, 0));
 
     let q = Queue::<Lock>::new().unwrap();
     let err = q.put(Lock::new().unwrap()).unwrap_err();
