@@ -21,7 +21,7 @@ pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 use crate::error::Error;
-pub use crate::shared::OwnerDied;
+use crate::shared::OwnerDied;
 use std::fmt;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,7 +50,7 @@ impl Deadline {
         }
     }
 
-    /// The earlier of `timeout` from now (if any) and never.
+    /// `timeout` from now, or never without one.
     pub(crate) fn after_opt(timeout: Option<Duration>) -> Deadline {
         timeout.map_or(Deadline::Never, Deadline::after)
     }
