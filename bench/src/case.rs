@@ -167,20 +167,27 @@ pub enum Against {
 pub enum Bound {
     AtMost(f64),
     AtLeast(f64),
+    /// No bound: the ratio is shown (a comparison DESIGN.md asks to see),
+    /// nothing is checked.
+    Show,
 }
 
 impl Bound {
-    pub fn holds(self, ratio: f64) -> bool {
+    /// Whether `ratio` meets the bound; `None` for [`Bound::Show`].
+    pub fn holds(self, ratio: f64) -> Option<bool> {
         match self {
-            Bound::AtMost(limit) => ratio <= limit,
-            Bound::AtLeast(limit) => ratio >= limit,
+            Bound::AtMost(limit) => Some(ratio <= limit),
+            Bound::AtLeast(limit) => Some(ratio >= limit),
+            Bound::Show => None,
         }
     }
 
+    /// `≤ 1.3`; empty for [`Bound::Show`].
     pub fn describe(self) -> String {
         match self {
             Bound::AtMost(limit) => format!("≤ {limit}"),
             Bound::AtLeast(limit) => format!("≥ {limit}"),
+            Bound::Show => String::new(),
         }
     }
 }
@@ -203,9 +210,10 @@ mod tests {
 
     #[test]
     fn bounds() {
-        assert!(Bound::AtMost(1.3).holds(1.2));
-        assert!(!Bound::AtMost(1.3).holds(1.31));
-        assert!(Bound::AtLeast(10.0).holds(10.0));
+        assert_eq!(Bound::AtMost(1.3).holds(1.2), Some(true));
+        assert_eq!(Bound::AtMost(1.3).holds(1.31), Some(false));
+        assert_eq!(Bound::AtLeast(10.0).holds(10.0), Some(true));
+        assert_eq!(Bound::Show.holds(10.0), None);
         assert_eq!(Bound::AtMost(1.0 / 25.0).describe(), "≤ 0.04");
     }
 }

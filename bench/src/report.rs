@@ -164,6 +164,7 @@ pub fn render(report: &Report<'_>) -> String {
                     (None, _) => "—".to_string(),
                 };
                 let met = match target.met {
+                    _ if matches!(target.bound, Bound::Show) => "—",
                     Some(true) => "yes",
                     Some(false) => "**no**",
                     None => "n/a",
@@ -214,11 +215,13 @@ fn check_cell(ratio: f64, against: Against, bound: Bound, unit: Unit) -> String 
     match against {
         Against::Absolute => {
             let limit = match bound {
-                Bound::AtMost(l) => format!("≤ {}", unit.format(l)),
-                Bound::AtLeast(l) => format!("≥ {}", unit.format(l)),
+                Bound::AtMost(l) => format!(" ≤ {}", unit.format(l)),
+                Bound::AtLeast(l) => format!(" ≥ {}", unit.format(l)),
+                Bound::Show => String::new(),
             };
-            format!("{} {limit}", unit.format(ratio))
+            format!("{}{limit}", unit.format(ratio))
         }
+        _ if matches!(bound, Bound::Show) => sig3(ratio),
         _ => format!("{} {}", sig3(ratio), bound.describe()),
     }
 }

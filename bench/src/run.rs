@@ -63,7 +63,8 @@ pub struct TargetResult {
     pub bound: Bound,
     /// multiproc / against (or multiproc's median, for an absolute bound).
     pub ratio: Option<f64>,
-    /// `None` when the ratio could not be measured.
+    /// `None` when the ratio could not be measured, or the bound is
+    /// [`Bound::Show`].
     pub met: Option<bool>,
     /// Index into the case's `series` of the row it compares with.
     #[serde(skip)]
@@ -283,7 +284,7 @@ fn check(
         against,
         bound,
         ratio,
-        met: ratio.map(|r| bound.holds(r)),
+        met: ratio.and_then(|r| bound.holds(r)),
         row,
         note,
     }
