@@ -52,8 +52,194 @@ def case_start_join(ctx, iters, size, warmup):
     return "s", samples
 
 
+def join(p):
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"child exited with {p.exitcode}")
+
+
+def ready_then_wait_for_go(control):
+    control.send("ready")
+    if control.recv() != "go":
+        raise RuntimeError("the parent did not say go")
+
+
+class Crew:
+    """Children started with a control pipe each, ready when start returns."""
+
+    def __init__(self, ctx, target, args_list):
+        self.processes, self.controls = [], []
+        for args in args_list:
+            ours, theirs = ctx.Pipe()
+            p = ctx.Process(target=target, args=(theirs,) + tuple(args))
+            p.start()
+            theirs.close()
+            self.processes.append(p)
+            self.controls.append(ours)
+        self.expect("ready")
+
+    def go(self):
+        for c in self.controls:
+            c.send("go")
+
+    def expect(self, what):
+        for c in self.controls:
+            got = c.recv()
+            if got != what:
+                raise RuntimeError(f"a child said {got!r}, not {what!r}")
+
+    def join(self):
+        for c in self.controls:
+            c.close()
+        for p in self.processes:
+            join(p)
+
+
+def hammer(lock, times):
+    for _ in range(times):
+        with lock:
+            pass
+
+
+def contend(control, lock, times):
+    ready_then_wait_for_go(control)
+    hammer(lock, times)
+    control.send("done")
+
+
+def case_lock_contended(ctx, iters, size, warmup):
+    """`with lock: pass` by the parent and one child at once; acquisitions/s."""
+    del size, warmup
+    lock = ctx.Lock()
+    ours = iters // 2
+    crew = Crew(ctx, contend, [(lock, iters - ours)])
+    t0 = time.perf_counter()
+    crew.go()
+    hammer(lock, ours)
+    crew.expect("done")
+    elapsed = time.perf_counter() - t0
+    crew.join()
+    return "1/s", [iters / elapsed]
+
+
+def case_lock_uncontended(ctx, iters, size, warmup):
+    """`with lock: pass` in one process, no child; acquisitions/s."""
+    del size
+    lock = ctx.Lock()
+    hammer(lock, warmup)
+    t0 = time.perf_counter()
+    hammer(lock, iters)
+    return "1/s", [iters / (time.perf_counter() - t0)]
+
+
+def answer(ping, pong, trips):
+    for _ in range(trips):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+def case_event_pingpong(ctx, iters, size, warmup):
+    """Set `ping`, wait for `pong` (a child answers); s per round trip."""
+    del size
+    ping, pong = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=answer, args=(ping, pong, warmup + iters))
+    p.start()
+    samples = []
+    for i in range(warmup + iters):
+        t0 = time.perf_counter()
+        ping.set()
+        pong.wait()
+        pong.clear()
+        elapsed = time.perf_counter() - t0
+        if i >= warmup:
+            samples.append(elapsed)
+    join(p)
+    return "s", samples
+
+
+def passes(barrier, count):
+    for _ in range(count):
+        barrier.wait()
+
+
+def case_barrier(ctx, iters, size, warmup):
+    """Barrier(2).wait() by the parent and a child; passes/s."""
+    del size
+    barrier = ctx.Barrier(2)
+    p = ctx.Process(target=passes, args=(barrier, warmup + 1 + iters))
+    p.start()
+    passes(barrier, warmup + 1)
+    t0 = time.perf_counter()
+    passes(barrier, iters)
+    elapsed = time.perf_counter() - t0
+    join(p)
+    return "1/s", [iters / elapsed]
+
+
+def increment(v, times):
+    for _ in range(times):
+        with v.get_lock():
+            v.value += 1
+
+
+def add(control, v, times):
+    ready_then_wait_for_go(control)
+    increment(v, times)
+    control.send("done")
+
+
+def case_value_counter(ctx, iters, size, warmup):
+    """`with v.get_lock(): v.value += 1` by the parent and a child; increments/s."""
+    del size, warmup
+    v = ctx.Value("Q", 0)
+    ours = iters // 2
+    crew = Crew(ctx, add, [(v, iters - ours)])
+    t0 = time.perf_counter()
+    crew.go()
+    increment(v, ours)
+    crew.expect("done")
+    elapsed = time.perf_counter() - t0
+    crew.join()
+    if v.value != iters:
+        raise RuntimeError(f"the counter reached {v.value}, not {iters}")
+    return "1/s", [iters / elapsed]
+
+
+def case_array_copy(ctx, iters, size, warmup):
+    """Copy `size` bytes into and out of Array('B', size) under its lock,
+    through memoryviews (faster than slicing the Array, a[:] = src, by
+    ~300x, and than bytearray slice assignment); bytes/s, both ways counted."""
+    a = ctx.Array("B", size, lock=True)
+    shared = memoryview(a.get_obj()).cast("B")
+    src = bytes(range(251)) * (size // 251) + bytes(range(size % 251))
+    out = memoryview(bytearray(size))
+
+    def copy_in_and_out():
+        with a.get_lock():
+            shared[:] = src
+        with a.get_lock():
+            out[:] = shared
+
+    for _ in range(max(warmup, 1)):
+        copy_in_and_out()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        copy_in_and_out()
+    elapsed = time.perf_counter() - t0
+    if out != src:
+        raise RuntimeError("the copy out differs from the copy in")
+    return "B/s", [2 * iters * size / elapsed]
+
+
 CASES = {
     "start_join": case_start_join,
+    "lock_contended": case_lock_contended,
+    "lock_uncontended": case_lock_uncontended,
+    "event_pingpong": case_event_pingpong,
+    "barrier": case_barrier,
+    "value_counter": case_value_counter,
+    "array_copy": case_array_copy,
 }
 
 

@@ -161,7 +161,6 @@ pub enum Against {
 }
 
 /// A bound on the ratio `multiproc / against`.
-#[allow(dead_code)] // variants for the cases later parts add
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
