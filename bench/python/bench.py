@@ -52,6 +52,34 @@ def case_start_join(ctx, iters, size, warmup):
     return "s", samples
 
 
+def echo(conn, trips):
+    # A count, not EOF: a forked child holds a copy of the parent's end too.
+    for _ in range(trips):
+        conn.send(conn.recv())
+
+
+def case_pipe_roundtrip(ctx, iters, size, warmup):
+    """send + recv of a `size`-byte bytes object to an echoing child; s per trip."""
+    ours, theirs = ctx.Pipe()
+    p = ctx.Process(target=echo, args=(theirs, warmup + iters))
+    p.start()
+    theirs.close()
+    message = b"x" * size
+    samples = []
+    for i in range(warmup + iters):
+        t0 = time.perf_counter()
+        ours.send(message)
+        back = ours.recv()
+        elapsed = time.perf_counter() - t0
+        if back != message:
+            raise RuntimeError(f"echoed {back!r}")
+        if i >= warmup:
+            samples.append(elapsed)
+    ours.close()
+    join(p)
+    return "s", samples
+
+
 def join(p):
     p.join()
     if p.exitcode != 0:
@@ -93,6 +121,56 @@ class Crew:
             c.close()
         for p in self.processes:
             join(p)
+
+
+def produce(control, q, count, size):
+    payload = bytes(size) if size else None
+    ready_then_wait_for_go(control)
+    if payload is None:
+        for i in range(count):
+            q.put(i)
+    else:
+        for _ in range(count):
+            q.put(payload)
+
+
+def many_to_one(ctx, producers, messages, size):
+    """`producers` children put `messages` in all, the parent gets them; the
+    elapsed seconds from go to the last get."""
+    q = ctx.Queue()
+    shares = [messages // producers + (i < messages % producers) for i in range(producers)]
+    crew = Crew(ctx, produce, [(q, n, size) for n in shares])
+    t0 = time.perf_counter()
+    crew.go()
+    got = 0
+    for _ in range(messages):
+        m = q.get()
+        got += len(m) if size else m
+    elapsed = time.perf_counter() - t0
+    crew.join()
+    expected = messages * size if size else sum(n * (n - 1) // 2 for n in shares)
+    if got != expected:
+        raise RuntimeError(f"got {got}, expected {expected}")
+    return elapsed
+
+
+def case_queue_small(ctx, iters, size, warmup):
+    """Queue put/get of small ints, 1 producer -> 1 consumer; msgs/s."""
+    del size
+    many_to_one(ctx, 1, warmup, 0)
+    return "1/s", [iters / many_to_one(ctx, 1, iters, 0)]
+
+
+def case_queue_4to1(ctx, iters, size, warmup):
+    """Queue put/get of small ints, 4 producers -> 1 consumer; msgs/s."""
+    del size, warmup  # starting the 4 children is warm-up enough
+    return "1/s", [iters / many_to_one(ctx, 4, iters, 0)]
+
+
+def case_queue_1mib(ctx, iters, size, warmup):
+    """Queue put/get of a `size`-byte bytes object, 1 -> 1; bytes/s."""
+    del warmup
+    return "B/s", [iters * size / many_to_one(ctx, 1, iters, size)]
 
 
 def hammer(lock, times):
@@ -234,6 +312,10 @@ def case_array_copy(ctx, iters, size, warmup):
 
 CASES = {
     "start_join": case_start_join,
+    "pipe_roundtrip": case_pipe_roundtrip,
+    "queue_small": case_queue_small,
+    "queue_1mib": case_queue_1mib,
+    "queue_4to1": case_queue_4to1,
     "lock_contended": case_lock_contended,
     "lock_uncontended": case_lock_uncontended,
     "event_pingpong": case_event_pingpong,

@@ -47,12 +47,13 @@ struct Options {
 }
 
 fn main() -> ExitCode {
-    // The floor's child: exit before doing anything else.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == cases::start_join::FLOOR_EXIT)
-    {
-        return ExitCode::SUCCESS;
+    // The floors' children: exit before doing anything else, or do the
+    // least a case needs on the descriptors they were given.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    match args.get(1) {
+        Some(a) if a == cases::start_join::FLOOR_EXIT => return ExitCode::SUCCESS,
+        Some(a) if a == cases::floor::ARG => return cases::floor::child_main(&args[2..]),
+        _ => {}
     }
     let options = match parse(std::env::args_os().skip(1)) {
         Ok(Some(options)) => options,

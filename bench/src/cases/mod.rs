@@ -12,13 +12,22 @@ use std::time::{Duration, Instant};
 pub mod array_copy;
 pub mod barrier;
 pub mod event_pingpong;
+pub mod floor;
 pub mod lock_contended;
 pub mod lock_uncontended;
+pub mod pipe_roundtrip;
+pub mod queue_1mib;
+pub mod queue_4to1;
+pub mod queue_small;
 pub mod start_join;
 pub mod value_counter;
 
 pub const ALL: &[Case] = &[
     start_join::CASE,
+    pipe_roundtrip::CASE,
+    queue_small::CASE,
+    queue_1mib::CASE,
+    queue_4to1::CASE,
     lock_contended::CASE,
     lock_uncontended::CASE,
     event_pingpong::CASE,
