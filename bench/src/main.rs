@@ -24,11 +24,11 @@ Runs each case in multiproc, in Python's multiprocessing (bench/python/bench.py)
 and on the raw OS floor, interleaved round by round, and prints the medians,
 the ratios and DESIGN.md's targets as one Markdown table.
 
-  --quick           fewer rounds, smaller sizes (CI: well under a minute)
+  --quick           fewer rounds, no warm-up, smaller sizes (CI: well under a minute)
   --json PATH       also write the results, with every sample, as JSON
   --case NAME       run only this case (repeatable); --list shows them
   --rounds N        measured rounds (default 9, quick 3)
-  --warmup N        discarded rounds first (default 1)
+  --warmup N        discarded rounds first (default 1, quick 0)
   --python PROGRAM  the Python interpreter (default python3)
   --no-python       skip the Python column
   --list            list the cases and what they measure
@@ -41,7 +41,7 @@ struct Options {
     json: Option<PathBuf>,
     cases: Vec<String>,
     rounds: Option<usize>,
-    warmup: usize,
+    warmup: Option<usize>,
     python: Option<OsString>,
     list: bool,
 }
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
     };
     let plan = run::Plan {
         quick: options.quick,
-        warmup: options.warmup,
+        warmup: options.warmup.unwrap_or(if options.quick { 0 } else { 1 }),
         rounds: options.rounds.unwrap_or(if options.quick { 3 } else { 9 }),
     };
     let machine = report::Machine::probe(
@@ -154,7 +154,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Options>, String
         json: None,
         cases: Vec::new(),
         rounds: None,
-        warmup: 1,
+        warmup: None,
         python: Some("python3".into()),
         list: false,
     };
@@ -187,7 +187,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Options>, String
                 }
                 options.rounds = Some(rounds);
             }
-            "--warmup" => options.warmup = number("--warmup", value("--warmup")?)?,
+            "--warmup" => options.warmup = Some(number("--warmup", value("--warmup")?)?),
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }

@@ -92,11 +92,14 @@ pub fn render(report: &Report<'_>) -> String {
     let m = report.machine;
     let mut out = String::new();
     let mode = if report.quick { "quick" } else { "full" };
+    let warmup = match report.warmup {
+        0 => "no warm-up".to_string(),
+        n => format!("after {n} warm-up"),
+    };
     out.push_str(&format!(
-        "multiproc-bench, {mode} run: {} after {} warm-up, implementations interleaved \
+        "multiproc-bench, {mode} run: {}, {warmup}, implementations interleaved \
          each round; medians over all rounds.\n",
         plural(report.rounds, "round"),
-        report.warmup
     ));
     let mut facts = vec![m.date.clone(), format!("{} cores", m.cores)];
     facts.extend(m.cpu.clone());
