@@ -28,6 +28,8 @@ import multiprocessing
 import sys
 import time
 
+import pool_cases
+
 EXIT_NO_METHOD = 3
 
 
@@ -323,6 +325,7 @@ CASES = {
     "value_counter": case_value_counter,
     "array_copy": case_array_copy,
 }
+CASES.update(pool_cases.CASES)
 
 
 def main():

@@ -16,6 +16,13 @@ pub mod floor;
 pub mod lock_contended;
 pub mod lock_uncontended;
 pub mod pipe_roundtrip;
+pub mod pool_apply;
+pub mod pool_apply_async;
+pub mod pool_cpu;
+pub mod pool_idle_rss;
+pub mod pool_imap;
+pub mod pool_map;
+pub mod pool_start;
 pub mod queue_1mib;
 pub mod queue_4to1;
 pub mod queue_small;
@@ -34,6 +41,13 @@ pub const ALL: &[Case] = &[
     barrier::CASE,
     value_counter::CASE,
     array_copy::CASE,
+    pool_apply::CASE,
+    pool_imap::CASE,
+    pool_apply_async::CASE,
+    pool_map::CASE,
+    pool_cpu::CASE,
+    pool_start::CASE,
+    pool_idle_rss::CASE,
 ];
 
 /// Runs `op` `iters` times and returns the seconds each run took.

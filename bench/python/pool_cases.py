@@ -1,0 +1,149 @@
+"""The Pool cases of bench.py: multiprocessing.Pool doing what
+bench/src/cases/pool_*.rs time in multiproc.
+
+bench.py merges CASES into its own. Each function has bench.py's signature,
+`case_NAME(ctx, iters, size, warmup)`, returning `(unit, samples)`; the pool
+itself is started (and used once) before timing except in pool_start.
+"""
+
+import time
+
+
+def identity(x):
+    return x
+
+
+def increment(x):
+    return x + 1
+
+
+def square(x):
+    return x * x
+
+
+def one():
+    return 1
+
+
+def getpid(_task):
+    import os
+
+    return os.getpid()
+
+
+def case_pool_apply(ctx, iters, size, warmup):
+    """pool.apply(identity, (x,)) on Pool(1); seconds per call."""
+    del size
+    samples = []
+    with ctx.Pool(1) as pool:
+        for i in range(max(warmup, 1) + iters):
+            t0 = time.perf_counter()
+            got = pool.apply(identity, (i,))
+            elapsed = time.perf_counter() - t0
+            if got != i:
+                raise RuntimeError(f"apply returned {got!r}, not {i}")
+            if i >= max(warmup, 1):
+                samples.append(elapsed)
+        pool.close()
+        pool.join()
+    return "s", samples
+
+
+def case_pool_imap(ctx, iters, size, warmup):
+    """imap(increment, range(iters), chunksize=1) on Pool(2); tasks per second."""
+    del size, warmup
+    with ctx.Pool(2) as pool:
+        pool.map(increment, [0, 1], chunksize=1)
+        t0 = time.perf_counter()
+        expected = 1
+        for got in pool.imap(increment, range(iters), chunksize=1):
+            if got != expected:
+                raise RuntimeError(f"imap yielded {got}, not {expected}")
+            expected += 1
+        elapsed = time.perf_counter() - t0
+        if expected != iters + 1:
+            raise RuntimeError(f"imap yielded {expected - 1} results")
+        pool.close()
+        pool.join()
+    return "1/s", [iters / elapsed]
+
+
+def case_pool_apply_async(ctx, iters, size, warmup):
+    """iters apply_async(increment, (i,)) on Pool(2), then get() each; tasks/s."""
+    del size, warmup
+    with ctx.Pool(2) as pool:
+        pool.map(increment, [0, 1], chunksize=1)
+        t0 = time.perf_counter()
+        pending = [pool.apply_async(increment, (i,)) for i in range(iters)]
+        for i, result in enumerate(pending):
+            got = result.get()
+            if got != i + 1:
+                raise RuntimeError(f"task {i} returned {got}")
+        elapsed = time.perf_counter() - t0
+        pool.close()
+        pool.join()
+    return "1/s", [iters / elapsed]
+
+
+def case_pool_map(ctx, iters, size, warmup):
+    """map(square, range(size)) on Pool(2), default chunksize; items per second."""
+    del warmup
+    with ctx.Pool(2) as pool:
+        pool.map(square, [0, 1], chunksize=1)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            squares = pool.map(square, range(size))
+        elapsed = time.perf_counter() - t0
+        if len(squares) != size or any(s != i * i for i, s in enumerate(squares)):
+            raise RuntimeError("map returned the wrong squares")
+        pool.close()
+        pool.join()
+    return "1/s", [iters * size / elapsed]
+
+
+def case_pool_start(ctx, iters, size, warmup):
+    """Pool(2) + apply(one) + close + join; seconds per pool."""
+    del size
+    samples = []
+    for i in range(warmup + iters):
+        t0 = time.perf_counter()
+        pool = ctx.Pool(2)
+        got = pool.apply(one)
+        pool.close()
+        pool.join()
+        elapsed = time.perf_counter() - t0
+        if got != 1:
+            raise RuntimeError(f"apply returned {got!r}")
+        if i >= warmup:
+            samples.append(elapsed)
+    return "s", samples
+
+
+def vm_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def case_pool_idle_rss(ctx, iters, size, warmup):
+    """VmRSS of each worker of Pool(iters) after a task each and 200 ms idle; B."""
+    del size, warmup
+    with ctx.Pool(iters) as pool:
+        pool.map(getpid, range(iters * 4), chunksize=1)
+        time.sleep(0.2)
+        samples = [vm_rss(p.pid) for p in pool._pool]
+        pool.close()
+        pool.join()
+    return "B", samples
+
+
+CASES = {
+    "pool_apply": case_pool_apply,
+    "pool_imap": case_pool_imap,
+    "pool_apply_async": case_pool_apply_async,
+    "pool_map": case_pool_map,
+    "pool_start": case_pool_start,
+    "pool_idle_rss": case_pool_idle_rss,
+}
