@@ -18,13 +18,27 @@ const fn check_align<T>() {
     );
 }
 
-fn lock_block(block: &Block, deadline: Option<Instant>) -> Option<bool> {
-    match block.lock(deadline) {
-        Ok(state) => state,
+/// Takes a block's lock (waiting at most `timeout`, `None`: for ever) and
+/// wraps `guard` as the lock reports: `Err(OwnerDied)` after a dead holder;
+/// `None` on timeout.
+fn lock_block<G>(
+    block: &Block,
+    timeout: Option<Duration>,
+    guard: impl FnOnce() -> G,
+) -> Option<Result<G, OwnerDied<G>>> {
+    // A timeout too large for an `Instant` is no deadline at all.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let died = match block.lock(deadline) {
+        Ok(state) => state?,
         // Only a self-deadlock (locking twice on one thread) or corrupt
         // memory gets here: programming errors, like std's double lock.
         Err(e) => panic!("multiproc: shared lock failed: {e}"),
-    }
+    };
+    Some(if died {
+        Err(OwnerDied(guard()))
+    } else {
+        Ok(guard())
+    })
 }
 
 macro_rules! shared_handle {
@@ -127,16 +141,11 @@ impl<T: Pod> Value<T> {
         })
     }
 
-    fn guard(&self, owner_died: bool) -> Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>> {
-        let guard = ValueGuard {
+    fn guard(&self) -> ValueGuard<'_, T> {
+        ValueGuard {
             block: &self.block,
             value: &mut pod::locked_slice::<T>(&self.block.map, DATA, 1)[0],
             _not_send: PhantomData,
-        };
-        if owner_died {
-            Err(OwnerDied(guard))
-        } else {
-            Ok(guard)
         }
     }
 
@@ -150,8 +159,7 @@ impl<T: Pod> Value<T> {
     /// ```
     #[allow(clippy::type_complexity)]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>> {
-        let died = lock_block(&self.block, None).expect("no deadline");
-        self.guard(died)
+        lock_block(&self.block, None, || self.guard()).expect("no deadline")
     }
 
     /// Locks the value if it is free now; `None` if another holder has it.
@@ -177,9 +185,7 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> Option<Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>>> {
-        let deadline = Instant::now().checked_add(timeout);
-        let died = lock_block(&self.block, Some(deadline.unwrap_or_else(Instant::now)))?;
-        Some(self.guard(died))
+        lock_block(&self.block, Some(timeout), || self.guard())
     }
 
     /// Reads the value under the lock (a dead previous owner is ignored).
@@ -314,16 +320,11 @@ impl<T: Pod> Array<T> {
         self.block.len == 0
     }
 
-    fn guard(&self, owner_died: bool) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
-        let guard = ArrayGuard {
+    fn guard(&self) -> ArrayGuard<'_, T> {
+        ArrayGuard {
             block: &self.block,
             items: pod::locked_slice::<T>(&self.block.map, DATA, self.block.len),
             _not_send: PhantomData,
-        };
-        if owner_died {
-            Err(OwnerDied(guard))
-        } else {
-            Ok(guard)
         }
     }
 
@@ -337,8 +338,7 @@ impl<T: Pod> Array<T> {
     /// ```
     #[allow(clippy::type_complexity)]
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
-        let died = lock_block(&self.block, None).expect("no deadline");
-        self.guard(died)
+        lock_block(&self.block, None, || self.guard()).expect("no deadline")
     }
 
     /// Locks the array if it is free now; `None` if another holder has it.
@@ -353,9 +353,7 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Option<Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>>> {
-        let deadline = Instant::now().checked_add(timeout);
-        let died = lock_block(&self.block, Some(deadline.unwrap_or_else(Instant::now)))?;
-        Some(self.guard(died))
+        lock_block(&self.block, Some(timeout), || self.guard())
     }
 
     /// A copy of the elements, taken under the lock.
