@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: process liveness from `/proc`,
 //! bounded waits, and running the test binary itself as a subprocess.
 
+use multiproc::{Process, Worker};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -100,4 +101,12 @@ pub fn run_bounded_with_stdin(mut cmd: Command, timeout: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Joins `p` within a minute, so a bug fails the test instead of hanging CI;
+/// returns the exit code.
+pub fn join<W: Worker>(p: &Process<W>) -> i32 {
+    p.join_timeout(Duration::from_secs(60))
+        .unwrap()
+        .expect("child did not exit within the bound")
 }

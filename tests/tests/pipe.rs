@@ -6,6 +6,7 @@ use multiproc::{
     CodecError, Connection, Pipe, PipeReader, PipeWriter, Process, RecvError, RecvTimeoutError,
     SendError, TryRecvError, Worker, worker,
 };
+use multiproc_tests::join;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::io::Write;
@@ -14,12 +15,6 @@ use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(200);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
     let mut p = Process::new(worker, args);

@@ -4,17 +4,11 @@ use multiproc::{
     ChildProcess, Error, Process, Worker, active_children, cpu_count, current_process,
     parent_process, worker,
 };
+use multiproc_tests::join;
 use multiproc_tests::{alive, wait_until};
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(30);
-
-/// Joins with a generous bound, so a bug fails the test instead of hanging CI.
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 #[worker]
 fn square(x: i64) -> i64 {

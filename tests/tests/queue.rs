@@ -2,19 +2,14 @@
 
 use multiproc::{
     Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, TryGetError,
-    TryPutError, Worker, worker,
+    TryPutError, worker,
 };
+use multiproc_tests::join;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 #[worker]
 fn send_greeting(q: Queue<String>) {

@@ -3,17 +3,12 @@
 use multiproc::{
     Array, OwnerDied, Process, RawArray, RawValue, SharedMemory, Value, Worker, worker,
 };
+use multiproc_tests::join;
 use multiproc_tests::{run_self, wait_until};
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 fn start_all<W: Worker>(mut ps: Vec<Process<W>>) -> Vec<Process<W>> {
     for p in &mut ps {

@@ -3,20 +3,15 @@
 //! panicking action).
 
 use multiproc::{
-    Barrier, BarrierWaitError, Error, Process, Semaphore, TryBarrierWaitError, Worker, worker,
+    Barrier, BarrierWaitError, Error, Process, Semaphore, TryBarrierWaitError, worker,
 };
+use multiproc_tests::join;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 fn assert_handle<T: Clone + Send + Sync + Serialize + for<'de> Deserialize<'de>>() {}
 

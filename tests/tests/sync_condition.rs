@@ -4,20 +4,15 @@
 
 use multiproc::{
     AcquireTimeoutError, Condition, ConditionLock, Event, Lock, Process, Queue, Semaphore,
-    TryGetError, Worker, worker,
+    TryGetError, worker,
 };
+use multiproc_tests::join;
 use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(60);
 /// How long to watch for a wake-up that must not happen.
 const QUIET: Duration = Duration::from_millis(150);
 const RECOVERY: Duration = Duration::from_millis(100);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 /// Registers under the lock (so once the notifier holds the lock, this
 /// waiter is in `wait`), then reports its id when woken.

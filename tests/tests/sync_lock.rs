@@ -5,18 +5,13 @@ use multiproc::{
     AcquireTimeoutError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, NotOwner,
     OwnerDied, Process, PutError, Queue, RLock, Semaphore, TryAcquireError, Worker, worker,
 };
+use multiproc_tests::join;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
 /// How soon the next acquirer must get a lock whose holder died.
 const RECOVERY: Duration = Duration::from_millis(100);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 fn assert_handle<T: Clone + Send + Sync + Serialize + for<'de> Deserialize<'de>>() {}
 

@@ -1,17 +1,12 @@
 //! `Semaphore`, `BoundedSemaphore` and `Event` across processes, including
 //! waiters killed while they wait.
 
-use multiproc::{BoundedSemaphore, Event, Process, Queue, ReleaseError, Semaphore, Worker, worker};
+use multiproc::{BoundedSemaphore, Event, Process, Queue, ReleaseError, Semaphore, worker};
+use multiproc_tests::join;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn join<W: Worker>(p: &Process<W>) -> i32 {
-    p.join_timeout(BOUND)
-        .unwrap()
-        .expect("child did not exit within the bound")
-}
 
 fn assert_handle<T: Clone + Send + Sync + Serialize + for<'de> Deserialize<'de>>() {}
 
