@@ -23,8 +23,9 @@ pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 use crate::error::Error;
 use crate::shared::OwnerDied;
 use std::fmt;
-use std::sync::atomic::AtomicU32;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 /// How long a call may wait.
@@ -302,6 +303,39 @@ impl From<TryBarrierWaitError> for Error {
 /// How often sleepers that must notice a dead process wake up to check.
 pub(crate) const RECHECK: Duration = Duration::from_millis(50);
 
+/// Whether more threads are runnable than this process has CPUs, read from
+/// `/proc/loadavg` (its fourth field counts the runnable threads now, not
+/// an average) at most every 10 ms. Then a spinning waiter takes the core
+/// its partner needs to answer, so waiters sleep at once.
+fn crowded() -> bool {
+    static EPOCH: OnceLock<(Instant, usize)> = OnceLock::new();
+    static NEXT_CHECK_MS: AtomicU64 = AtomicU64::new(0);
+    static CROWDED: AtomicBool = AtomicBool::new(false);
+    let (epoch, cpus) = *EPOCH.get_or_init(|| (Instant::now(), crate::cpu_count()));
+    let now_ms = epoch.elapsed().as_millis() as u64;
+    let next = NEXT_CHECK_MS.load(Relaxed);
+    if now_ms >= next
+        && NEXT_CHECK_MS
+            .compare_exchange(next, now_ms + 10, Relaxed, Relaxed)
+            .is_ok()
+    {
+        CROWDED.store(runnable_threads().is_some_and(|n| n > cpus), Relaxed);
+    }
+    CROWDED.load(Relaxed)
+}
+
+/// The number of runnable threads on the machine, this one included.
+fn runnable_threads() -> Option<usize> {
+    let mut buf = [0u8; 128];
+    let n = std::fs::File::open("/proc/loadavg")
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
+        .ok()?;
+    // "0.52 0.58 0.59 3/467 12345": runnable/total is the fourth field.
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let field = text.split_ascii_whitespace().nth(3)?;
+    field.split_once('/')?.0.parse().ok()
+}
+
 /// How long a waiter spins before it sleeps, adapted per handle. A futex
 /// sleep and wake cost several microseconds and a partner process on
 /// another core usually answers sooner, so a waiter spins up to 100 µs; but
@@ -311,7 +345,8 @@ pub(crate) const RECHECK: Duration = Duration::from_millis(50);
 /// the first shorter one. Judging by whether the spin itself succeeded
 /// instead locks two partners into sleeping: each one's spin fails because
 /// the other is asleep (event ping-pong: 12 µs per round trip instead of
-/// 0.1 µs).
+/// 0.1 µs). And a waiter does not spin at all while the machine has more
+/// runnable threads than cores (see [`crowded`]).
 #[derive(Debug)]
 pub(crate) struct Spin {
     budget_ns: AtomicU32,
@@ -332,7 +367,11 @@ impl Spin {
     /// the wait began, for [`slept`](Self::slept) once the caller's sleep
     /// is over.
     pub(crate) fn until(&self, mut ready: impl FnMut() -> bool) -> Result<(), Instant> {
-        let limit = Duration::from_nanos(self.budget_ns.load(Relaxed).into());
+        let limit = if crowded() {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(self.budget_ns.load(Relaxed).into())
+        };
         let start = Instant::now();
         loop {
             if (0..32).any(|_| {
