@@ -207,7 +207,11 @@ fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), Str
     Ok(payload)
 }
 
-fn read_payload_frames(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
+/// Reads the header frame, the descriptors and the argument frame (no
+/// timeouts, no process state: the fuzz entry points drive it too).
+pub(crate) fn read_payload_frames(
+    conn: &Conn,
+) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
     let frame = |limit| match conn.recv_frame(limit) {
         Ok(Some(frame)) => Ok(frame),
         Ok(None) => Err("its socket closed before the payload".to_string()),
@@ -254,8 +258,26 @@ fn install_panic_hook() {
     let default = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         let location = info.location().map(|l| l.to_string());
-        LAST_PANIC.with(|l| *l.borrow_mut() = location);
-        default(info);
+        LAST_PANIC.with(|l| *l.borrow_mut() = location.clone());
+        // The worker runs on the main thread before `main`, which std has
+        // not named yet: say 'main', as it would, not '<unnamed>'.
+        let tid = nix::unistd::gettid().as_raw();
+        if std::thread::current().name().is_some() || tid != std::process::id() as i32 {
+            return default(info);
+        }
+        let message = panic_message(info.payload());
+        let at = location.unwrap_or_else(|| "an unknown location".into());
+        let wanted = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+        let trace = if wanted {
+            let trace = std::backtrace::Backtrace::force_capture();
+            format!("stack backtrace:\n{trace}")
+        } else {
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace".into()
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\nthread 'main' ({tid}) panicked at {at}:\n{message}\n{trace}"
+        );
     }));
 }
 

@@ -118,6 +118,31 @@ fn is_alive_while_running_then_not() {
     p.result().unwrap();
 }
 
+/// Run only as a subprocess by the next test: a child that panics, with
+/// the child's stderr going where this process's goes.
+#[test]
+#[ignore = "helper, run by a_child_panic_prints_like_a_main_thread_panic"]
+fn helper_panicking_child() {
+    let mut p = Process::new(panics, ("the sky fell".to_string(),));
+    p.start().unwrap();
+    assert_eq!(join(&p), 1);
+}
+
+#[test]
+fn a_child_panic_prints_like_a_main_thread_panic() {
+    let out = multiproc_tests::run_self(
+        &["--exact", "helper_panicking_child", "--ignored", "--nocapture"],
+        &[("RUST_BACKTRACE", "0")],
+        BOUND,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("thread 'main' ("), "{stderr}");
+    assert!(stderr.contains("panicked at tests/tests/process.rs:"), "{stderr}");
+    assert!(stderr.contains("\nthe sky fell\n"), "{stderr}");
+    assert!(!stderr.contains("<unnamed>"), "{stderr}");
+}
+
 #[test]
 fn a_panic_gives_exitcode_1_and_the_message_and_location() {
     let mut p = Process::new(panics, ("the sky fell".to_string(),));
