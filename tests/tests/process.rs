@@ -131,14 +131,22 @@ fn helper_panicking_child() {
 #[test]
 fn a_child_panic_prints_like_a_main_thread_panic() {
     let out = multiproc_tests::run_self(
-        &["--exact", "helper_panicking_child", "--ignored", "--nocapture"],
+        &[
+            "--exact",
+            "helper_panicking_child",
+            "--ignored",
+            "--nocapture",
+        ],
         &[("RUST_BACKTRACE", "0")],
         BOUND,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("thread 'main' ("), "{stderr}");
-    assert!(stderr.contains("panicked at tests/tests/process.rs:"), "{stderr}");
+    assert!(
+        stderr.contains("panicked at tests/tests/process.rs:"),
+        "{stderr}"
+    );
     assert!(stderr.contains("\nthe sky fell\n"), "{stderr}");
     assert!(!stderr.contains("<unnamed>"), "{stderr}");
 }
