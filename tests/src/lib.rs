@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: process liveness from `/proc`,
 //! bounded waits, and running the test binary itself as a subprocess.
 
+pub mod chaos;
+
 use multiproc::{Process, Worker};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
