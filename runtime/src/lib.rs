@@ -42,6 +42,11 @@
 #[allow(unused_extern_crates)]
 extern crate self as multiproc;
 
+// Not in the unit-test build: it compiles `pool/wire.rs` a second time.
+#[cfg(not(test))]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod child;
 mod codec;
 mod conn;
