@@ -133,7 +133,9 @@ impl InBuf {
     }
 
     /// The length of the next frame's body if it is complete, without
-    /// taking it. A frame too big for the buffer makes room for itself.
+    /// taking it. A frame that does not fit where it starts is moved to the
+    /// front; the buffer grows only as bytes arrive (`recv_some` doubles it
+    /// when full), never to a length a header merely announces.
     fn complete(&mut self) -> Result<Option<usize>, CodecError> {
         let have = self.end - self.start;
         if have < 8 {
@@ -156,9 +158,6 @@ impl InBuf {
         }
         if self.buf.len() - self.start < total {
             self.compact();
-            if self.buf.len() < total {
-                self.buf.resize(total, 0);
-            }
         }
         Ok(None)
     }
@@ -246,5 +245,24 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(got, [(READY, 0), (DONE, 200_000), (FAILED, 2)]);
         assert!(!inbuf.has_frame());
+    }
+
+    /// Fuzz finding (stream_recv): a 9-byte input whose header announced
+    /// 184 MB made `complete` resize the buffer to that length at once.
+    #[test]
+    fn an_announced_length_alone_allocates_nothing() {
+        let (a, b) = Conn::pair().unwrap();
+        let mut wire = (MAX_FRAME).to_le_bytes().to_vec();
+        wire.extend_from_slice(b"short");
+        send_all(a.as_fd(), &wire).unwrap();
+        drop(a);
+        let mut inbuf = InBuf::new();
+        while inbuf.recv(b.as_fd(), false).unwrap() > 0 {
+            for _ in 0..100 {
+                assert!(inbuf.next_frame().unwrap().is_none());
+                assert!(!inbuf.has_frame());
+            }
+        }
+        assert!(inbuf.buf.len() <= 128 * 1024, "{} bytes", inbuf.buf.len());
     }
 }
