@@ -248,6 +248,33 @@ impl RawQueue {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Checks what a crashed or hostile peer may have left in the header
+    /// before any of it sizes a copy, a growth or an allocation: positions
+    /// in order and their distance within the ring, counts in order, room
+    /// for one more message. Call with either lock held (the capacity is
+    /// stable then); `head` may be stale on the put side (it only grows, and
+    /// never passes `tail`).
+    fn check_positions(&self, head: u64, tail: u64, gets: u64, puts: u64) -> io::Result<()> {
+        let capacity = self.u64(off::CAPACITY).load(Ordering::Relaxed);
+        let consistent = capacity.is_power_of_two()
+            && head <= tail
+            && tail - head <= capacity
+            && gets <= puts
+            && puts < u64::MAX
+            && tail < u64::MAX / 2;
+        if consistent {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "queue memory is corrupt (head {head}, tail {tail}, gets {gets}, puts {puts}, \
+                     capacity {capacity})"
+                ),
+            ))
+        }
+    }
+
     /// Takes one side's mutex (or times out: `None`) and replays that side's
     /// journal, repairing whatever a holder killed mid-commit left.
     fn lock(&self, side: Side, deadline: Option<Instant>) -> io::Result<Option<Held<'_>>> {
@@ -303,6 +330,15 @@ impl RawQueue {
             let puts = self.u64(off::PUTS).load(Ordering::Relaxed);
             let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
             let gets = self.u64(off::GETS).load(Ordering::Acquire);
+            // A stale `head` only under-counts free space.
+            let head = self.u64(off::HEAD).load(Ordering::Acquire);
+            self.check_positions(head, tail, gets, puts)?;
+            if unfinished > puts {
+                return Err(PutFail::Os(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "queue memory is corrupt (more unfinished tasks than puts)",
+                )));
+            }
             if maxsize > 0 && puts - gets >= maxsize {
                 let timeout = wait.remaining().ok_or(PutFail::Full)?;
                 let seq = self.word(off::NOT_FULL).load(Ordering::SeqCst);
@@ -317,8 +353,6 @@ impl RawQueue {
                 self.word(off::PUTTERS).fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
-            // A stale `head` only under-counts free space.
-            let head = self.u64(off::HEAD).load(Ordering::Acquire);
             if tail - head + need > self.u64(off::CAPACITY).load(Ordering::Relaxed) {
                 self.grow(tail, tail - head + need)?;
             }
@@ -365,6 +399,7 @@ impl RawQueue {
             }
             let ring = self.ring()?;
             let tail = self.u64(off::TAIL).load(Ordering::Acquire);
+            self.check_positions(head, tail, gets, puts)?;
             let mut prefix = [0u8; PREFIX as usize];
             read_ring(&ring, head, &mut prefix);
             let len = u64::from_le_bytes(prefix);
@@ -378,6 +413,8 @@ impl RawQueue {
                 )));
             }
             body.clear();
+            body.try_reserve_exact(len as usize)
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
             body.resize(len as usize, 0);
             read_ring(&ring, head + PREFIX, body);
             drop(ring);
@@ -674,5 +711,70 @@ impl Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let _ = mutex::unlock(&self.q.header, self.side.mutex());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corrupt(q: &RawQueue, field: usize, value: u64) {
+        q.u64(field).store(value, Ordering::SeqCst);
+    }
+
+    fn is_corrupt<T: std::fmt::Debug>(r: Result<(), T>) -> bool {
+        matches!(&r, Err(e) if format!("{e:?}").contains("corrupt"))
+    }
+
+    /// Fuzz finding (queue_ring): a tail far beyond the head made a put
+    /// "grow" the ring to 1 TiB and copy half of it (a 15 s timeout, and
+    /// memory without bound); a get would have sized its buffer by it.
+    #[test]
+    fn a_corrupt_header_is_an_error_not_a_growth_or_a_panic() {
+        for (field, value) in [
+            (off::TAIL, 1 << 40),
+            (off::TAIL, u64::MAX),
+            (off::HEAD, u64::MAX),
+            (off::GETS, u64::MAX),
+            (off::PUTS, u64::MAX),
+            (off::UNFINISHED, u64::MAX),
+            (off::CAPACITY, 3),
+            (off::CAPACITY, 0),
+        ] {
+            let q = RawQueue::new(0).unwrap();
+            q.put(b"first", Wait::No).unwrap();
+            q.put(&[7; 1000], Wait::No).unwrap();
+            corrupt(&q, field, value);
+            let start = Instant::now();
+            let put = q.put(b"more", Wait::No);
+            let mut body = Vec::new();
+            let get = q.get(Wait::No, &mut body);
+            assert!(
+                is_corrupt(put.map_err(|e| format!("{e:?}")))
+                    || is_corrupt(get.map_err(|e| format!("{e:?}"))),
+                "field {field} = {value}: neither put nor get saw the corruption"
+            );
+            assert!(body.len() <= 1000, "field {field} = {value}");
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "field {field} = {value}"
+            );
+            assert!(shm::size(q.memfd()).unwrap() <= HEADER_LEN as u64 + INITIAL_CAPACITY);
+        }
+    }
+
+    /// A valid journal replays whatever it holds; the replayed positions are
+    /// checked like any others.
+    #[test]
+    fn a_replayed_journal_of_garbage_is_checked_too() {
+        let q = RawQueue::new(0).unwrap();
+        q.put(b"x", Wait::No).unwrap();
+        for i in 0..3 {
+            corrupt(&q, off::PUT_JOURNAL + 8 * i, u64::MAX - 1);
+        }
+        q.word(off::PUT_JOURNAL_VALID).store(1, Ordering::SeqCst);
+        assert!(is_corrupt(
+            q.put(b"y", Wait::No).map_err(|e| format!("{e:?}"))
+        ));
     }
 }
