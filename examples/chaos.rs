@@ -77,6 +77,9 @@ fn main() {
     for (name, n) in &summary.per_scenario {
         eprintln!("chaos:   {name}: {n} rounds");
     }
+    for (event, n) in &summary.events {
+        eprintln!("chaos:   {event}: {n}");
+    }
     for d in &summary.details {
         eprintln!("chaos: violation: {d}");
     }

@@ -183,7 +183,8 @@ impl Scenario {
 pub struct Config {
     /// Keep starting rounds until this much time has passed.
     pub duration: Duration,
-    /// But run at least this many rounds (so every scenario runs once).
+    /// But run at least this many rounds (so every scenario runs once);
+    /// rounds a `nofile` child runs inside it are not counted here.
     pub min_rounds: u64,
     /// And at most this many, if set.
     pub max_rounds: Option<u64>,
@@ -241,6 +242,10 @@ pub struct Summary {
     pub details: Vec<String>,
     /// Rounds per scenario name.
     pub per_scenario: BTreeMap<String, u64>,
+    /// How often each notable outcome was seen (tasks failed with their
+    /// worker, dead lock holders reported, barrier timeouts, ...), to show
+    /// what a run exercised.
+    pub events: BTreeMap<String, u64>,
     /// Wall time of the run, in seconds.
     pub secs: f64,
 }
@@ -257,6 +262,9 @@ impl Summary {
             if self.details.len() < MAX_DETAILS {
                 self.details.push(d.clone());
             }
+        }
+        for (k, v) in &other.events {
+            *self.events.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &other.per_scenario {
             let k = k.strip_suffix(" (nested)").unwrap_or(k);
@@ -310,8 +318,8 @@ pub fn run(config: &Config) -> Summary {
     }
     preflight(&mut sum);
     let mut last_progress = Instant::now();
-    loop {
-        let n = sum.rounds;
+    // Rounds of this run (`sum.rounds` also counts a child's nested ones).
+    for n in 0u64.. {
         let enough_time = start.elapsed() >= config.duration && n >= config.min_rounds;
         if enough_time || config.max_rounds.is_some_and(|m| n >= m) {
             break;
@@ -407,6 +415,10 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
+    fn event(&mut self, what: &str) {
+        *self.sum.events.entry(what.to_string()).or_default() += 1;
+    }
+
     fn violation(&mut self, what: impl fmt::Display) {
         let line = format!("{}: {what}", self.label);
         eprintln!("chaos: VIOLATION in {line} (pid {})", std::process::id());
@@ -666,7 +678,9 @@ fn round_pool(r: &mut Round<'_>) {
             Ok((id, _)) => id,
             Err(Error::TaskFailed { index, source }) => {
                 match *source {
-                    Error::Killed { pid, signal: 9 } if killed.contains(&pid) => {}
+                    Error::Killed { pid, signal: 9 } if killed.contains(&pid) => {
+                        r.event("pool: task failed with its killed worker")
+                    }
                     other => r.violation(format!(
                         "task {index} failed with {other:?}, not with the death of a killed worker"
                     )),
@@ -849,6 +863,7 @@ fn round_queue(r: &mut Round<'_>) {
             if let Some(code) = join_bounded(r, &prods[i].0, "a killed producer", BOUND) {
                 if code == -9 {
                     prods[i].1 = true;
+                    r.event("queue: producer killed");
                     kills += 1;
                 }
             }
@@ -862,6 +877,7 @@ fn round_queue(r: &mut Round<'_>) {
                 cons[i].1 = true;
                 kills += 1;
                 consumer_kills += 1;
+                r.event("queue: consumer killed");
             }
             // A replacement, so that a bounded queue keeps draining.
             match start_consumer(cons.len() as u32) {
@@ -951,6 +967,9 @@ fn round_queue(r: &mut Round<'_>) {
             count
         };
         missing += expected - rec.seqs.len() as u64;
+    }
+    for _ in 0..missing {
+        r.event("queue: message lost with a killed consumer");
     }
     if missing > consumer_kills {
         r.violation(format!(
@@ -1103,7 +1122,6 @@ fn round_lock(r: &mut Round<'_>) {
     };
     let mut ps: Vec<_> = (0..holders).filter_map(|_| start(r)).collect();
     let mut kills = 0;
-    let mut reported = 0;
     while kills < budget && !ps.is_empty() {
         // Let the holders make some progress, then strike at a random moment.
         let target = progress.value() + r.rng.range(1, 200) as u32;
@@ -1131,7 +1149,7 @@ fn round_lock(r: &mut Round<'_>) {
                     drop(g);
                 }
                 Err(AcquireTimeoutError::OwnerDied(e)) => {
-                    reported += 1;
+                    r.event("lock: dead holder reported to this process");
                     if let Err(why) = audit(&state, &count, &shm, true) {
                         r.violation(why);
                     }
@@ -1158,7 +1176,7 @@ fn round_lock(r: &mut Round<'_>) {
             drop(g);
         }
         Err(AcquireTimeoutError::OwnerDied(e)) => {
-            reported += 1;
+            r.event("lock: dead holder reported to this process");
             if let Err(why) = audit(&state, &count, &shm, true) {
                 r.violation(why);
             }
@@ -1179,7 +1197,9 @@ fn round_lock(r: &mut Round<'_>) {
     if bad > 0 {
         r.violation(format!("holders found {bad} inconsistencies"));
     }
-    let _ = (reported, state.get(DIED));
+    for _ in 0..state.get(DIED).unwrap_or(0) {
+        r.event("lock: dead holder reported to a holder");
+    }
     drop(shm);
     r.sum.kills += kills;
 }
@@ -1265,7 +1285,9 @@ fn round_barrier(r: &mut Round<'_>) {
             continue;
         }
         match p.result() {
-            Ok((_, BarrierWaitError::Broken | BarrierWaitError::Timeout)) => {}
+            Ok((_, e @ (BarrierWaitError::Broken | BarrierWaitError::Timeout))) => {
+                r.event(&format!("barrier: survivor released with {e:?}"))
+            }
             other => r.violation(format!("a surviving party ended with {other:?}")),
         }
     }
@@ -1405,6 +1427,11 @@ fn round_tree(r: &mut Round<'_>) {
         .copied()
         .filter(|&p| alive(p) && runs_this_binary(p))
         .collect();
+    r.event(if grown {
+        "tree: killed grown"
+    } else {
+        "tree: killed while growing"
+    });
     if !gone && !survivors.is_empty() {
         r.violation(format!(
             "{} of {} tree processes alive {took:?} after the root was killed: {survivors:?}",
@@ -1474,14 +1501,14 @@ fn chaos_nofile(seed: u64, budget_ms: u64) -> Summary {
         }
     };
     match refusal {
-        Some(Error::Io(e)) if e.raw_os_error() == Some(libc::EMFILE) => {}
+        Some(Error::Io(e)) if e.raw_os_error() == Some(libc::EMFILE) => r.event("nofile: EMFILE"),
         other => r.violation(format!(
             "with every descriptor taken, Queue::new gave {other:?}, not EMFILE"
         )),
     }
     let mut p = Process::new(ping, (1,));
     match p.start() {
-        Err(_) => {}
+        Err(_) => r.event("nofile: start refused"),
         Ok(()) => {
             if !matches!(p.result(), Ok(2)) {
                 r.violation("a process started without descriptors left did not work");
@@ -1576,7 +1603,9 @@ fn round_address_space(r: &mut Round<'_>) {
         Ok(()) => {
             if join_bounded(r, &p, "the hog", BOUND).is_some() {
                 match p.result() {
-                    Err(Error::Killed { signal: 6, .. }) => {}
+                    Err(Error::Killed { signal: 6, .. }) => {
+                        r.event("as: hog process died of SIGABRT")
+                    }
                     other => r.violation(format!("the hog ended with {other:?}, not SIGABRT")),
                 }
             }
@@ -1608,9 +1637,13 @@ fn round_address_space(r: &mut Round<'_>) {
             for (id, hog, mut a) in pending {
                 match (hog, a.get_timeout(BOUND)) {
                     (_, Ok((got, _))) if got == id && !hog => {}
-                    (true, Err(Error::Killed { signal: 6, .. })) => {}
+                    (true, Err(Error::Killed { signal: 6, .. })) => {
+                        r.event("as: hog task died with its worker (SIGABRT)")
+                    }
                     // Queued behind a hog on the worker it killed.
-                    (false, Err(Error::Killed { signal: 6, .. })) => {}
+                    (false, Err(Error::Killed { signal: 6, .. })) => {
+                        r.event("as: task failed with a hog's worker")
+                    }
                     (hog, other) => r.violation(format!(
                         "limited pool task {id} (hog: {hog}) ended with {other:?}"
                     )),
@@ -1639,12 +1672,18 @@ fn round_address_space(r: &mut Round<'_>) {
     let returned = match join_bounded(r, &p, "the filler", BOUND) {
         None => return,
         Some(_) => match p.result() {
-            Ok((n, why)) if why.starts_with("Os:") => Some(n),
+            Ok((n, why)) if why.starts_with("Os:") => {
+                r.event("as: filler's put refused (PutError::Os)");
+                Some(n)
+            }
             Ok(other) => {
                 r.violation(format!("the filler ended with {other:?}"));
                 Some(other.0)
             }
-            Err(Error::Killed { signal: 6, .. }) => None,
+            Err(Error::Killed { signal: 6, .. }) => {
+                r.event("as: filler died of SIGABRT");
+                None
+            }
             Err(e) => return r.violation(format!("the filler failed: {e}")),
         },
     };
