@@ -349,12 +349,12 @@ pub fn run(config: &Config) -> Summary {
         *armed.lock().unwrap() = None;
         sum.rounds += 1;
         *sum.per_scenario.entry(kind.name().to_string()).or_default() += 1;
-        if let Some(every) = config.progress {
-            if last_progress.elapsed() >= every {
-                last_progress = Instant::now();
-                sum.secs = start.elapsed().as_secs_f64();
-                eprintln!("{sum} so far");
-            }
+        if let Some(every) = config.progress
+            && last_progress.elapsed() >= every
+        {
+            last_progress = Instant::now();
+            sum.secs = start.elapsed().as_secs_f64();
+            eprintln!("{sum} so far");
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -379,14 +379,14 @@ fn burn(stop: &AtomicBool) {
 fn watchdog(stop: &AtomicBool, armed: &Mutex<Option<(Instant, String)>>) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
-        if let Some((deadline, label)) = &*armed.lock().unwrap() {
-            if Instant::now() > *deadline {
-                eprintln!(
-                    "chaos: VIOLATION in {label}: still running after {ROUND_LIMIT:?}; aborting (pid {})",
-                    std::process::id()
-                );
-                std::process::abort();
-            }
+        if let Some((deadline, label)) = &*armed.lock().unwrap()
+            && Instant::now() > *deadline
+        {
+            eprintln!(
+                "chaos: VIOLATION in {label}: still running after {ROUND_LIMIT:?}; aborting (pid {})",
+                std::process::id()
+            );
+            std::process::abort();
         }
     }
 }
@@ -860,12 +860,11 @@ fn round_queue(r: &mut Round<'_>) {
             }
             let i = alive[r.rng.index(alive.len())];
             let _ = prods[i].0.kill();
-            if let Some(code) = join_bounded(r, &prods[i].0, "a killed producer", BOUND) {
-                if code == -9 {
-                    prods[i].1 = true;
-                    r.event("queue: producer killed");
-                    kills += 1;
-                }
+            // A producer that finished first is not counted as killed.
+            if let Some(-9) = join_bounded(r, &prods[i].0, "a killed producer", BOUND) {
+                prods[i].1 = true;
+                r.event("queue: producer killed");
+                kills += 1;
             }
         } else {
             let i = r.rng.index(cons.len());
@@ -902,10 +901,10 @@ fn round_queue(r: &mut Round<'_>) {
         if *killed {
             continue;
         }
-        if join_bounded(r, c, "a consumer", BOUND).is_some() {
-            if let Err(e) = c.result() {
-                r.violation(format!("a consumer failed: {e}"));
-            }
+        if join_bounded(r, c, "a consumer", BOUND).is_some()
+            && let Err(e) = c.result()
+        {
+            r.violation(format!("a consumer failed: {e}"));
         }
     }
     // Everything that arrived: acknowledged by consumers, then drained here.
@@ -920,12 +919,12 @@ fn round_queue(r: &mut Round<'_>) {
         if producer >= producers || seq >= count {
             return r.violation(format!("message {producer}/{seq} was never put"));
         }
-        if let Some(prev) = last.insert((who, producer), seq) {
-            if seq <= prev {
-                r.violation(format!(
-                    "consumer {who} got {producer}/{seq} after {producer}/{prev}"
-                ));
-            }
+        if let Some(prev) = last.insert((who, producer), seq)
+            && seq <= prev
+        {
+            r.violation(format!(
+                "consumer {who} got {producer}/{seq} after {producer}/{prev}"
+            ));
         }
         let rec = got.entry(producer).or_default();
         if !rec.seqs.insert(seq) {
@@ -1268,7 +1267,7 @@ fn round_barrier(r: &mut Round<'_>) {
             kills += 1;
         }
     }
-    let bound = timeout + Duration::from_secs(5);
+    let bound = timeout + Duration::from_secs(10);
     for (i, p) in ps.iter_mut().enumerate() {
         if dead.contains(&i) {
             continue;
@@ -1416,10 +1415,10 @@ fn round_tree(r: &mut Round<'_>) {
         known.iter().all(|&p| !alive(p))
     });
     let took = killed_at.elapsed();
-    if let Some(code) = join_bounded(r, &root, "the tree's root", BOUND) {
-        if code != -9 {
-            r.violation(format!("the root exited with {code}, not -9"));
-        }
+    if let Some(code) = join_bounded(r, &root, "the tree's root", BOUND)
+        && code != -9
+    {
+        r.violation(format!("the root exited with {code}, not -9"));
     }
     drain(&mut known);
     let survivors: Vec<u32> = known
