@@ -225,10 +225,16 @@ pub(crate) fn read_payload_frames(
     if header.magic != MAGIC || header.version != VERSION {
         return Err("the payload is not a multiproc spawn header".into());
     }
-    let mut fds = Vec::with_capacity(header.fds as usize);
-    while fds.len() < header.fds as usize {
+    // The count is the peer's word: reserve for one message's worth at most,
+    // and every message must carry some (a data byte alone is not one).
+    let wanted = header.fds as usize;
+    let mut fds = Vec::with_capacity(wanted.min(sys::fdpass::MAX_FDS_PER_MESSAGE));
+    while fds.len() < wanted {
         let batch = sys::fdpass::recv_fds(conn.as_fd())
             .map_err(|e| format!("cannot receive the handles' descriptors: {e}"))?;
+        if batch.is_empty() {
+            return Err("a descriptor message carried no descriptors".into());
+        }
         fds.extend(batch);
     }
     if fds.len() != header.fds as usize {
@@ -295,5 +301,30 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "Box<dyn Any>".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzz finding (decode_props, spawn_payload): a header announcing
+    /// u32::MAX descriptors reserved 16 GiB for them before any arrived, and
+    /// plain data bytes were taken one at a time as empty descriptor
+    /// messages until the stream ended.
+    #[test]
+    fn a_payload_announcing_descriptors_it_does_not_send_is_refused() {
+        for fds in [1, 2, 254, u32::MAX as usize] {
+            let (parent, child) = Conn::pair().unwrap();
+            let header = SpawnHeader::new("w", "n", &[1], false, (5, "p".into()), fds);
+            parent
+                .send_frames(&[&codec::encode(&header).unwrap()])
+                .unwrap();
+            (&parent).write_all(b"FFFF").unwrap();
+            parent.send_frame(&[0]).unwrap();
+            drop(parent);
+            let err = read_payload_frames(&child).unwrap_err();
+            assert!(err.contains("carried no descriptors"), "{fds}: {err}");
+        }
     }
 }
