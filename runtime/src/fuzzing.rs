@@ -15,7 +15,7 @@
 //! parser run with [`MAX_FRAME`](crate::codec::MAX_FRAME) where the point
 //! is that an announced length alone allocates nothing.
 
-use crate::codec::{self, CodecError, MAX_FRAME};
+use crate::codec::{self, CodecError};
 use crate::conn::Conn;
 use crate::handles;
 use crate::sys::shm::{self, Mapping};
@@ -35,6 +35,22 @@ use std::os::unix::net::UnixStream;
 #[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
 #[path = "pool/wire.rs"]
 mod wire;
+
+pub use crate::codec::{decode, encode};
+
+/// The largest frame any receiver accepts (`codec::MAX_FRAME`).
+pub const MAX_FRAME: u64 = codec::MAX_FRAME;
+
+/// `codec::read_frame`: one frame of at most `limit` bytes from `r`.
+pub fn read_frame(r: impl std::io::Read, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
+    codec::read_frame(r, limit)
+}
+
+/// `codec::split_frames`: the complete frames at the front of `buf`, and
+/// the bytes they use.
+pub fn split_frames(buf: &[u8], limit: u64) -> Result<(Vec<&[u8]>, usize), CodecError> {
+    codec::split_frames(buf, limit)
+}
 
 /// The frame limit the entry points use where a small one makes oversized
 /// headers common: 64 KiB.
