@@ -136,6 +136,113 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     })
 }
 
+/// How many bytes `value` encodes to (a pass that writes nothing).
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    CUSTOM.with(|c| c.borrow_mut().take());
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()).map_err(|e| {
+        CodecError::Unencodable {
+            type_name: std::any::type_name::<T>(),
+            reason: explain(e),
+        }
+    })
+}
+
+/// A postcard flavor that hands each piece of the encoding to a sink, which
+/// refuses (`false`) bytes beyond the room it was given.
+struct Sink<F>(F);
+
+impl<F: FnMut(&[u8]) -> bool> postcard::ser_flavors::Flavor for Sink<F> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if (self.0)(data) {
+            Ok(())
+        } else {
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes `value` piece by piece into `sink`, which has room for exactly
+/// the `len` bytes [`encoded_len`] measured. Any other length (a sink that
+/// runs out of room, or bytes left over) means the value's `Serialize` is
+/// not deterministic.
+pub(crate) fn encode_to<T: Serialize + ?Sized>(
+    value: &T,
+    len: usize,
+    mut sink: impl FnMut(&[u8]) -> bool,
+) -> Result<(), CodecError> {
+    CUSTOM.with(|c| c.borrow_mut().take());
+    let mut written = 0;
+    let counted = Sink(|bytes: &[u8]| {
+        written += bytes.len();
+        sink(bytes)
+    });
+    let fickle = || CodecError::Unencodable {
+        type_name: std::any::type_name::<T>(),
+        reason: "it encoded to a different length than it measured: its Serialize is not \
+                 deterministic"
+            .into(),
+    };
+    match postcard::serialize_with_flavor(value, counted) {
+        Ok(()) if written == len => Ok(()),
+        Ok(()) | Err(postcard::Error::SerializeBufferFull) => Err(fickle()),
+        Err(e) => Err(CodecError::Unencodable {
+            type_name: std::any::type_name::<T>(),
+            reason: explain(e),
+        }),
+    }
+}
+
+/// A postcard flavor that appends to a buffer up to a limit.
+struct Capped<'a>(&'a mut Vec<u8>, usize);
+
+impl postcard::ser_flavors::Flavor for Capped<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.0.len() + data.len() > self.1 {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes `value` at the end of `buf` if it takes at most `cap` bytes:
+/// `Ok(false)` (and `buf` holding a partial encoding) if it takes more.
+pub(crate) fn encode_into_capped<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> Result<bool, CodecError> {
+    CUSTOM.with(|c| c.borrow_mut().take());
+    match postcard::serialize_with_flavor(value, Capped(buf, cap)) {
+        Ok(()) => Ok(true),
+        Err(postcard::Error::SerializeBufferFull) => Ok(false),
+        Err(e) => Err(CodecError::Unencodable {
+            type_name: std::any::type_name::<T>(),
+            reason: explain(e),
+        }),
+    }
+}
+
 thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }

@@ -148,7 +148,8 @@ fn large_and_wrapping_messages_keep_order_through_a_child() {
     let output = Queue::new().unwrap();
     let mut p = Process::new(echo_all, (input.clone(), output.clone(), 300));
     p.start().unwrap();
-    let sizes: Vec<usize> = (0..300).map(|i| (i * 7919) % 70_000).collect();
+    // Past 64 KiB a message is encoded straight into the ring.
+    let sizes: Vec<usize> = (0..300).map(|i| (i * 7919) % 200_000).collect();
     for (i, &n) in sizes.iter().enumerate() {
         input.put(format!("{i}:{}", "x".repeat(n))).unwrap();
     }
@@ -297,6 +298,140 @@ impl<'de> Deserialize<'de> for Even {
             Err(serde::de::Error::custom(format!("{n} is odd")))
         }
     }
+}
+
+/// How a [`Fickle`] encodes on its third pass (a large message is tried in
+/// a capped buffer, measured, then written into the queue).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Third {
+    Same,
+    Longer,
+    Shorter,
+    Fails,
+    Panics,
+}
+
+/// 100,000 bytes whose `Serialize` can misbehave on its third call.
+#[derive(Debug)]
+struct Fickle {
+    third: Third,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl Fickle {
+    fn new(third: Third) -> Self {
+        Fickle {
+            third,
+            calls: 0.into(),
+        }
+    }
+}
+
+impl Serialize for Fickle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let len = match (call, self.third) {
+            (3, Third::Longer) => 100_001,
+            (3, Third::Shorter) => 99_999,
+            (3, Third::Fails) => return Err(serde::ser::Error::custom("changed its mind")),
+            (3, Third::Panics) => panic!("changed its mind"),
+            _ => 100_000,
+        };
+        s.serialize_bytes(&vec![7u8; len])
+    }
+}
+
+impl<'de> Deserialize<'de> for Fickle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = ByteBuf::deserialize(d)?;
+        assert_eq!(bytes.len(), 100_000);
+        assert!(bytes.iter().all(|&b| b == 7));
+        Ok(Fickle::new(Third::Same))
+    }
+}
+
+#[test]
+fn a_large_message_whose_encoding_changes_midway_puts_nothing() {
+    let q = Queue::<Fickle>::new().unwrap();
+    for third in [Third::Longer, Third::Shorter, Third::Fails, Third::Panics] {
+        let put = std::panic::catch_unwind(|| q.put(Fickle::new(third)));
+        match (third, put) {
+            (Third::Panics, Err(_)) => {}
+            (_, Ok(Err(PutError::Unencodable(_, e)))) => {
+                assert!(e.to_string().contains("Fickle"), "{third:?}: {e}")
+            }
+            (_, other) => panic!("{third:?}: expected Unencodable, got {other:?}"),
+        }
+        assert_eq!(q.qsize(), 0, "{third:?}");
+        // The queue goes on: the put lock is free and the ring intact.
+        q.put(Fickle::new(Third::Same)).unwrap();
+        q.put_ref(&Fickle::new(Third::Same)).unwrap();
+        q.get_timeout(BOUND).unwrap();
+        q.get_timeout(BOUND).unwrap();
+        assert!(q.empty());
+    }
+}
+
+#[worker]
+fn take_two_then_wait(q: Queue<ByteBuf>, resume: multiproc::Event, total: u32) -> u32 {
+    let mut taken = 0;
+    for _ in 0..2 {
+        q.get_timeout(BOUND).unwrap();
+        taken += 1;
+    }
+    assert!(resume.wait_timeout(BOUND));
+    while taken < total {
+        q.get_timeout(BOUND).unwrap();
+        taken += 1;
+    }
+    taken
+}
+
+#[test]
+fn an_unbounded_put_never_waits_for_a_consumer_that_stalls() {
+    // Past 4 MiB a producer waits a little for an active consumer to make
+    // room before growing the ring; when the consumer stalls it must give
+    // up and grow, so every put returns while nobody consumes.
+    let q = Queue::new().unwrap();
+    let resume = multiproc::Event::new().unwrap();
+    let mut p = Process::new(take_two_then_wait, (q.clone(), resume.clone(), 40));
+    p.start().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let producer = q.clone();
+    std::thread::spawn(move || {
+        let message = ByteBuf::from(vec![3u8; 1 << 20]);
+        for _ in 0..40 {
+            producer.put_ref(&message).unwrap();
+        }
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(BOUND)
+        .expect("puts waited for a stalled consumer");
+    resume.set();
+    assert_eq!(join(&p), 0);
+    assert_eq!(p.result().unwrap(), 40);
+    assert!(q.empty());
+}
+
+#[test]
+fn put_ref_keeps_the_item_and_sends_a_copy() {
+    let q = Queue::new().unwrap();
+    let big = ByteBuf::from(vec![1u8; 300_000]);
+    let small = ByteBuf::from(vec![2u8; 10]);
+    for _ in 0..3 {
+        q.put_ref(&big).unwrap();
+        q.put_ref(&small).unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(q.get_timeout(BOUND).unwrap(), big);
+        assert_eq!(q.get_timeout(BOUND).unwrap(), small);
+    }
+    q.close();
+    assert!(matches!(q.put_ref(&small), Err(PutError::Closed(()))));
 }
 
 #[test]

@@ -17,6 +17,10 @@
 
 mod raw;
 
+/// Messages that encode to more bytes than this are encoded straight into
+/// the queue's memory.
+const DIRECT_ABOVE: usize = 64 << 10;
+
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::handles;
@@ -199,6 +203,13 @@ impl From<TryGetError> for Error {
 /// queue (Python's `Queue` deadlocks there). The memory goes away with the
 /// last handle; nothing is left in `/dev/shm`.
 ///
+/// An unbounded `put` never waits for a consumer, with one bounded
+/// exception: once the queue holds more than 4 MiB, a producer that finds no
+/// room waits up to about as long as copying its message takes (20 µs to
+/// 2 ms) for a consumer to free some, before it grows the queue's memory.
+/// Fresh memory costs a page fault and zeroing per 4 KiB, so this keeps a
+/// fast producer and an active consumer streaming through warm memory.
+///
 /// When a process is killed in the middle of an operation:
 /// - a message whose `put` returned stays in the queue;
 /// - an interrupted `put` adds nothing;
@@ -300,18 +311,53 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn put_with(&self, item: T, wait: Wait) -> Result<(), TryPutError<T>> {
-        let sent = codec::with_scratch(|body| {
-            codec::encode_into(&item, body).map_err(Err)?;
-            self.raw.put(body, wait).map_err(Ok)
-        });
-        match sent {
+    /// Puts a copy of `*item`, waiting for room: the item is encoded, not
+    /// moved, so the caller keeps it (as with Python's `put`, which never
+    /// takes the object away). Saves a clone when the same value is sent
+    /// again and again; the error carries no item.
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// let greeting = String::from("hello");
+    /// q.put_ref(&greeting)?;
+    /// q.put_ref(&greeting)?;
+    /// assert_eq!(q.get()?, greeting);
+    /// assert_eq!(q.qsize(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_ref(&self, item: &T) -> Result<(), PutError<()>> {
+        match self.put_ref_with(item, Wait::Forever) {
             Ok(()) => Ok(()),
-            Err(Err(e)) => Err(TryPutError::Unencodable(item, e)),
-            Err(Ok(PutFail::Full)) => Err(TryPutError::Full(item)),
-            Err(Ok(PutFail::Closed)) => Err(TryPutError::Closed(item)),
-            Err(Ok(PutFail::Os(e))) => Err(TryPutError::Os(item, e)),
+            Err(PutFail::Encode(e)) => Err(PutError::Unencodable((), e)),
+            Err(PutFail::Closed) => Err(PutError::Closed(())),
+            Err(PutFail::Os(e)) => Err(PutError::Os((), e)),
+            Err(PutFail::Full) => unreachable!("a put without deadline waits for space"),
         }
+    }
+
+    fn put_with(&self, item: T, wait: Wait) -> Result<(), TryPutError<T>> {
+        match self.put_ref_with(&item, wait) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Encode(e)) => Err(TryPutError::Unencodable(item, e)),
+            Err(PutFail::Full) => Err(TryPutError::Full(item)),
+            Err(PutFail::Closed) => Err(TryPutError::Closed(item)),
+            Err(PutFail::Os(e)) => Err(TryPutError::Os(item, e)),
+        }
+    }
+
+    /// A small message is encoded into a scratch buffer and copied into the
+    /// ring; a large one is measured, then encoded straight into the ring
+    /// (one pass over its bytes instead of two).
+    fn put_ref_with(&self, item: &T, wait: Wait) -> Result<(), PutFail> {
+        codec::with_scratch(|body| {
+            if codec::encode_into_capped(item, body, DIRECT_ABOVE).map_err(PutFail::Encode)? {
+                return self.raw.put(body, wait);
+            }
+            let len = codec::encoded_len(item).map_err(PutFail::Encode)?;
+            self.raw.put_by(len as u64, wait, |ring| {
+                codec::encode_to(item, len, |bytes| ring.write(bytes))
+            })
+        })
     }
 
     /// Puts `item` if there is room now (Python's `put_nowait`).

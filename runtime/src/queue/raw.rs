@@ -26,6 +26,7 @@
 //! the old layout stays intact until the new capacity (a single store) is
 //! committed.
 
+use crate::codec::CodecError;
 use crate::sys::futex;
 use crate::sys::mutex::{self, Locked, MUTEX_SIZE};
 use crate::sys::shm::{self, Mapping};
@@ -37,8 +38,12 @@ use std::time::{Duration, Instant};
 
 const HEADER_LEN: usize = 4096;
 const INITIAL_CAPACITY: u64 = 256 << 10;
-/// An empty queue whose ring grew beyond this gives the memory back.
+/// An empty queue whose ring grew beyond this gives the memory back...
 const SHRINK_ABOVE: u64 = 16 << 20;
+/// ...unless it grew this recently: a stream whose consumer keeps emptying
+/// the queue would otherwise shrink and regrow it, faulting every page in
+/// afresh, again and again.
+const SHRINK_AFTER_NS: u64 = 1_000_000_000;
 const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
 /// Each message is preceded by its length.
 const PREFIX: u64 = 8;
@@ -75,6 +80,8 @@ mod off {
     pub(super) const ALL_DONE: usize = 512;
     pub(super) const JOINERS: usize = 516;
     pub(super) const POLL_WAITERS: usize = 576;
+    /// When the ring last grew (`CLOCK_MONOTONIC`, ns).
+    pub(super) const GROWN_AT: usize = 640;
 }
 
 const _: () = assert!(MUTEX_SIZE <= 64);
@@ -125,6 +132,28 @@ pub(crate) enum PutFail {
     Full,
     Closed,
     Os(io::Error),
+    /// The message's bytes could not be written (see [`RawQueue::put_by`]).
+    Encode(CodecError),
+}
+
+/// The room a message takes in the ring, written front to back.
+pub(crate) struct RingWriter<'a> {
+    ring: &'a Mapping,
+    pos: u64,
+    end: u64,
+}
+
+impl RingWriter<'_> {
+    /// Appends `bytes`; `false` (and nothing written) if they do not fit in
+    /// the message's room.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
+        if self.end - self.pos < bytes.len() as u64 {
+            return false;
+        }
+        write_ring(self.ring, self.pos, bytes);
+        self.pos += bytes.len() as u64;
+        true
+    }
 }
 
 /// Why a raw get returned nothing.
@@ -317,11 +346,27 @@ impl RawQueue {
     /// Appends one message. [`Wait::Forever`] blocks while a bounded queue is
     /// full; [`Wait::No`] only tries.
     pub(crate) fn put(&self, body: &[u8], wait: Wait) -> Result<(), PutFail> {
+        self.put_by(body.len() as u64, wait, |w| {
+            w.write(body);
+            Ok(())
+        })
+    }
+
+    /// As [`put`](Self::put) for a message of `len` bytes that `fill` writes
+    /// straight into the ring, under the put lock. If `fill` fails or writes
+    /// fewer than `len` bytes, nothing is put.
+    pub(crate) fn put_by(
+        &self,
+        len: u64,
+        wait: Wait,
+        fill: impl FnOnce(&mut RingWriter<'_>) -> Result<(), CodecError>,
+    ) -> Result<(), PutFail> {
         if self.is_closed() {
             return Err(PutFail::Closed);
         }
-        let need = PREFIX + body.len() as u64;
+        let need = PREFIX + len;
         let maxsize = self.maxsize();
+        let mut pace_until = None;
         loop {
             let Some(g) = self.lock(Side::Put, wait.lock_deadline())? else {
                 return Err(PutFail::Full);
@@ -341,24 +386,40 @@ impl RawQueue {
             }
             if maxsize > 0 && puts - gets >= maxsize {
                 let timeout = wait.remaining().ok_or(PutFail::Full)?;
-                let seq = self.word(off::NOT_FULL).load(Ordering::SeqCst);
-                self.word(off::PUTTERS).fetch_add(1, Ordering::SeqCst);
-                // A consumer publishes `gets`, then looks for sleepers; we
-                // announce, then look at `gets`: one of us sees the other.
-                let changed = self.u64(off::GETS).load(Ordering::SeqCst) != gets;
-                drop(g);
-                if !changed {
-                    futex::wait(self.word(off::NOT_FULL), seq, timeout);
-                }
-                self.word(off::PUTTERS).fetch_sub(1, Ordering::SeqCst);
+                self.sleep_for_room(g, gets, timeout);
                 continue;
             }
-            if tail - head + need > self.u64(off::CAPACITY).load(Ordering::Relaxed) {
+            let capacity = self.u64(off::CAPACITY).load(Ordering::Relaxed);
+            if tail - head + need > capacity {
+                // Pace a producer that outruns an active consumer instead
+                // of growing a large ring further: fresh pages cost a fault
+                // and zeroing each, far more than waiting for the consumer
+                // to free room. The wait is bounded (about as long as
+                // copying the message), so `put` still never blocks.
+                if capacity >= PACE_ABOVE && wait.remaining().is_some() {
+                    let until = *pace_until.get_or_insert_with(|| Instant::now() + pace_for(len));
+                    let left = until.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        let timeout = wait.remaining().flatten().map_or(left, |t| t.min(left));
+                        self.sleep_for_room(g, gets, Some(timeout));
+                        continue;
+                    }
+                }
                 self.grow(tail, tail - head + need)?;
             }
             let ring = self.ring()?;
-            write_ring(&ring, tail, &(body.len() as u64).to_le_bytes());
-            write_ring(&ring, tail + PREFIX, body);
+            write_ring(&ring, tail, &len.to_le_bytes());
+            let mut writer = RingWriter {
+                ring: &ring,
+                pos: tail + PREFIX,
+                end: tail + need,
+            };
+            fill(&mut writer).map_err(PutFail::Encode)?;
+            if writer.pos != writer.end {
+                return Err(PutFail::Os(io::Error::other(
+                    "a message left part of its room in the queue unwritten",
+                )));
+            }
             g.commit(&[tail + need, unfinished + 1, puts + 1]);
             if self.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0 {
                 self.signal_pollers();
@@ -367,6 +428,21 @@ impl RawQueue {
             self.wake(off::NOT_EMPTY, off::GETTERS, 1);
             return Ok(());
         }
+    }
+
+    /// Releases the put lock `g` and sleeps until a consumer takes a message
+    /// (if none did since `gets` was read) or `timeout` passes.
+    fn sleep_for_room(&self, g: Held<'_>, gets: u64, timeout: Option<Duration>) {
+        let seq = self.word(off::NOT_FULL).load(Ordering::SeqCst);
+        self.word(off::PUTTERS).fetch_add(1, Ordering::SeqCst);
+        // A consumer publishes `gets`, then looks for sleepers; we
+        // announce, then look at `gets`: one of us sees the other.
+        let changed = self.u64(off::GETS).load(Ordering::SeqCst) != gets;
+        drop(g);
+        if !changed {
+            futex::wait(self.word(off::NOT_FULL), seq, timeout);
+        }
+        self.word(off::PUTTERS).fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Removes the oldest message into `body`. [`Wait::Forever`] blocks while
@@ -415,8 +491,7 @@ impl RawQueue {
             body.clear();
             body.try_reserve_exact(len as usize)
                 .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-            body.resize(len as usize, 0);
-            read_ring(&ring, head + PREFIX, body);
+            read_ring_append(&ring, head + PREFIX, len as usize, body);
             drop(ring);
             g.commit(&[head + PREFIX + len, gets + 1]);
             let now_empty = self.u64(off::PUTS).load(Ordering::SeqCst) == gets + 1;
@@ -465,6 +540,7 @@ impl RawQueue {
                 pos = end;
             }
             self.u64(off::CAPACITY).store(new, Ordering::Release);
+            self.u64(off::GROWN_AT).store(now_ns(), Ordering::Relaxed);
         }
         drop(consumers);
         Ok(())
@@ -474,7 +550,10 @@ impl RawQueue {
     /// if the ring grew large, give the memory back. Needs the put lock too;
     /// taking it out of order is only tried, never waited for.
     fn shrink_if_large(&self) -> io::Result<()> {
-        if self.u64(off::CAPACITY).load(Ordering::Relaxed) <= SHRINK_ABOVE {
+        if self.u64(off::CAPACITY).load(Ordering::Relaxed) <= SHRINK_ABOVE
+            || now_ns().saturating_sub(self.u64(off::GROWN_AT).load(Ordering::Relaxed))
+                < SHRINK_AFTER_NS
+        {
             return Ok(());
         }
         let Some(producers) = self.try_lock(Side::Put)? else {
@@ -596,6 +675,23 @@ impl RawQueue {
     }
 }
 
+/// A producer that would grow a ring of at least this size waits a little
+/// for a consumer to make room first.
+const PACE_ABOVE: u64 = 4 << 20;
+
+/// How long a producer waits for room before growing the ring: about as long
+/// as copying its message takes (4 GB/s), within 20 µs..2 ms.
+fn pace_for(len: u64) -> Duration {
+    Duration::from_nanos(len / 4).clamp(Duration::from_micros(20), Duration::from_millis(2))
+}
+
+/// The system-wide monotonic clock in ns (the same in every process).
+fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
+
 fn spin_until(mut ready: impl FnMut() -> bool) {
     for _ in 0..SPINS {
         if ready() {
@@ -624,6 +720,18 @@ fn read_ring(ring: &Mapping, pos: u64, out: &mut [u8]) {
     ring.read(at, &mut out[..first]);
     if first < out.len() {
         ring.read(0, &mut out[first..]);
+    }
+}
+
+/// Appends `len` bytes from position `pos` to `out`, wrapping around the
+/// ring's end.
+fn read_ring_append(ring: &Mapping, pos: u64, len: usize, out: &mut Vec<u8>) {
+    let cap = ring.len();
+    let at = (pos % cap as u64) as usize;
+    let first = len.min(cap - at);
+    ring.read_append(at, first, out);
+    if first < len {
+        ring.read_append(0, len - first, out);
     }
 }
 

@@ -129,6 +129,24 @@ impl Mapping {
         }
     }
 
+    /// Appends `len` bytes copied out from `offset` (in bounds: checked) to
+    /// `out`, without first zeroing the room they take.
+    pub(crate) fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        self.check(offset, len, 1);
+        out.reserve(len);
+        // SAFETY: the source is in bounds (checked); the destination is `len`
+        // bytes of `out`'s spare capacity (reserved), which cannot overlap
+        // the mapping; `set_len` covers exactly the bytes just written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                out.as_mut_ptr().add(out.len()),
+                len,
+            );
+            out.set_len(out.len() + len);
+        }
+    }
+
     /// Copies `len` bytes from `from` to `to` within the mapping; the ranges
     /// may overlap (in bounds: checked).
     pub(crate) fn copy_within(&self, from: usize, to: usize, len: usize) {
