@@ -327,6 +327,12 @@ pub fn handle_table(bytes: &[u8], nfds: u8) {
 #[derive(Debug, PartialEq)]
 struct Bytes(Vec<u8>);
 
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;
@@ -507,11 +513,11 @@ pub fn queue_ring(bytes: &[u8]) {
     const MUTEXES: usize = 128;
     let mut input = Input(bytes);
     let maxsize = input.u8() as usize % 4;
-    let Ok(queue) = Queue::<Vec<u8>>::with_maxsize(maxsize) else {
+    let Ok(queue) = Queue::<Bytes>::with_maxsize(maxsize) else {
         return;
     };
     for i in 0..input.u8() % 4 {
-        let _ = queue.try_put(vec![i; input.u16() as usize % 1000]);
+        let _ = queue.try_put(Bytes(vec![i; input.u16() as usize % 1000]));
     }
     let Ok((_, fds)) = handles::encode_with_fds(&queue) else {
         return;
@@ -538,33 +544,37 @@ pub fn queue_ring(bytes: &[u8]) {
         let _ = shm::resize(memfd.as_fd(), file + (HEADER as u64) * u64::from(grow));
     }
     drop(map);
-    let attached = handles::decode_with_fds::<Queue<Vec<u8>>>(
+    let attached = handles::decode_with_fds::<Queue<Bytes>>(
         &codec::encode(&(0u32, 1u32)).expect("two indices"),
         vec![memfd, eventfd],
     );
-    let queues: Vec<&Queue<Vec<u8>>> = match &attached {
+    let queues: Vec<&Queue<Bytes>> = match &attached {
         Ok(other) => vec![&queue, other],
         Err(_) => vec![&queue],
     };
+    let mut grown = false;
     for _ in 0..32 {
         let op = input.u8();
         let q = queues[op as usize % queues.len()];
         match op / 2 % 4 {
             0 => match q.try_get() {
-                Ok(body) => assert!(body.len() <= file as usize * 2),
+                Ok(body) => assert!(body.0.len() <= file as usize * 2),
                 Err(TryGetError::Empty | TryGetError::Decode(_) | TryGetError::Os(_)) => {}
                 Err(TryGetError::Closed) => unreachable!("nobody closed the queue"),
             },
             1 => {
                 let len = input.u8() as usize;
-                let _ = q.try_put(input.take(len).to_vec());
+                let _ = q.try_put(Bytes(input.take(len).to_vec()));
             }
             2 => {
                 let _ = (q.qsize(), q.empty(), q.full());
             }
-            _ => {
-                let _ = q.try_put(vec![0; input.u16() as usize * 4]);
+            // One large message per input at most: enough to grow the ring.
+            _ if !grown => {
+                grown = true;
+                let _ = q.try_put(Bytes(vec![0; input.u16() as usize * 8]));
             }
+            _ => {}
         }
     }
 }
