@@ -41,6 +41,15 @@ pub use crate::codec::{decode, encode};
 /// The largest frame any receiver accepts (`codec::MAX_FRAME`).
 pub const MAX_FRAME: u64 = codec::MAX_FRAME;
 
+/// `handles::decode_with_fds`: decodes `T`, handing `fds` (the handle
+/// table, as a child receives it) to the handles inside.
+pub fn decode_with_fds<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, CodecError> {
+    handles::decode_with_fds(bytes, fds)
+}
+
 /// `codec::read_frame`: one frame of at most `limit` bytes from `r`.
 pub fn read_frame(r: impl std::io::Read, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
     codec::read_frame(r, limit)

@@ -395,3 +395,41 @@ proptest! {
         prop_assert!(matches!(conn.recv(), Err(RecvError::Closed)));
     }
 }
+
+/// A memfd of `size` bytes holding `patches` (offset, little-endian u64).
+fn memfd_with(size: u64, patches: &[(usize, u64)]) -> std::os::fd::OwnedFd {
+    let fd =
+        nix::sys::memfd::memfd_create(c"decode-props", nix::sys::memfd::MFdFlags::empty()).unwrap();
+    nix::unistd::ftruncate(&fd, size as i64).unwrap();
+    for &(at, value) in patches {
+        nix::sys::uio::pwrite(&fd, &value.to_le_bytes(), at as i64).unwrap();
+    }
+    fd
+}
+
+/// A shared array's header claiming more elements than its file holds is
+/// refused, even when the claimed size overflows `usize`.
+///
+/// Found while writing the `handle_table` target: `shared::Block::from_fd`
+/// compares `len.checked_mul(size)...checked_add(DATA) > Some(file)`, and an
+/// overflow (`None`) compares less, so the check passes; the array then
+/// panics on first use (`to_vec`: capacity overflow; `lock`: "array size
+/// overflows"). The fix (`.is_none_or(|bytes| bytes > file)`) belongs to
+/// `shared/block.rs`, outside this suite's files.
+#[test]
+#[ignore = "known bug in shared/block.rs (Block::from_fd length check overflows)"]
+fn a_shared_array_longer_than_its_file_is_refused() {
+    const MAGIC: u64 = u64::from_le_bytes(*b"MPSHARE1");
+    let index = fuzz::encode(&0u32).unwrap();
+    for len in [1u64 << 61, (1 << 61) + 1, u64::MAX / 4, 100] {
+        let fd = memfd_with(256, &[(64, len), (72, MAGIC), (80, 8)]);
+        if let Ok(array) = fuzz::decode_with_fds::<multiproc::RawArray<u64>>(&index, vec![fd]) {
+            let bytes = (array.len() as u128) * 8;
+            assert!(
+                bytes <= 256 - 128,
+                "len {len}: an array of {} u64 in 256 bytes",
+                array.len()
+            );
+        }
+    }
+}
