@@ -578,9 +578,14 @@ fn chaos_task(id: u64) -> (u64, u32) {
 fn round_pool(r: &mut Round<'_>) {
     let workers = r.rng.range(2, 3) as usize;
     let n = r.rng.range(2_000, 20_000);
-    let mode = r.rng.range(0, 2);
+    let mode = r.rng.range(0, 3);
     let chunk = r.rng.range(1, 64) as usize;
-    let pool = match Pool::builder().processes(workers).build() {
+    let mut builder = Pool::builder().processes(workers);
+    if r.rng.chance(30) {
+        // Workers also retire on their own while others are killed.
+        builder = builder.max_tasks_per_child(r.rng.range(50, 2_000));
+    }
+    let pool = match builder.build() {
         Ok(p) => p,
         Err(e) => return r.violation(format!("cannot build a pool: {e}")),
     };
@@ -637,6 +642,24 @@ fn round_pool(r: &mut Round<'_>) {
                     Err(e) => problems.push(format!("imap_unordered refused: {e}")),
                 }
             }
+            3 => match pool.chunksize(chunk).imap(chaos_task, 0..n) {
+                // In input order: the i-th outcome is about input i.
+                Ok(it) => {
+                    for (i, res) in it.enumerate() {
+                        let about = match &res {
+                            Ok((id, _)) => *id as usize,
+                            Err(Error::TaskFailed { index, .. }) => *index,
+                            Err(_) => i,
+                        };
+                        if about != i {
+                            problems.push(format!("imap's outcome {i} is about input {about}"));
+                        }
+                        note(&res);
+                        outcomes.push(res);
+                    }
+                }
+                Err(e) => problems.push(format!("imap refused: {e}")),
+            },
             _ => {
                 let mut pending = Vec::with_capacity(n as usize);
                 for i in 0..n {
