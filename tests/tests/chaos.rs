@@ -156,3 +156,62 @@ fn the_soak_example_runs_and_prints_its_summary() {
     assert!(line.contains(" 0 violations in "), "{line}");
     assert!(line.contains("(seed 12345)"), "{line}");
 }
+
+/// Starts short children one after another, for ever.
+#[multiproc::worker]
+fn spawn_forever() {
+    loop {
+        let mut p = Process::new(chaos::ping, (0,));
+        if p.start().is_ok() {
+            let _ = p.join_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+#[test]
+#[ignore = "helper, run by a_child_orphaned_while_starting_exits_quietly"]
+fn helper_kill_spawners_mid_spawn() {
+    let mut rng = chaos::Rng::new(chaos::time_seed());
+    for _ in 0..40 {
+        let mut p = Process::new(spawn_forever, ());
+        p.start().unwrap();
+        std::thread::sleep(rng.ms(5, 30));
+        p.kill().unwrap();
+        assert_eq!(multiproc_tests::join(&p), -9);
+    }
+}
+
+/// Found by the tree rounds: a child whose parent is SIGKILLed while it
+/// starts (before it checks its parent, or before the payload arrives) is a
+/// legitimate orphan, and exits as it should, but first prints
+/// `multiproc: MULTIPROC_CHILD="3,<pid>" is set, but this process was not
+/// started by multiproc (its parent is pid 1, not <pid>); unset it` (or
+/// `its socket closed before the payload`): a stranger's diagnostic, wrong
+/// here, and one line per orphan on the user's stderr. The check in
+/// `runtime/src/child.rs::run_child` cannot tell an orphan from a stranger.
+#[test]
+#[ignore = "runtime bug: orphaned children print the stranger diagnostic (runtime/src/child.rs)"]
+fn a_child_orphaned_while_starting_exits_quietly() {
+    let out = multiproc_tests::run_self(
+        &[
+            "--exact",
+            "helper_kill_spawners_mid_spawn",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        &[],
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let noise: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("not started by multiproc"))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "{} orphans printed the stranger diagnostic, e.g. {}",
+        noise.len(),
+        noise[0]
+    );
+}
