@@ -1337,16 +1337,27 @@ fn round_barrier(r: &mut Round<'_>) {
 // ---------------------------------------------------------------------------
 // Process tree
 
-/// Reports its pid, starts `fanout` children one level down (every other one
-/// from a short-lived thread), then sleeps (two minutes at most).
+/// Reports its pid, starts a pool of `pool` workers (and reports theirs once
+/// they run), starts `fanout` children one level down (every other one from a
+/// short-lived thread), then sleeps (two minutes at most).
 #[worker]
-fn chaos_tree(pids: Queue<u32>, depth: u32, fanout: u32) {
+fn chaos_tree(pids: Queue<u32>, depth: u32, fanout: u32, pool: u32) {
     let _ = pids.put(std::process::id());
+    if pool > 0
+        && let Ok(pool) = Pool::builder().processes(pool as usize).build()
+    {
+        if wait_until(BOUND, || pool.pids().len() == pool.processes()) {
+            for p in pool.pids() {
+                let _ = pids.put(p);
+            }
+        }
+        std::mem::forget(pool);
+    }
     if depth > 0 {
         for i in 0..fanout {
             let q = pids.clone();
             let start = move || {
-                let mut p = Process::new(chaos_tree, (q, depth - 1, fanout));
+                let mut p = Process::new(chaos_tree, (q, depth - 1, fanout, 0));
                 p.start().map(|()| p)
             };
             let p = if i % 2 == 1 {
@@ -1396,13 +1407,14 @@ fn runs_this_binary(pid: u32) -> bool {
 fn round_tree(r: &mut Round<'_>) {
     let depth = r.rng.range(1, 3) as u32;
     let fanout = r.rng.range(1, 2) as u32;
-    let nodes: u32 = (0..=depth).map(|d| fanout.pow(d)).sum();
+    let pool = if r.rng.chance(30) { 2 } else { 0 };
+    let nodes: u32 = (0..=depth).map(|d| fanout.pow(d)).sum::<u32>() + pool;
     let grown = r.rng.chance(60);
     let q = match Queue::<u32>::new() {
         Ok(q) => q,
         Err(e) => return r.violation(format!("cannot create a queue: {e}")),
     };
-    let mut root = Process::new(chaos_tree, (q.clone(), depth, fanout));
+    let mut root = Process::new(chaos_tree, (q.clone(), depth, fanout, pool));
     if let Err(e) = root.start() {
         return r.violation(format!("cannot start the tree: {e}"));
     }
@@ -1438,23 +1450,36 @@ fn round_tree(r: &mut Round<'_>) {
         known.iter().all(|&p| !alive(p))
     });
     let took = killed_at.elapsed();
+    // Alive now, a second after; not a recycled pid.
+    let alive_now = |known: &BTreeSet<u32>| -> BTreeSet<u32> {
+        known
+            .iter()
+            .copied()
+            .filter(|&p| alive(p) && runs_this_binary(p))
+            .collect()
+    };
+    let mut survivors = if gone {
+        BTreeSet::new()
+    } else {
+        alive_now(&known)
+    };
     if let Some(code) = join_bounded(r, &root, "the tree's root", BOUND)
         && code != -9
     {
         r.violation(format!("the root exited with {code}, not -9"));
     }
+    // A process that reported itself only now is alive later still.
     drain(&mut known);
-    let survivors: Vec<u32> = known
-        .iter()
-        .copied()
-        .filter(|&p| alive(p) && runs_this_binary(p))
-        .collect();
+    survivors.extend(alive_now(&known));
     r.event(if grown {
         "tree: killed grown"
     } else {
         "tree: killed while growing"
     });
-    if !gone && !survivors.is_empty() {
+    if pool > 0 {
+        r.event("tree: with a pool in the root");
+    }
+    if !survivors.is_empty() {
         r.violation(format!(
             "{} of {} tree processes alive {took:?} after the root was killed: {survivors:?}",
             survivors.len(),
