@@ -103,23 +103,42 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 /// A postcard flavor that appends to a borrowed buffer (reused across calls,
-/// so steady traffic allocates nothing).
-struct Append<'a>(&'a mut Vec<u8>);
+/// so steady traffic allocates nothing). The buffer is kept longer than what
+/// was written, so that the few bytes of each varint are stored with
+/// fixed-size copies instead of a call to `memcpy`; `finalize` cuts it back.
+struct Append<'a> {
+    buf: &'a mut Vec<u8>,
+    used: usize,
+}
+
+impl<'a> Append<'a> {
+    fn new(buf: &'a mut Vec<u8>) -> Self {
+        let used = buf.len();
+        Append { buf, used }
+    }
+}
 
 impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        let end = self.used + data.len();
+        if end > self.buf.len() {
+            let room = end.max(self.buf.len() * 2).max(256);
+            self.buf.resize(room, 0);
+        }
+        small_copy(&mut self.buf[self.used..end], data);
+        self.used = end;
         Ok(())
     }
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
+        self.try_extend(&[data])
     }
 
     fn finalize(self) -> postcard::Result<()> {
+        self.buf.truncate(self.used);
         Ok(())
     }
 }
@@ -130,9 +149,13 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     CUSTOM.with(|c| c.borrow_mut().take());
-    postcard::serialize_with_flavor(value, Append(buf)).map_err(|e| CodecError::Unencodable {
-        type_name: std::any::type_name::<T>(),
-        reason: explain(e),
+    let start = buf.len();
+    postcard::serialize_with_flavor(value, Append::new(buf)).map_err(|e| {
+        buf.truncate(start);
+        CodecError::Unencodable {
+            type_name: std::any::type_name::<T>(),
+            reason: explain(e),
+        }
     })
 }
 
@@ -147,27 +170,77 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Cod
     })
 }
 
-/// A postcard flavor that hands each piece of the encoding to a sink, which
-/// refuses (`false`) bytes beyond the room it was given.
-struct Sink<F>(F);
+/// A postcard flavor that hands the encoding to a sink in pieces of up to
+/// 4 KiB (postcard's own pieces are mostly varints of a few bytes), the sink
+/// refusing (`false`) bytes beyond the room it was given.
+struct Sink<F> {
+    sink: F,
+    buf: [u8; 4096],
+    len: usize,
+}
 
-impl<F: FnMut(&[u8]) -> bool> postcard::ser_flavors::Flavor for Sink<F> {
-    type Output = ();
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if (self.0)(data) {
+impl<F: FnMut(&[u8]) -> bool> Sink<F> {
+    fn flush(&mut self) -> postcard::Result<()> {
+        let len = std::mem::take(&mut self.len);
+        if len == 0 || (self.sink)(&self.buf[..len]) {
             Ok(())
         } else {
             Err(postcard::Error::SerializeBufferFull)
         }
+    }
+}
+
+impl<F: FnMut(&[u8]) -> bool> postcard::ser_flavors::Flavor for Sink<F> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() > self.buf.len() - self.len {
+            self.flush()?;
+        }
+        if data.len() >= self.buf.len() {
+            return if (self.sink)(data) {
+                Ok(())
+            } else {
+                Err(postcard::Error::SerializeBufferFull)
+            };
+        }
+        small_copy(&mut self.buf[self.len..self.len + data.len()], data);
+        self.len += data.len();
+        Ok(())
     }
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.try_extend(&[data])
     }
 
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
+    fn finalize(mut self) -> postcard::Result<()> {
+        self.flush()
+    }
+}
+
+/// Copies `from` into `to` (of the same length) without a call to `memcpy`
+/// for the few bytes of a varint: fixed-size loads and stores that overlap
+/// in the middle (a byte loop would be turned back into a `memcpy` call).
+#[inline(always)]
+fn small_copy(to: &mut [u8], from: &[u8]) {
+    let n = from.len();
+    match n {
+        0 => {}
+        1..=3 => {
+            to[0] = from[0];
+            to[n / 2] = from[n / 2];
+            to[n - 1] = from[n - 1];
+        }
+        4..=7 => {
+            to[..4].copy_from_slice(&from[..4]);
+            to[n - 4..].copy_from_slice(&from[n - 4..]);
+        }
+        8..=16 => {
+            to[..8].copy_from_slice(&from[..8]);
+            to[n - 8..].copy_from_slice(&from[n - 8..]);
+        }
+        _ => to.copy_from_slice(from),
     }
 }
 
@@ -182,10 +255,14 @@ pub(crate) fn encode_to<T: Serialize + ?Sized>(
 ) -> Result<(), CodecError> {
     CUSTOM.with(|c| c.borrow_mut().take());
     let mut written = 0;
-    let counted = Sink(|bytes: &[u8]| {
-        written += bytes.len();
-        sink(bytes)
-    });
+    let counted = Sink {
+        sink: |bytes: &[u8]| {
+            written += bytes.len();
+            sink(bytes)
+        },
+        buf: [0; 4096],
+        len: 0,
+    };
     let fickle = || CodecError::Unencodable {
         type_name: std::any::type_name::<T>(),
         reason: "it encoded to a different length than it measured: its Serialize is not \
@@ -202,18 +279,19 @@ pub(crate) fn encode_to<T: Serialize + ?Sized>(
     }
 }
 
-/// A postcard flavor that appends to a buffer up to a limit.
-struct Capped<'a>(&'a mut Vec<u8>, usize);
+/// A postcard flavor that appends to a buffer, but refuses a large piece
+/// (a byte string, say) that would take the buffer past a limit.
+struct Capped<'a>(Append<'a>, usize);
 
 impl postcard::ser_flavors::Flavor for Capped<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if self.0.len() + data.len() > self.1 {
+        if data.len() >= 4096 && self.0.used + data.len() > self.1 {
             return Err(postcard::Error::SerializeBufferFull);
         }
-        self.0.extend_from_slice(data);
-        Ok(())
+        self.0.try_extend(data)
     }
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
@@ -221,19 +299,26 @@ impl postcard::ser_flavors::Flavor for Capped<'_> {
     }
 
     fn finalize(self) -> postcard::Result<()> {
-        Ok(())
+        self.0.finalize()
     }
 }
 
-/// Encodes `value` at the end of `buf` if it takes at most `cap` bytes:
-/// `Ok(false)` (and `buf` holding a partial encoding) if it takes more.
+/// Encodes `value` at the end of `buf` unless a large piece of it (4 KiB or
+/// more in one, a byte string say) would take `buf` past `cap` bytes: then
+/// `Ok(false)`, and `buf` holds a partial encoding. Many small pieces are
+/// never refused: encoding them twice would cost more than copying them.
 pub(crate) fn encode_into_capped<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
     cap: usize,
 ) -> Result<bool, CodecError> {
     CUSTOM.with(|c| c.borrow_mut().take());
-    match postcard::serialize_with_flavor(value, Capped(buf, cap)) {
+    let start = buf.len();
+    let result = postcard::serialize_with_flavor(value, Capped(Append::new(buf), cap));
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    match result {
         Ok(()) => Ok(true),
         Err(postcard::Error::SerializeBufferFull) => Ok(false),
         Err(e) => Err(CodecError::Unencodable {
@@ -340,6 +425,80 @@ pub(crate) fn split_frames(buf: &[u8], limit: u64) -> Result<(Vec<&[u8]>, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes that serialize as one piece, as `serde_bytes` does.
+    struct Bytes(Vec<u8>);
+
+    impl Serialize for Bytes {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    #[test]
+    fn small_copy_copies_every_length() {
+        let from: Vec<u8> = (1..=40).collect();
+        for n in 0..=40 {
+            let mut to = vec![0u8; n];
+            small_copy(&mut to, &from[..n]);
+            assert_eq!(to, from[..n], "length {n}");
+        }
+    }
+
+    #[test]
+    fn encode_into_appends_and_a_failure_leaves_the_buffer_as_it_was() {
+        let mut buf = b"head".to_vec();
+        let value = (u64::MAX, -1i64, "x".repeat(100), vec![300u32; 50]);
+        encode_into(&value, &mut buf).unwrap();
+        assert_eq!(&buf[..4], b"head");
+        assert_eq!(buf[4..], encode(&value).unwrap());
+
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element(&123456789u64)?;
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        encode_into(&Fails, &mut buf).unwrap_err();
+        assert_eq!(buf[4..], encode(&value).unwrap());
+        assert!(!encode_into_capped(&Fails, &mut buf, 1 << 20).is_ok());
+        assert_eq!(buf[4..], encode(&value).unwrap());
+    }
+
+    #[test]
+    fn a_capped_encoding_refuses_only_large_pieces_past_the_cap() {
+        let many_small: Vec<u64> = (0..10_000).collect();
+        let mut buf = Vec::new();
+        assert!(encode_into_capped(&many_small, &mut buf, 100).unwrap());
+        assert_eq!(buf, encode(&many_small).unwrap());
+        let bytes = Bytes(vec![9u8; 5000]);
+        buf.clear();
+        assert!(!encode_into_capped(&bytes, &mut buf, 4999).unwrap());
+        assert!(buf.is_empty());
+        assert!(encode_into_capped(&bytes, &mut buf, 5010).unwrap());
+        assert_eq!(buf, encode(&bytes).unwrap());
+    }
+
+    #[test]
+    fn encode_to_hands_over_exactly_the_measured_bytes() {
+        let value = (vec![7u16; 3000], Bytes(vec![1u8; 10_000]));
+        let len = encoded_len(&value).unwrap();
+        let mut out = Vec::new();
+        encode_to(&value, len, |b| {
+            out.extend_from_slice(b);
+            true
+        })
+        .unwrap();
+        assert_eq!(out, encode(&value).unwrap());
+        // A sink that runs out of room, or a length that is too long.
+        let e = encode_to(&value, len, |_| false).unwrap_err();
+        assert!(e.to_string().contains("different length"), "{e}");
+        let e = encode_to(&value, len + 1, |_| true).unwrap_err();
+        assert!(e.to_string().contains("different length"), "{e}");
+    }
 
     #[test]
     fn frames_round_trip_and_keep_boundaries() {
