@@ -464,7 +464,7 @@ mod tests {
         }
         encode_into(&Fails, &mut buf).unwrap_err();
         assert_eq!(buf[4..], encode(&value).unwrap());
-        assert!(!encode_into_capped(&Fails, &mut buf, 1 << 20).is_ok());
+        assert!(encode_into_capped(&Fails, &mut buf, 1 << 20).is_err());
         assert_eq!(buf[4..], encode(&value).unwrap());
     }
 
