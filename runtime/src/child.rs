@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
 
 const MAGIC: [u8; 4] = *b"MPRC";
 const VERSION: u16 = 1;
@@ -97,6 +98,44 @@ fn dispatch_before_main() {
     std::process::exit(code);
 }
 
+/// Whether a child whose parent is not the one its marker names was
+/// orphaned while starting (rather than started by a stranger): the named
+/// parent no longer exists and the other end of the spawn socket is closed.
+fn orphaned(ppid: u32, conn: &Conn) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let Ok(pid) = i32::try_from(ppid) else {
+        return false;
+    };
+    // Gone, or a zombie its own parent has not reaped yet.
+    let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next())
+            .is_some_and(|state| matches!(state, 'Z' | 'X')),
+        Err(_) => true,
+    };
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+    let hung_up = poll(&mut fds, PollTimeout::ZERO).is_ok()
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP));
+    gone && hung_up
+}
+
+/// Whether this process's parent stops being `ppid` within `patience`.
+fn parent_left(ppid: u32, patience: Duration) -> bool {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if nix::unistd::getppid().as_raw() as u32 != ppid {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Prints the one-line reason a child cannot run and returns its exit status.
 fn refuse(reason: std::fmt::Arguments<'_>) -> i32 {
     eprintln!("multiproc: {reason}");
@@ -116,14 +155,19 @@ fn run_child(marker: &str) -> i32 {
     else {
         return not_ours("malformed value");
     };
-    let parent = nix::unistd::getppid().as_raw() as u32;
-    if parent != ppid {
-        return not_ours(&format!("its parent is pid {parent}, not {ppid}"));
-    }
     let conn = match sys::startup::adopt_socket(fd) {
         Ok(fd) => Conn::from_fd(fd),
         Err(e) => return not_ours(&format!("descriptor {fd}: {e}")),
     };
+    let parent = nix::unistd::getppid().as_raw() as u32;
+    if parent != ppid {
+        if orphaned(ppid, &conn) {
+            // Our parent was killed while we started: nobody is left to
+            // tell, and this is no stranger's doing. Exit quietly.
+            return EXIT_SETUP;
+        }
+        return not_ours(&format!("its parent is pid {parent}, not {ppid}"));
+    }
     // Grandchildren must not inherit this socket.
     let _ = nix::fcntl::fcntl(
         conn.as_fd(),
@@ -132,6 +176,10 @@ fn run_child(marker: &str) -> i32 {
 
     let (header, fds, args) = match read_payload(&conn) {
         Ok(payload) => payload,
+        // Our parent (checked above) died while sending: exit quietly. Its
+        // end of the socket closes before we are handed to a new parent,
+        // so give that a moment.
+        Err(_) if parent_left(ppid, Duration::from_millis(200)) => return EXIT_SETUP,
         Err(why) => return not_ours(&why),
     };
     // Die with the parent; if it died before this line, exit now.

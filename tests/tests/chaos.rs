@@ -190,7 +190,6 @@ fn helper_kill_spawners_mid_spawn() {
 /// here, and one line per orphan on the user's stderr. The check in
 /// `runtime/src/child.rs::run_child` cannot tell an orphan from a stranger.
 #[test]
-#[ignore = "runtime bug: orphaned children print the stranger diagnostic (runtime/src/child.rs)"]
 fn a_child_orphaned_while_starting_exits_quietly() {
     let out = multiproc_tests::run_self(
         &[
