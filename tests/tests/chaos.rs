@@ -183,12 +183,13 @@ fn helper_kill_spawners_mid_spawn() {
 
 /// Found by the tree rounds: a child whose parent is SIGKILLed while it
 /// starts (before it checks its parent, or before the payload arrives) is a
-/// legitimate orphan, and exits as it should, but first prints
+/// legitimate orphan, and exits as it should, but used to print first
 /// `multiproc: MULTIPROC_CHILD="3,<pid>" is set, but this process was not
 /// started by multiproc (its parent is pid 1, not <pid>); unset it` (or
 /// `its socket closed before the payload`): a stranger's diagnostic, wrong
-/// here, and one line per orphan on the user's stderr. The check in
-/// `runtime/src/child.rs::run_child` cannot tell an orphan from a stranger.
+/// here, and one line per orphan on the user's stderr. `run_child` now tells
+/// an orphan (its parent gone or a zombie, the socket hung up) from a
+/// stranger.
 #[test]
 fn a_child_orphaned_while_starting_exits_quietly() {
     let out = multiproc_tests::run_self(
