@@ -133,8 +133,9 @@ pub enum Scenario {
     /// released with `Broken` or `Timeout` within the bound, and the barrier
     /// works again after `reset`.
     Barrier,
-    /// A child with children and grandchildren, SIGKILLed grown or while
-    /// growing: no process of the tree is alive 1 s later.
+    /// A child with children and grandchildren (and sometimes a pool),
+    /// SIGKILLed grown or while growing: no process of the tree is alive
+    /// 1 s later.
     Tree,
     /// A child with `RLIMIT_NOFILE` 64: running out of descriptors is a
     /// typed error (`Io`, `Spawn`), and pool, queue, lock and barrier rounds
