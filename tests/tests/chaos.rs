@@ -3,7 +3,8 @@
 //! module). The long soak is `cargo run --release -p multiproc-examples
 //! --example chaos -- --duration 30m`.
 //!
-//! The tests take turns (one lock): the invariants compare this process's
+//! The tests take turns (one lock, which every test that starts a process or
+//! opens a descriptor must take): the invariants compare this process's
 //! descriptors and children before and after each round, which a test
 //! running beside them would disturb.
 
@@ -40,6 +41,7 @@ fn bounded(scenario: Scenario, secs: u64) -> Summary {
 
 #[test]
 fn workers_of_the_library_run_in_this_binary() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Registered by `#[worker]` in the library crate, found by the child of
     // this test binary (not `UnknownWorker`).
     let mut p = Process::new(chaos::ping, (41,));
@@ -192,6 +194,7 @@ fn helper_kill_spawners_mid_spawn() {
 /// stranger.
 #[test]
 fn a_child_orphaned_while_starting_exits_quietly() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = multiproc_tests::run_self(
         &[
             "--exact",
