@@ -411,13 +411,11 @@ fn memfd_with(size: u64, patches: &[(usize, u64)]) -> std::os::fd::OwnedFd {
 /// refused, even when the claimed size overflows `usize`.
 ///
 /// Found while writing the `handle_table` target: `shared::Block::from_fd`
-/// compares `len.checked_mul(size)...checked_add(DATA) > Some(file)`, and an
-/// overflow (`None`) compares less, so the check passes; the array then
-/// panics on first use (`to_vec`: capacity overflow; `lock`: "array size
-/// overflows"). The fix (`.is_none_or(|bytes| bytes > file)`) belongs to
-/// `shared/block.rs`, outside this suite's files.
+/// compared `len.checked_mul(size)...checked_add(DATA) > Some(file)`, and an
+/// overflow (`None`) compares less, so the check passed; the array then
+/// panicked on first use (`to_vec`: capacity overflow; `lock`: "array size
+/// overflows"). Fixed with `.is_none_or(|bytes| bytes > file)`.
 #[test]
-#[ignore = "known bug in shared/block.rs (Block::from_fd length check overflows)"]
 fn a_shared_array_longer_than_its_file_is_refused() {
     const MAGIC: u64 = u64::from_le_bytes(*b"MPSHARE1");
     let index = fuzz::encode(&0u32).unwrap();

@@ -58,7 +58,10 @@ impl Block {
         }
         let len = map.u64_at(LEN).load(Ordering::Relaxed) as usize;
         let stored = map.u64_at(ELEMENT_SIZE).load(Ordering::Relaxed) as usize;
-        if stored != size || len.checked_mul(size).and_then(|b| b.checked_add(DATA)) > Some(file) {
+        // An overflowing length is too long for any file (`None` would
+        // compare below every `Some`).
+        let needed = len.checked_mul(size).and_then(|b| b.checked_add(DATA));
+        if stored != size || needed.is_none_or(|bytes| bytes > file) {
             return Err(invalid("shared block does not match the element type"));
         }
         Ok(Block { fd, map, len })
