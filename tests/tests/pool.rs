@@ -560,3 +560,41 @@ fn dropping_the_pool_terminates_its_workers() {
         assert!(matches!(r.get(), Err(Error::PoolTerminated)));
     }
 }
+
+/// Delays the second worker to start, for the test below.
+#[worker]
+fn second_starts_late(started: multiproc::Value<u32>) {
+    let order = {
+        let mut n = started.lock().unwrap();
+        *n += 1;
+        *n
+    };
+    if order == 2 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[worker]
+fn pid_after_a_while(_: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(250));
+    current_process().pid()
+}
+
+#[test]
+fn a_worker_that_starts_late_still_gets_its_share() {
+    // A tiny first task teaches the pool that tasks are short, so it would
+    // queue many on one worker; but the second worker, still starting, must
+    // be left its share: a task written to one worker cannot move.
+    let started = multiproc::Value::new(0u32).unwrap();
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(second_starts_late, (started,))
+        .build()
+        .unwrap();
+    pool.map(square, [1]).unwrap();
+    let pids = pool.map(pid_after_a_while, 0..12).unwrap();
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 2, "one worker ran every task: {pids:?}");
+}

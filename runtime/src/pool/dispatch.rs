@@ -587,6 +587,18 @@ impl State {
             0 => 1,
             ns => (QUEUED_WORK_NS / ns).clamp(1, MAX_WINDOW),
         } as usize;
+        // No worker takes more than its share of the work there is, counting
+        // workers still starting: a task written to one worker's socket
+        // cannot move to another, so a pool whose second worker is not
+        // ready yet would otherwise run a whole map on the first.
+        let live = self
+            .workers
+            .iter()
+            .filter(|w| !w.retiring && !w.write_failed)
+            .count()
+            .max(1);
+        let work = self.queue.len() + self.workers.iter().map(|w| w.inflight.len()).sum::<usize>();
+        let window = window.min(work.div_ceil(live)).max(1);
         let now = Instant::now();
         let overdue = Duration::from_nanos(self.stats.task_ns.saturating_mul(2) + 100_000);
         while !self.queue.is_empty() {
