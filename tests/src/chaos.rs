@@ -1109,6 +1109,32 @@ fn chaos_hold(
     }
 }
 
+/// Takes `lock` as the parent and audits what it protects, counting a dead
+/// holder reported here and any broken invariant.
+fn take_and_audit(
+    r: &mut Round<'_>,
+    lock: &Lock,
+    (state, count, shm): (&RawArray<u64>, &Value<u64>, &SharedMemory),
+    wedged: &str,
+) {
+    match lock.acquire_timeout(BOUND) {
+        Ok(g) => {
+            if let Err(why) = audit(state, count, shm, false) {
+                r.violation(why);
+            }
+            drop(g);
+        }
+        Err(AcquireTimeoutError::OwnerDied(e)) => {
+            r.event("lock: dead holder reported to this process");
+            if let Err(why) = audit(state, count, shm, true) {
+                r.violation(why);
+            }
+            drop(e.into_guard());
+        }
+        Err(AcquireTimeoutError::Timeout) => r.violation(wedged),
+    }
+}
+
 fn round_lock(r: &mut Round<'_>) {
     let holders = r.rng.range(2, 4) as usize;
     let budget = r.rng.range(2, 8);
@@ -1164,22 +1190,7 @@ fn round_lock(r: &mut Round<'_>) {
         }
         if r.rng.chance(30) {
             // This process takes its turn too.
-            match lock.acquire_timeout(BOUND) {
-                Ok(g) => {
-                    if let Err(why) = audit(&state, &count, &shm, false) {
-                        r.violation(why);
-                    }
-                    drop(g);
-                }
-                Err(AcquireTimeoutError::OwnerDied(e)) => {
-                    r.event("lock: dead holder reported to this process");
-                    if let Err(why) = audit(&state, &count, &shm, true) {
-                        r.violation(why);
-                    }
-                    drop(e.into_guard());
-                }
-                Err(AcquireTimeoutError::Timeout) => r.violation("the lock is wedged"),
-            }
+            take_and_audit(r, &lock, (&state, &count, &shm), "the lock is wedged");
         }
         if let Some(p) = start(r) {
             ps.push(p);
@@ -1191,22 +1202,12 @@ fn round_lock(r: &mut Round<'_>) {
             kills += 1;
         }
     }
-    match lock.acquire_timeout(BOUND) {
-        Ok(g) => {
-            if let Err(why) = audit(&state, &count, &shm, false) {
-                r.violation(why);
-            }
-            drop(g);
-        }
-        Err(AcquireTimeoutError::OwnerDied(e)) => {
-            r.event("lock: dead holder reported to this process");
-            if let Err(why) = audit(&state, &count, &shm, true) {
-                r.violation(why);
-            }
-            drop(e.into_guard());
-        }
-        Err(AcquireTimeoutError::Timeout) => r.violation("the lock is wedged after the round"),
-    }
+    take_and_audit(
+        r,
+        &lock,
+        (&state, &count, &shm),
+        "the lock is wedged after the round",
+    );
     // Reported once, then clean.
     match lock.try_acquire() {
         Ok(g) => drop(g),
