@@ -159,6 +159,20 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     })
 }
 
+/// Encodes `value` into a flavor of the caller's (the pool worker's shared
+/// reply buffer).
+pub(crate) fn encode_with<T, F>(value: &T, flavor: F) -> Result<(), CodecError>
+where
+    T: Serialize + ?Sized,
+    F: postcard::ser_flavors::Flavor<Output = ()>,
+{
+    CUSTOM.with(|c| c.borrow_mut().take());
+    postcard::serialize_with_flavor(value, flavor).map_err(|e| CodecError::Unencodable {
+        type_name: std::any::type_name::<T>(),
+        reason: explain(e),
+    })
+}
+
 /// How many bytes `value` encodes to (a pass that writes nothing).
 pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
     CUSTOM.with(|c| c.borrow_mut().take());
@@ -223,7 +237,7 @@ impl<F: FnMut(&[u8]) -> bool> postcard::ser_flavors::Flavor for Sink<F> {
 /// for the few bytes of a varint: fixed-size loads and stores that overlap
 /// in the middle (a byte loop would be turned back into a `memcpy` call).
 #[inline(always)]
-fn small_copy(to: &mut [u8], from: &[u8]) {
+pub(crate) fn small_copy(to: &mut [u8], from: &[u8]) {
     let n = from.len();
     match n {
         0 => {}
@@ -342,6 +356,111 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         SCRATCH.with(|s| s.set(buf));
     }
     result
+}
+
+/// The items of an encoded `Vec<T>` (or slice), decoded one at a time, so a
+/// caller knows where each one ends.
+pub(crate) struct Items<'a> {
+    rest: &'a [u8],
+    whole: usize,
+    left: usize,
+}
+
+impl<'a> Items<'a> {
+    /// Reads the count at the front of `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Result<Items<'a>, CodecError> {
+        let (count, rest): (usize, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| CodecError::Corrupt {
+                type_name: "a sequence's length",
+                reason: explain(e),
+            })?;
+        Ok(Items {
+            rest,
+            whole: bytes.len(),
+            left: count,
+        })
+    }
+
+    /// Where the items not yet taken start, from the start of the bytes.
+    pub(crate) fn offset(&self) -> usize {
+        self.whole - self.rest.len()
+    }
+
+    /// The next item, or `None` after the last (trailing bytes are an error).
+    pub(crate) fn next<T: DeserializeOwned>(&mut self) -> Option<Result<T, CodecError>> {
+        if self.left == 0 {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let trailing = self.rest.len();
+            self.rest = &[];
+            return Some(Err(CodecError::Corrupt {
+                type_name: std::any::type_name::<T>(),
+                reason: format!("{trailing} trailing bytes"),
+            }));
+        }
+        self.left -= 1;
+        CUSTOM.with(|c| c.borrow_mut().take());
+        match postcard::take_from_bytes(self.rest) {
+            Ok((value, rest)) => {
+                self.rest = rest;
+                Some(Ok(value))
+            }
+            Err(e) => {
+                self.left = 0;
+                self.rest = &[];
+                Some(Err(CodecError::Corrupt {
+                    type_name: std::any::type_name::<T>(),
+                    reason: explain(e),
+                }))
+            }
+        }
+    }
+}
+
+/// Decodes `count` values of `T` encoded one after another (postcard's
+/// encoding of a tuple: no length in front) from the front of `bytes`;
+/// returns them and the bytes after. Room is reserved for no more values
+/// than the bytes could hold, so a lying count allocates nothing extra.
+pub(crate) fn decode_run<T: DeserializeOwned>(
+    bytes: &[u8],
+    count: usize,
+    into: &mut Vec<T>,
+) -> Result<usize, CodecError> {
+    struct Run<'v, T>(usize, &'v mut Vec<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for Run<'_, T> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_tuple(self.0, self)
+        }
+    }
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Run<'_, T> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} values", self.0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            for _ in 0..self.0 {
+                match seq.next_element()? {
+                    Some(value) => self.1.push(value),
+                    None => return Err(serde::de::Error::invalid_length(self.1.len(), &self)),
+                }
+            }
+            Ok(())
+        }
+    }
+    let corrupt = |reason| CodecError::Corrupt {
+        type_name: std::any::type_name::<T>(),
+        reason,
+    };
+    let size = size_of::<T>().max(1);
+    into.reserve(count.min(bytes.len().max(1)).min((4 << 20) / size));
+    CUSTOM.with(|c| c.borrow_mut().take());
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    serde::de::DeserializeSeed::deserialize(Run(count, into), &mut de)
+        .map_err(|e| corrupt(explain(e)))?;
+    let rest = de.finalize().map_err(|e| corrupt(explain(e)))?;
+    Ok(bytes.len() - rest.len())
 }
 
 /// Decodes a whole buffer as `T`; trailing bytes are an error.

@@ -98,6 +98,20 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// A pool task ran longer than its timeout: its worker was killed and
+    /// replaced, and the task failed alone (the other inputs of its chunk
+    /// went on).
+    #[error("a task ran past its timeout of {timeout:?} in pool worker {pid}, which was killed")]
+    TaskTimedOut {
+        /// The worker that was running it.
+        pid: u32,
+        /// The timeout it ran past.
+        timeout: std::time::Duration,
+    },
+    /// The task was cancelled ([`AsyncResult::cancel`](crate::AsyncResult::cancel),
+    /// or an `imap` dropped before its end) before it finished.
+    #[error("the task was cancelled")]
+    Cancelled,
     /// An argument is out of range (a pool of 0 processes, a chunk size of 0).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -138,6 +152,61 @@ pub enum Error {
     /// An operating-system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl Error {
+    /// The pid of the process a failure happened in, if it names one.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            Error::Killed { pid, .. }
+            | Error::Exited { pid, .. }
+            | Error::WorkerFailed { pid, .. }
+            | Error::Panicked { pid, .. }
+            | Error::TaskTimedOut { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// Another copy of a pool task's error, for each input of a chunk that
+    /// failed as a whole (errors that carry an `io::Error` are copied as
+    /// their text).
+    pub(crate) fn copy(&self) -> Error {
+        match self {
+            Error::Killed { pid, signal } => Error::Killed {
+                pid: *pid,
+                signal: *signal,
+            },
+            Error::Exited { pid, code } => Error::Exited {
+                pid: *pid,
+                code: *code,
+            },
+            Error::WorkerFailed { pid, reason } => Error::WorkerFailed {
+                pid: *pid,
+                reason: reason.clone(),
+            },
+            Error::Panicked {
+                pid,
+                message,
+                location,
+            } => Error::Panicked {
+                pid: *pid,
+                message: message.clone(),
+                location: location.clone(),
+            },
+            Error::TaskTimedOut { pid, timeout } => Error::TaskTimedOut {
+                pid: *pid,
+                timeout: *timeout,
+            },
+            Error::Cancelled => Error::Cancelled,
+            Error::PoolClosed => Error::PoolClosed,
+            Error::PoolTerminated => Error::PoolTerminated,
+            Error::PoolBroken { reason } => Error::PoolBroken {
+                reason: reason.clone(),
+            },
+            Error::ResultTaken => Error::ResultTaken,
+            other => Error::Io(io::Error::other(other.to_string())),
+        }
+    }
 }
 
 /// `Result<T, multiproc::Error>`.

@@ -416,29 +416,35 @@ pub fn decode_as(bytes: &[u8]) {
     try_decode::<Record>(bytes);
     try_decode::<Result<Vec<u64>, String>>(bytes);
     // The pool: a task body, and the replies the parent parses.
-    if let Some((name, items)) = wire::parse_task(bytes) {
-        assert!(name.len() + 2 <= bytes.len());
-        try_decode::<Vec<(u64,)>>(items);
-        try_decode::<Vec<(String, Vec<u8>)>>(items);
+    if let Some(parts) = wire::parse_task(bytes) {
+        assert!(parts.name.len() + 10 <= bytes.len());
+        try_decode::<Vec<(u64,)>>(parts.items);
+        try_decode::<Vec<(String, Vec<u8>)>>(parts.items);
+        if let Ok(mut calls) = codec::Items::new(parts.items) {
+            while let Some(Ok(_)) = calls.next::<(u64,)>() {
+                assert!(calls.offset() <= parts.items.len());
+            }
+        }
     }
     pool_reply(bytes);
 }
 
 /// A pool reply body as the parent reads it (`dispatch::reply`,
-/// `result::decode_chunk`).
+/// `result::outcomes`), as if for a chunk of 64 calls.
 fn pool_reply(body: &[u8]) {
     let Some((&tag, rest)) = body.split_first() else {
         return;
     };
     match tag {
         wire::DONE => {
-            let Some(payload) = rest.get(8..) else { return };
-            if let Some((&mode, results)) = payload.split_first() {
-                if mode == wire::ALL_OK {
-                    let _ = codec::decode::<Vec<String>>(results);
-                } else {
-                    let _ = codec::decode::<Vec<Result<u64, wire::TaskFailure>>>(results);
-                }
+            let Some(values) = rest.get(8..) else { return };
+            let Some(first) = values.get(..8) else { return };
+            let first = u64::from_le_bytes(first.try_into().expect("8 bytes"));
+            let plain = usize::try_from(first).unwrap_or(usize::MAX).min(64);
+            let mut ok: Vec<String> = Vec::new();
+            if let Ok(used) = codec::decode_run(&values[8..], plain, &mut ok) {
+                let mut rest: Vec<Result<u64, wire::TaskFailure>> = Vec::new();
+                let _ = codec::decode_run(&values[8 + used..], 64 - plain, &mut rest);
             }
         }
         wire::FAILED => {
@@ -500,8 +506,8 @@ pub fn stream_recv(bytes: &[u8]) {
                     Ok(Some(frame)) => {
                         taken += 8 + frame.len();
                         assert!(taken <= stream.len(), "InBuf: frames beyond the input");
-                        if let Some((_, items)) = wire::parse_task(frame) {
-                            let _ = codec::decode::<Vec<(u64,)>>(items);
+                        if let Some(parts) = wire::parse_task(frame) {
+                            let _ = codec::decode::<Vec<(u64,)>>(parts.items);
                         }
                         pool_reply(frame);
                     }

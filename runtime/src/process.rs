@@ -373,6 +373,11 @@ impl ChildProcess {
     pub fn kill(&self) -> Result<()> {
         Ok(self.shared.signal(libc::SIGKILL)?)
     }
+
+    /// Sends `signal` through the pidfd (nothing if the child was reaped).
+    pub(crate) fn send_signal(&self, signal: libc::c_int) -> Result<()> {
+        Ok(self.shared.signal(signal)?)
+    }
 }
 
 fn far_future() -> Instant {

@@ -44,8 +44,9 @@ pub trait Worker: Copy + Send + Sync + 'static {
 pub(crate) type RunFn = fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>;
 
 /// For a pool: decodes a chunk of argument tuples, runs each call under
-/// `catch_unwind`, appends the encoded results to the buffer.
-pub(crate) type ChunkFn = fn(&[u8], &mut Vec<u8>) -> Result<(), CodecError>;
+/// `catch_unwind`, appends each encoded result to the worker's reply buffer
+/// as it returns.
+pub(crate) type ChunkFn = fn(&[u8], &mut crate::pool::ChunkRun<'_>) -> Result<(), CodecError>;
 
 /// What the registry holds for one worker.
 #[doc(hidden)]

@@ -6,12 +6,16 @@
 //! an idle worker's socket (no thread hop on the way out). The dispatcher
 //! thread polls every worker's socket and pidfd: it reads replies and hands
 //! them to their owners, refills workers as they finish, finishes writes that
-//! would have blocked, and, when a pidfd says a worker died, fails exactly
-//! the tasks that worker had received, naming its pid and how it died, then
-//! starts a replacement. Writes never block, so a slow worker never holds
+//! would have blocked, and, when a pidfd says a worker died, reads what the
+//! worker left on its progress board (`progress.rs`): replies it had not
+//! sent are delivered, the one input it was running fails (naming its pid
+//! and how it died), and every input it had not begun goes back to the
+//! queue; then a replacement starts. The dispatcher also stops inputs that
+//! run past their timeout. Writes never block, so a slow worker never holds
 //! up the others. Type-erased throughout: tasks and replies are bytes.
 
-use super::result::{Delivery, Done, Sink};
+use super::progress::{Board, BoardFd, Remains, now_ns};
+use super::result::{Delivery, Piece, Sink, Slot};
 use super::serve::{self, Channel, InitCall, Initializer};
 use super::wire::{self, InBuf};
 use crate::codec;
@@ -22,6 +26,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{self, MsgFlags, Shutdown};
+use nix::sys::wait::{self, WaitPidFlag, WaitStatus};
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -35,18 +40,71 @@ use std::time::{Duration, Instant};
 const QUEUED_WORK_NS: u64 = 1_000_000;
 /// The most tasks one worker holds at once.
 const MAX_WINDOW: u64 = 64;
-/// This many workers in a row dying before they start breaks the pool.
-const MAX_EARLY_DEATHS: u32 = 10;
+/// Workers that die before they start are restarted after a back-off that
+/// doubles from the first to the second, for as long as there is work.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(1));
+/// This many initializers in a row failing break the pool.
+const MAX_INIT_FAILURES: u32 = 3;
+/// This many workers in a row exiting with the status of a child that
+/// cannot run its worker (2) before they start break the pool.
+const MAX_REFUSALS: u32 = 5;
+/// The longest the dispatcher waits for a worker to stop (`SIGSTOP`) before
+/// it reads its board anyway.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long `terminate` lets a worker die of SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(1);
 
 /// A task: a whole frame for the worker, and who wants the reply.
 pub(crate) struct Task {
-    pub(crate) frame: Vec<u8>,
-    pub(crate) sink: Sink,
+    frame: Vec<u8>,
+    sink: Sink,
     /// A chunk of several calls: worth pipelining (two per worker) however
     /// long it runs, since moving its data takes time too.
-    pub(crate) batch: bool,
+    batch: bool,
+    /// The calls in the frame.
+    len: usize,
+    /// What became of the calls before them, for the rest of a chunk whose
+    /// worker died.
+    prefix: Vec<Piece>,
+    /// The timeout of each call (also in the frame).
+    timeout: Option<Duration>,
+}
+
+impl Task {
+    pub(crate) fn new(frame: Vec<u8>, sink: Sink, batch: bool, len: usize) -> Task {
+        let timeout = match wire::task_timeout_ns(&frame) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        };
+        Task {
+            frame,
+            sink,
+            batch,
+            len,
+            prefix: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// The task's owner and everything that became of its calls, `last` the
+    /// end of it.
+    fn finish(mut self, last: Piece) -> (Sink, Delivery) {
+        self.prefix.push(last);
+        (self.sink, self.prefix)
+    }
+
+    /// Fails the calls of this task that are not accounted for yet.
+    fn fail(self, error: Error) -> (Sink, Delivery) {
+        let count = self.len;
+        self.finish(Piece::Failed { count, error })
+    }
+}
+
+/// How long to wait before starting a worker after `deaths` in a row died
+/// before they started: 1 ms, doubling, at most 1 s.
+fn backoff(deaths: u32) -> Duration {
+    let doublings = deaths.saturating_sub(1).min(20);
+    BACKOFF.0.saturating_mul(1 << doublings).min(BACKOFF.1)
 }
 
 /// Another copy of a refusal (`PoolClosed` or `PoolBroken`).
@@ -59,13 +117,11 @@ fn refused_again(e: &Error) -> Error {
     }
 }
 
-/// A task a worker holds: its owner, and whether it is a batch.
-type Held = (Sink, bool);
-
 pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) init: Option<Arc<Initializer>>,
+    pub(crate) task_timeout: Option<Duration>,
 }
 
 /// What the `Pool` handle, its results and the dispatcher share.
@@ -92,7 +148,11 @@ struct Stats {
     task_ns: u64,
     /// Workers in a row that died before they said `READY`.
     early_deaths: u32,
-    /// Why the initializer failed, if it did.
+    /// Of those, how many in a row exited with status 2.
+    refusals: u32,
+    /// Initializers in a row that failed.
+    init_failures: u32,
+    /// Why the initializer last failed.
     init_failed: Option<String>,
 }
 
@@ -111,20 +171,32 @@ pub(crate) struct Io {
     pidfd: Option<OwnedFd>,
 }
 
+/// Why the pool killed a worker: what its running input fails with.
+#[derive(Clone, Copy)]
+enum Doom {
+    TimedOut(Duration),
+    Cancelled,
+}
+
 /// One worker process, as the parent sees it.
 struct Member {
     child: ChildProcess,
     pid: u32,
     io: Arc<Io>,
-    /// Frames assigned and not yet fully written; `out_off` bytes of the
-    /// first are written.
-    out: VecDeque<Vec<u8>>,
+    board: Board,
+    /// The tasks assigned to this worker and not yet answered, oldest
+    /// first. The first `written` are wholly written to its socket; of the
+    /// next, `out_off` bytes are.
+    inflight: VecDeque<Task>,
+    written: usize,
     out_off: usize,
     inbuf: InBuf,
-    /// Owners of the tasks assigned to this worker, oldest first; the last
-    /// `out.len()` of them are (wholly or partly) unwritten.
-    inflight: VecDeque<Held>,
+    /// Tasks assigned (the sequence number of the next one).
     sent: u64,
+    /// Replies received (the sequence number of `inflight[0]`).
+    replied: u64,
+    /// Set when the pool killed it.
+    doom: Option<Doom>,
     ready: bool,
     write_failed: bool,
     read_eof: bool,
@@ -184,6 +256,11 @@ impl Shared {
         lock(&self.state)
     }
 
+    /// The timeout every task gets unless a call sets another.
+    pub(crate) fn task_timeout(&self) -> Option<Duration> {
+        self.config.task_timeout
+    }
+
     fn wake(&self) {
         let _ = self.wake.write(1);
     }
@@ -220,7 +297,8 @@ impl Shared {
             drop(state);
             // Each refused task gets the refusal, then the caller gets it too.
             for task in tasks {
-                task.sink.deliver(Err(refused_again(&e)));
+                let (sink, delivery) = task.fail(refused_again(&e));
+                sink.deliver(delivery);
             }
             return Err(e);
         }
@@ -239,7 +317,7 @@ impl Shared {
                 w.inflight.len() == 1
                     && w.inflight
                         .back()
-                        .and_then(|(sink, _)| sink.as_slot())
+                        .and_then(|task| task.sink.as_slot())
                         .is_some_and(|slot| Arc::ptr_eq(slot, &mine))
             };
             if let Some(w) = state
@@ -302,9 +380,117 @@ impl Shared {
         }
     }
 
-    /// Drops the queued (not yet assigned) tasks that feed `stream`.
-    pub(crate) fn cancel(&self, stream: &Arc<super::result::Stream>) {
-        self.lock().queue.retain(|task| !task.sink.feeds(stream));
+    /// Drops the tasks that feed `stream` and have not begun: an `imap`
+    /// dropped before its end. Tasks already running finish; their results
+    /// are dropped.
+    pub(crate) fn cancel_stream(&self, stream: &Arc<super::result::Stream>) {
+        self.cancel_where(|sink| sink.feeds(stream), false);
+    }
+
+    /// Cancels the tasks that fill `slots`: those not begun never run, and
+    /// a worker running one is killed (its other tasks go elsewhere).
+    pub(crate) fn cancel_slots(&self, slots: &[Arc<Slot>]) {
+        let ours = |sink: &Sink| {
+            sink.as_slot()
+                .is_some_and(|s| slots.iter().any(|o| Arc::ptr_eq(s, o)))
+        };
+        self.cancel_where(ours, true);
+    }
+
+    fn cancel_where(&self, ours: impl Fn(&Sink) -> bool, kill_running: bool) {
+        let mut deliveries = Vec::new();
+        let mut state = self.lock();
+        let cancelled = |task: Task| task.fail(Error::Cancelled);
+        let queue = std::mem::take(&mut state.queue);
+        for task in queue {
+            if ours(&task.sink) {
+                deliveries.push(cancelled(task));
+            } else {
+                state.queue.push_back(task);
+            }
+        }
+        for w in &mut state.workers {
+            if w.read_eof || w.doom.is_some() || !w.inflight.iter().any(|t| ours(&t.sink)) {
+                continue;
+            }
+            // Tasks not yet written at all come back out of the queue-to-write.
+            let first_unwritten = w.written + usize::from(w.out_off > 0);
+            let mut i = w.inflight.len();
+            while i > first_unwritten {
+                i -= 1;
+                if ours(&w.inflight[i].sink) {
+                    let task = w.inflight.remove(i).expect("in range");
+                    w.sent -= 1; // it never reached the worker
+                    deliveries.push(cancelled(task));
+                }
+            }
+            // For the rest, the worker must be held still to know which it has
+            // begun.
+            if !w.inflight.iter().any(|t| ours(&t.sink)) {
+                continue;
+            }
+            let stopped = w.stop();
+            let (started, finished) = (w.board.started(), w.board.finished());
+            let mut kill = false;
+            for (i, task) in w.inflight.iter_mut().enumerate() {
+                if !ours(&task.sink) || task.sink.is_detached() {
+                    continue;
+                }
+                let seq = w.replied + i as u64;
+                if seq >= started {
+                    w.board.cancel(seq); // it will be skipped
+                } else if seq >= finished {
+                    if !kill_running {
+                        continue; // it runs to its end; nobody reads the result
+                    }
+                    kill = true;
+                }
+                let count = task.len;
+                let sink = task.sink.detach();
+                deliveries.push((
+                    sink,
+                    vec![Piece::Failed {
+                        count,
+                        error: Error::Cancelled,
+                    }],
+                ));
+            }
+            if kill {
+                w.doom = Some(Doom::Cancelled);
+                let _ = w.child.kill();
+            } else if stopped {
+                w.resume();
+            }
+        }
+        // Tasks of the stream were cancelled as a whole: their sinks were
+        // detached above and deliver nothing.
+        let blocked = state.flush_all(false);
+        drop(state);
+        if blocked || kill_running {
+            self.wake();
+        }
+        for (sink, delivery) in deliveries {
+            sink.deliver(delivery);
+        }
+    }
+
+    /// The pid of a worker running one of the tasks that fill `slots`.
+    pub(crate) fn running_pid(&self, slots: &[&Arc<Slot>]) -> Option<u32> {
+        let state = self.lock();
+        for w in &state.workers {
+            let (started, finished) = (w.board.started(), w.board.finished());
+            for (i, task) in w.inflight.iter().enumerate() {
+                let seq = w.replied + i as u64;
+                let mine = task
+                    .sink
+                    .as_slot()
+                    .is_some_and(|s| slots.iter().any(|o| Arc::ptr_eq(s, o)));
+                if mine && seq < started && seq >= finished {
+                    return Some(w.pid);
+                }
+            }
+        }
+        None
     }
 
     pub(crate) fn close(&self) {
@@ -328,7 +514,7 @@ impl Shared {
         self.lock()
             .workers
             .iter()
-            .filter(|w| !w.retiring)
+            .filter(|w| !w.retiring && w.doom.is_none())
             .map(|w| w.pid)
             .collect()
     }
@@ -409,6 +595,8 @@ impl Shared {
                 let exited = exited || (w.io.pidfd.is_none() && w.child.exitcode().is_some());
                 if exited {
                     died.push(i);
+                } else {
+                    w.enforce_timeout();
                 }
             }
             for &i in died.iter().rev() {
@@ -436,17 +624,17 @@ impl Shared {
     /// After any change: fail what cannot run, retire idle workers that
     /// should go, and hand queued tasks to workers with room.
     fn tend(&self, state: &mut State, deliveries: &mut Vec<(Sink, Delivery)>) {
-        if let Some(why) = state.stats.init_failed.take() {
-            state.broken.get_or_insert(why);
+        if state.stats.init_failures >= MAX_INIT_FAILURES && state.broken.is_none() {
+            let why = state.stats.init_failed.clone().unwrap_or_default();
+            state.broken = Some(format!(
+                "{why} ({MAX_INIT_FAILURES} initializers in a row failed)"
+            ));
         }
         if let Some(reason) = &state.broken {
             for task in state.queue.drain(..) {
-                deliveries.push((
-                    task.sink,
-                    Err(Error::PoolBroken {
-                        reason: reason.clone(),
-                    }),
-                ));
+                deliveries.push(task.fail(Error::PoolBroken {
+                    reason: reason.clone(),
+                }));
             }
         }
         let winding_down = (state.closed || state.broken.is_some()) && state.queue.is_empty();
@@ -480,10 +668,18 @@ impl Shared {
         state.workers.extend(started);
         state.retry_spawn_at = None;
         if let Some(e) = failure {
-            if state.workers.iter().all(|w| w.retiring) {
+            // A binary that cannot be executed stays so; anything else (out
+            // of descriptors, processes or memory) may pass: try again later.
+            let lasting = matches!(&e, Error::Spawn(io) if matches!(
+                io.raw_os_error(),
+                Some(libc::ENOENT | libc::EACCES | libc::ENOEXEC | libc::ENOTDIR | libc::ELOOP)
+            ));
+            if lasting && state.workers.iter().all(|w| w.retiring) {
                 state.broken = Some(format!("cannot start a pool worker: {e}"));
             } else {
-                state.retry_spawn_at = Some(Instant::now() + Duration::from_millis(100));
+                state.stats.early_deaths += 1;
+                let backoff = backoff(state.stats.early_deaths);
+                state.retry_spawn_at = Some(Instant::now() + backoff);
             }
         }
         self.tend(&mut state, &mut deliveries);
@@ -499,7 +695,7 @@ impl Shared {
         let mut state = self.lock();
         let mut deliveries = Vec::new();
         for task in state.queue.drain(..) {
-            deliveries.push((task.sink, Err(Error::PoolTerminated)));
+            deliveries.push(task.fail(Error::PoolTerminated));
         }
         let workers = std::mem::take(&mut state.workers);
         drop(state);
@@ -507,8 +703,8 @@ impl Shared {
             let _ = w.child.terminate();
         }
         for mut w in workers {
-            for (sink, _) in w.inflight.drain(..) {
-                deliveries.push((sink, Err(Error::PoolTerminated)));
+            for task in w.inflight.drain(..) {
+                deliveries.push(task.fail(Error::PoolTerminated));
             }
             let reaped = w.child.join_timeout(TERM_GRACE).ok().flatten();
             if reaped.is_none() {
@@ -551,9 +747,12 @@ impl State {
             if w.watched {
                 events |= PollFlags::POLLIN;
             }
-            w.pollout_armed = w.blocked && !w.out.is_empty() && !w.write_failed;
+            w.pollout_armed = w.blocked && w.unwritten() > 0 && !w.write_failed;
             if w.pollout_armed {
                 events |= PollFlags::POLLOUT;
+            }
+            if let Some(check) = w.next_deadline_check() {
+                timeout = Some(timeout.map_or(check, |t| t.min(check)));
             }
             if w.io.pidfd.is_none() {
                 // No pidfd (Linux < 5.3): look at the exit status now and then.
@@ -611,6 +810,7 @@ impl State {
                     w.ready
                         && !w.retiring
                         && !w.write_failed
+                        && w.doom.is_none()
                         && w.inflight.len() < window
                         && (w.inflight.is_empty() || now - w.head_since < overdue)
                         && max_tasks.is_none_or(|max| w.sent < max)
@@ -621,8 +821,7 @@ impl State {
                 w.head_since = now;
             }
             let task = self.queue.pop_front().expect("not empty");
-            w.out.push_back(task.frame);
-            w.inflight.push_back((task.sink, task.batch));
+            w.inflight.push_back(task);
             w.sent += 1;
         }
     }
@@ -646,9 +845,8 @@ impl State {
     fn flush_all(&mut self, eager_only: bool) -> bool {
         let mut wake = false;
         for w in &mut self.workers {
-            let written = w.inflight.len() - w.out.len();
-            let batches = w.inflight.back().is_some_and(|(_, batch)| *batch);
-            if w.out.is_empty() || (eager_only && batches && written >= 2) {
+            let batches = w.inflight.back().is_some_and(|task| task.batch);
+            if w.unwritten() == 0 || (eager_only && batches && w.written >= 2) {
                 continue;
             }
             if w.flush() && !w.pollout_armed {
@@ -658,8 +856,9 @@ impl State {
         wake
     }
 
-    /// A worker died: keep what it finished, put back what it never
-    /// received, fail what it held, and reap it.
+    /// A worker died: deliver what it finished (sent or not), fail the
+    /// input it was running, put back every input it had not begun, and
+    /// reap it.
     fn bury(&mut self, mut w: Member, deliveries: &mut Vec<(Sink, Delivery)>) {
         w.read_replies(deliveries, &mut self.stats);
         let code = w.child.join().unwrap_or(255);
@@ -668,29 +867,48 @@ impl State {
         }
         if !w.ready {
             self.stats.early_deaths += 1;
-        }
-        // Frames not even partly written never reached the worker.
-        let partly = usize::from(w.out_off > 0);
-        while w.out.len() > partly {
-            let frame = w.out.pop_back().expect("len checked");
-            let (sink, batch) = w.inflight.pop_back().expect("one owner per frame");
-            self.queue.push_front(Task { frame, sink, batch });
+            self.stats.refusals = if code == 2 {
+                self.stats.refusals + 1
+            } else {
+                0
+            };
+            self.retry_spawn_at = Some(Instant::now() + backoff(self.stats.early_deaths));
         }
         let pid = w.pid;
-        let died = || {
-            if code < 0 {
-                Error::Killed { pid, signal: -code }
-            } else {
-                Error::Exited { pid, code }
-            }
+        let cause = match w.doom {
+            Some(Doom::TimedOut(timeout)) => Error::TaskTimedOut { pid, timeout },
+            Some(Doom::Cancelled) => Error::Cancelled,
+            None if code < 0 => Error::Killed { pid, signal: -code },
+            None => Error::Exited { pid, code },
         };
-        for (sink, _) in w.inflight.drain(..) {
-            deliveries.push((sink, Err(died())));
+        let begun = match w.board.remains() {
+            Ok(remains) => w.recover(remains, cause, deliveries, &mut self.stats),
+            Err(_) => Err(cause),
+        };
+        if let Err(cause) = begun {
+            // The board cannot be read: the tasks the worker may have begun
+            // fail, as before boards existed.
+            let started = w.board.started();
+            while w.replied < started {
+                let Some(task) = w.inflight.pop_front() else {
+                    break;
+                };
+                w.replied += 1;
+                deliveries.push(task.fail(cause.copy()));
+            }
         }
-        if self.stats.early_deaths >= MAX_EARLY_DEATHS && self.broken.is_none() {
+        // Tasks it had not begun go back to the front of the queue, in order.
+        while let Some(task) = w.inflight.pop_back() {
+            if task.sink.is_detached() {
+                continue; // cancelled
+            }
+            self.queue.push_front(task);
+        }
+        if self.stats.refusals >= MAX_REFUSALS && self.broken.is_none() {
             self.broken = Some(format!(
-                "{MAX_EARLY_DEATHS} workers in a row died before they could start; the last: {}",
-                died()
+                "{MAX_REFUSALS} pool workers in a row exited with status 2 before they could \
+                 start: the child cannot run its pool worker (its stderr says why); the last \
+                 was pid {pid}"
             ));
         }
     }
@@ -699,7 +917,12 @@ impl State {
 impl Member {
     fn spawn(config: &Config) -> Result<Member> {
         let (ours, theirs) = Conn::pair()?;
-        let args = (Channel(theirs.into_fd()), InitCall(config.init.clone()));
+        let board = Board::new()?;
+        let args = (
+            Channel(theirs.into_fd()),
+            BoardFd(board.fd().try_clone_to_owned()?),
+            InitCall(config.init.clone()),
+        );
         let mut process = Process::new(serve::pool_worker, args);
         let name = process.name().replacen("Process-", "PoolWorker-", 1);
         process.set_name(name);
@@ -714,11 +937,14 @@ impl Member {
                 sock: ours.into_fd(),
                 pidfd,
             }),
-            out: VecDeque::new(),
+            board,
+            inflight: VecDeque::new(),
+            written: 0,
             out_off: 0,
             inbuf: InBuf::new(),
-            inflight: VecDeque::new(),
             sent: 0,
+            replied: 0,
+            doom: None,
             ready: false,
             write_failed: false,
             read_eof: false,
@@ -731,15 +957,20 @@ impl Member {
         })
     }
 
-    /// Writes as much of `out` as the socket takes now; returns whether it
-    /// would block with bytes left.
+    /// Tasks assigned and not yet wholly written.
+    fn unwritten(&self) -> usize {
+        self.inflight.len() - self.written
+    }
+
+    /// Writes as much of the unwritten tasks as the socket takes now;
+    /// returns whether it would block with bytes left.
     fn flush(&mut self) -> bool {
         self.blocked = false;
-        while !self.out.is_empty() && !self.write_failed {
-            let mut iov = Vec::with_capacity(self.out.len().min(64));
-            for (i, frame) in self.out.iter().take(64).enumerate() {
+        while self.unwritten() > 0 && !self.write_failed {
+            let mut iov = Vec::with_capacity(self.unwritten().min(64));
+            for (i, task) in self.inflight.iter().skip(self.written).take(64).enumerate() {
                 let skip = if i == 0 { self.out_off } else { 0 };
-                iov.push(IoSlice::new(&frame[skip..]));
+                iov.push(IoSlice::new(&task.frame[skip..]));
             }
             let sent = socket::sendmsg::<()>(
                 self.io.sock.as_raw_fd(),
@@ -751,10 +982,10 @@ impl Member {
             match sent {
                 Ok(mut n) => {
                     while n > 0 {
-                        let left = self.out[0].len() - self.out_off;
+                        let left = self.inflight[self.written].frame.len() - self.out_off;
                         if n >= left {
                             n -= left;
-                            self.out.pop_front();
+                            self.written += 1;
                             self.out_off = 0;
                         } else {
                             self.out_off += n;
@@ -772,6 +1003,86 @@ impl Member {
             }
         }
         false
+    }
+
+    /// Stops the worker (`SIGSTOP`) and waits until it has stopped, so its
+    /// board holds still; returns whether it did stop (it may have died).
+    fn stop(&self) -> bool {
+        let Some(pidfd) = self.io.pidfd.as_ref() else {
+            return false; // no pidfd: no way to wait for the stop
+        };
+        if self.child.send_signal(libc::SIGSTOP).is_err() {
+            return false;
+        }
+        let flags = WaitPidFlag::WSTOPPED
+            | WaitPidFlag::WEXITED
+            | WaitPidFlag::WNOWAIT
+            | WaitPidFlag::WNOHANG;
+        let start = Instant::now();
+        let mut nap = Duration::from_micros(2);
+        while start.elapsed() < STOP_WAIT {
+            match wait::waitid(wait::Id::PIDFd(pidfd.as_fd()), flags) {
+                Ok(WaitStatus::Stopped(..)) => return true,
+                Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+                Ok(_) | Err(_) => return false, // exited, or not ours to wait for
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+        true // stuck in the kernel: read the board anyway
+    }
+
+    fn resume(&self) {
+        let _ = self.child.send_signal(libc::SIGCONT);
+    }
+
+    /// The timeout of the task the worker is on, if the task it is most
+    /// likely on has one: the one after those it has finished.
+    fn running_timeout(&self) -> Option<Duration> {
+        let finished = self.board.finished().max(self.replied);
+        let index = usize::try_from(finished - self.replied).ok()?;
+        self.inflight
+            .get(index.min(self.written.saturating_sub(1)))?
+            .timeout
+    }
+
+    /// When to look at this worker's deadline next, if any of its tasks has
+    /// a timeout.
+    fn next_deadline_check(&self) -> Option<Duration> {
+        if self.doom.is_some() || self.read_eof {
+            return None;
+        }
+        let shortest = self.inflight.iter().filter_map(|t| t.timeout).min()?;
+        Some(match self.board.deadline() {
+            Some(deadline) => Duration::from_nanos(deadline.saturating_sub(now_ns())),
+            // Nothing timed runs yet: no input can time out sooner.
+            None => shortest,
+        })
+    }
+
+    /// Kills the worker if the input it runs is past its deadline. The
+    /// board says so only as a hint; the worker is stopped and the board
+    /// read again, so that an input that finished meanwhile is not blamed
+    /// for the next one.
+    fn enforce_timeout(&mut self) {
+        if self.doom.is_some() || self.read_eof || self.inflight.is_empty() {
+            return;
+        }
+        let overdue = |board: &Board| {
+            let (begun, done) = board.inputs();
+            begun > done && board.deadline().is_some_and(|d| now_ns() >= d)
+        };
+        if !overdue(&self.board) {
+            return;
+        }
+        let stopped = self.stop();
+        if overdue(&self.board) {
+            let timeout = self.running_timeout().unwrap_or_default();
+            self.doom = Some(Doom::TimedOut(timeout));
+            let _ = self.child.kill();
+        } else if stopped {
+            self.resume();
+        }
     }
 
     /// Reads every reply available now and hands them out.
@@ -793,22 +1104,26 @@ impl Member {
             };
             let mut broken = None;
             loop {
-                match self.inbuf.next_frame() {
-                    Ok(Some(body)) => {
-                        let who = (self.pid, self.child.name());
-                        let replied = reply(body, who, &mut self.inflight, deliveries, stats);
-                        self.head_since = Instant::now();
-                        match replied {
-                            Ok(ready) => self.ready |= ready,
-                            Err(why) => {
-                                broken = Some(why);
-                                break;
-                            }
-                        }
-                    }
+                let body = match self.inbuf.next_frame() {
+                    Ok(Some(body)) => body,
                     Ok(None) => break,
                     Err(e) => {
                         broken = Some(e.to_string());
+                        break;
+                    }
+                };
+                let who = (self.pid, self.child.name());
+                let replied = reply(body, who, &mut self.inflight, deliveries, stats);
+                self.head_since = Instant::now();
+                match replied {
+                    Ok(Reply::Ready) => self.ready = true,
+                    Ok(Reply::Task) => {
+                        self.replied += 1;
+                        self.written = self.written.saturating_sub(1);
+                    }
+                    Ok(Reply::Other) => {}
+                    Err(why) => {
+                        broken = Some(why);
                         break;
                     }
                 }
@@ -825,48 +1140,177 @@ impl Member {
             }
         }
     }
+
+    /// After its death: delivers the replies the worker had finished but
+    /// not sent, then settles the task it had begun: the values of its
+    /// calls that returned, the failure of the one that was running, and
+    /// the rest of it back into `inflight` (which the caller requeues).
+    /// `Err` when the board does not add up: the caller fails what the
+    /// worker began.
+    fn recover(
+        &mut self,
+        left: Remains,
+        cause: Error,
+        deliveries: &mut Vec<(Sink, Delivery)>,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        let mut at = 0usize;
+        let mut seq = left.out_first;
+        while seq < left.finished {
+            let Some(len) = left.out.get(at..at + 8) else {
+                break;
+            };
+            let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+            let Some(end) = usize::try_from(len)
+                .ok()
+                .and_then(|l| (at + 8).checked_add(l))
+            else {
+                break;
+            };
+            let Some(body) = left.out.get(at + 8..end) else {
+                break;
+            };
+            if seq > self.replied {
+                return Err(cause); // a reply is missing
+            }
+            if seq == self.replied {
+                let who = (self.pid, self.child.name());
+                match reply(body, who, &mut self.inflight, deliveries, stats) {
+                    Ok(Reply::Task) => {
+                        self.replied += 1;
+                        self.written = self.written.saturating_sub(1);
+                    }
+                    _ => return Err(cause),
+                }
+            }
+            at = end;
+            seq += 1;
+        }
+        if left.started <= self.replied {
+            return Ok(()); // it had begun nothing it did not answer
+        }
+        if left.started != self.replied + 1 {
+            return Err(cause);
+        }
+        let Some(mut task) = self.inflight.pop_front() else {
+            return Err(cause);
+        };
+        self.replied += 1;
+        self.written = self.written.saturating_sub(1);
+        if task.sink.is_detached() {
+            return Ok(()); // cancelled: nothing of it is wanted
+        }
+        let counts = left
+            .done
+            .checked_sub(left.task_base)
+            .zip(left.begun.checked_sub(left.task_base))
+            .and_then(|(d, b)| Some((usize::try_from(d).ok()?, usize::try_from(b).ok()?)))
+            .filter(|&(done, begun)| done <= begun && begun <= done + 1 && begun <= task.len);
+        let Some((done, begun)) = counts else {
+            deliveries.push(task.fail(cause));
+            return Ok(());
+        };
+        if begun == 0 {
+            self.inflight.push_front(task); // none of it ran: it goes back whole
+            return Ok(());
+        }
+        if done > 0 {
+            let from = usize::try_from(left.run_at)
+                .ok()
+                .and_then(|at| at.checked_add(8 + wire::FIRST_FAILURE));
+            let Some(bytes) = from.and_then(|from| left.out.get(from..)) else {
+                deliveries.push(task.fail(cause));
+                return Ok(());
+            };
+            task.prefix.push(Piece::Values {
+                pid: self.pid,
+                count: done,
+                bytes: bytes.to_vec(),
+            });
+        }
+        let running = begun > done;
+        if running {
+            task.prefix.push(Piece::Failed {
+                count: 1,
+                error: cause,
+            });
+        }
+        let rest = task.len - begun;
+        if rest == 0 {
+            deliveries.push((task.sink, task.prefix));
+            return Ok(());
+        }
+        task.len = rest;
+        match wire::rest_of_task(&task.frame, left.rest, rest) {
+            Some(frame) => {
+                task.frame = frame;
+                self.inflight.push_front(task);
+            }
+            None => {
+                let error = Error::WorkerFailed {
+                    pid: self.pid,
+                    reason: "its progress board does not fit its task".into(),
+                };
+                deliveries.push(task.fail(error));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Handles one reply frame from worker `who` (pid, name); returns whether
-/// it said `READY`.
+/// What a reply frame was.
+enum Reply {
+    Ready,
+    /// The answer to the oldest task.
+    Task,
+    Other,
+}
+
+/// Handles one reply frame from worker `who` (pid, name).
 fn reply(
     body: &[u8],
     who: (u32, &str),
-    inflight: &mut VecDeque<Held>,
+    inflight: &mut VecDeque<Task>,
     deliveries: &mut Vec<(Sink, Delivery)>,
     stats: &mut Stats,
-) -> Result<bool, String> {
+) -> Result<Reply, String> {
     let (pid, name) = who;
     let (&tag, rest) = body.split_first().ok_or("an empty reply")?;
     match tag {
         wire::READY => {
             stats.early_deaths = 0;
-            return Ok(true);
+            stats.refusals = 0;
+            stats.init_failures = 0;
+            return Ok(Reply::Ready);
         }
         wire::DONE => {
             let nanos = rest.get(..8).ok_or("a short reply")?;
             stats.observe(u64::from_le_bytes(nanos.try_into().expect("8 bytes")));
-            let (sink, _) = inflight.pop_front().ok_or("a reply to no task")?;
-            let done = Done {
-                pid,
-                payload: rest[8..].to_vec(),
-            };
-            deliveries.push((sink, Ok(done)));
+            let task = inflight.pop_front().ok_or("a reply to no task")?;
+            let count = task.len;
+            let bytes = rest[8..].to_vec();
+            deliveries.push(task.finish(Piece::Values { pid, count, bytes }));
         }
         wire::FAILED => {
-            let (sink, _) = inflight.pop_front().ok_or("a reply to no task")?;
+            let task = inflight.pop_front().ok_or("a reply to no task")?;
             let reason = String::from_utf8_lossy(rest).into_owned();
-            deliveries.push((sink, Err(Error::WorkerFailed { pid, reason })));
+            deliveries.push(task.fail(Error::WorkerFailed { pid, reason }));
+        }
+        wire::SKIPPED => {
+            let task = inflight.pop_front().ok_or("a reply to no task")?;
+            deliveries.push(task.fail(Error::Cancelled));
         }
         wire::INIT_FAILED => {
             let (message, location): (String, Option<String>) =
                 codec::decode(rest).map_err(|e| e.to_string())?;
             let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
-            stats.init_failed.get_or_insert(format!(
+            stats.init_failures += 1;
+            stats.init_failed = Some(format!(
                 "the initializer failed in {name} (pid {pid}){at}: {message}"
             ));
+            return Ok(Reply::Other);
         }
         other => return Err(format!("a reply with unknown tag {other}")),
     }
-    Ok(false)
+    Ok(Reply::Task)
 }

@@ -1,7 +1,7 @@
 //! `imap` and `imap_unordered`: lazy over their input, with bounded prefetch.
 
 use super::dispatch::{Shared, Task};
-use super::result::{Sink, Stream, decode_chunk};
+use super::result::{Piece, Sink, Stream, outcomes};
 use super::wire;
 use crate::child;
 use crate::error::{Error, Result};
@@ -24,7 +24,11 @@ use std::sync::Arc;
 /// and why (a panic, a worker's death); iteration goes on after a failed
 /// item, as in Python. If the input iterator itself panics at item `k`, the
 /// results before `k` come first, then one [`Error::InputPanicked`], then
-/// the end. Dropping it early drops the chunks not yet handed to a worker.
+/// the end.
+///
+/// Dropping it before the end cancels the inputs that have not started:
+/// they never run. Inputs already running finish (their results are
+/// dropped); nothing is killed.
 ///
 /// ```
 /// use multiproc::{Pool, worker};
@@ -80,6 +84,8 @@ struct Lazy<W: Worker, I: Iterator> {
     inputs: Option<I>,
     to_args: fn(I::Item) -> W::Args,
     chunksize: usize,
+    /// Each input's timeout (0: none).
+    timeout_ns: u64,
     /// Most chunks submitted and not yet taken.
     prefetch: usize,
     stream: Arc<Stream>,
@@ -102,6 +108,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
         inputs: I,
         to_args: fn(I::Item) -> W::Args,
         chunksize: usize,
+        timeout_ns: u64,
         ordered: bool,
     ) -> Self {
         Lazy {
@@ -109,6 +116,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             inputs: Some(inputs),
             to_args,
             chunksize,
+            timeout_ns,
             prefetch: (processes * 4).max((processes * 128).div_ceil(chunksize)),
             stream: Stream::new(ordered),
             ordered,
@@ -161,14 +169,21 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             self.pulled += items.len();
             self.outstanding += items.len();
             self.lens.insert(seq, items.len());
-            match wire::task_frame(W::NAME, &items) {
-                Ok(frame) => tasks.push(Task {
+            match wire::task_frame(W::NAME, self.timeout_ns, &items) {
+                Ok(frame) => tasks.push(Task::new(
                     frame,
-                    sink: Sink::stream(&self.stream, seq),
-                    batch: self.chunksize > 1,
-                }),
+                    Sink::stream(&self.stream, seq),
+                    self.chunksize > 1,
+                    items.len(),
+                )),
                 // This chunk fails; the others go on.
-                Err(e) => self.stream.put(seq, Err(e.into())),
+                Err(e) => {
+                    let failed = Piece::Failed {
+                        count: items.len(),
+                        error: e.into(),
+                    };
+                    self.stream.put(seq, vec![failed]);
+                }
             }
         }
         if ended {
@@ -201,21 +216,13 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
                 index,
                 source: Box::new(source),
             };
-            match delivery.and_then(|done| Ok(decode_chunk::<W::Output>(done)?)) {
-                Ok(chunk) => {
-                    let results = chunk.into_results();
-                    self.ready.extend(
-                        results
-                            .enumerate()
-                            .map(|(i, r)| r.map_err(|e| fail(base + i, e))),
-                    );
-                }
-                Err(e) => {
-                    for i in 0..len {
-                        self.ready.push_back(Err(fail(base + i, replicate(&e))));
-                    }
-                }
-            }
+            let results = outcomes::<W::Output>(delivery, len);
+            self.ready.extend(
+                results
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| r.map_err(|e| fail(base + i, e))),
+            );
         }
     }
 
@@ -234,34 +241,10 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
     }
 }
 
-/// A copy of a pool error, for each item of a chunk that failed as a whole.
-fn replicate(e: &Error) -> Error {
-    match e {
-        Error::Killed { pid, signal } => Error::Killed {
-            pid: *pid,
-            signal: *signal,
-        },
-        Error::Exited { pid, code } => Error::Exited {
-            pid: *pid,
-            code: *code,
-        },
-        Error::WorkerFailed { pid, reason } => Error::WorkerFailed {
-            pid: *pid,
-            reason: reason.clone(),
-        },
-        Error::PoolClosed => Error::PoolClosed,
-        Error::PoolTerminated => Error::PoolTerminated,
-        Error::PoolBroken { reason } => Error::PoolBroken {
-            reason: reason.clone(),
-        },
-        other => Error::Io(std::io::Error::other(other.to_string())),
-    }
-}
-
 impl<W: Worker, I: Iterator> Drop for Lazy<W, I> {
     fn drop(&mut self) {
         if !self.lens.is_empty() {
-            self.shared.cancel(&self.stream);
+            self.shared.cancel_stream(&self.stream);
         }
     }
 }
@@ -275,9 +258,12 @@ macro_rules! iterator {
                 inputs: I,
                 to_args: fn(I::Item) -> W::Args,
                 chunksize: usize,
+                timeout_ns: u64,
             ) -> Self {
                 $name {
-                    inner: Lazy::new(shared, processes, inputs, to_args, chunksize, $ordered),
+                    inner: Lazy::new(
+                        shared, processes, inputs, to_args, chunksize, timeout_ns, $ordered,
+                    ),
                 }
             }
         }

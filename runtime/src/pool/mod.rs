@@ -2,13 +2,14 @@
 
 mod dispatch;
 mod imap;
+mod progress;
 mod result;
 mod serve;
 mod wire;
 
 pub use imap::{Imap, ImapUnordered};
 pub use result::AsyncResult;
-pub(crate) use serve::run_chunk;
+pub(crate) use serve::{ChunkRun, run_chunk};
 
 use crate::current;
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use result::{Part, Sink, Slot, collect_map, collect_one};
 use serve::Initializer;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`.
 ///
@@ -41,10 +43,19 @@ use std::thread::JoinHandle;
 ///
 /// What Python's `Pool` does not give:
 ///
-/// - A worker that dies (killed, aborted, out of memory, `exit`) fails the
-///   tasks it held, at once, with [`Error::Killed`] or [`Error::Exited`]
-///   naming its pid; it is replaced and every other task goes on. Python's
-///   pool hangs for ever there.
+/// - A worker that dies (killed, aborted, out of memory, `exit`) fails
+///   exactly the input it was running, at once, with [`Error::Killed`] or
+///   [`Error::Exited`] naming its pid. The inputs it had not begun (the rest
+///   of its chunk too) run on another worker, those it had finished keep
+///   their results, and no input runs twice; the worker is replaced.
+///   Python's pool hangs for ever there.
+/// - Timeouts that stop the task ([`PoolBuilder::task_timeout`],
+///   [`Pool::timeout`]): an input that runs too long has its worker killed
+///   and fails alone with [`Error::TaskTimedOut`]. [`AsyncResult::cancel`]
+///   stops one task the same way.
+/// - Workers that die while they start are restarted after a back-off (1 ms
+///   doubling to 1 s) for as long as there is work; tasks wait, they do
+///   not fail for it.
 /// - A task that panics fails alone with [`Error::Panicked`] (message and
 ///   location); its worker lives on.
 /// - The `imap`s are lazy over their input, with bounded prefetch.
@@ -100,6 +111,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     initializer: Option<Result<Initializer>>,
     max_tasks_per_child: Option<u64>,
+    task_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -113,6 +125,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("processes", &self.processes)
             .field("initializer", &init)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("task_timeout", &self.task_timeout)
             .finish()
     }
 }
@@ -193,6 +206,39 @@ impl PoolBuilder {
         self
     }
 
+    /// Limits every input of every task to `timeout` of run time (a task
+    /// waiting in the queue is not timed). An input that runs longer has its
+    /// worker killed and replaced, and fails alone with
+    /// [`Error::TaskTimedOut`], which names the worker's pid and the
+    /// timeout; the other inputs of its chunk run on. A per-call
+    /// [`Pool::timeout`] overrides it.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    /// use std::time::Duration;
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .processes(1)
+    ///     .task_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// match pool.apply(nap, (60_000,)) {
+    ///     Err(Error::TaskTimedOut { timeout, .. }) => assert_eq!(timeout, Duration::from_millis(500)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert_eq!(pool.apply(nap, (1,))?, 1); // a new worker took over
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
     /// Starts the workers. They start in the background: `build` returns
     /// once they are spawned, and tasks wait until a worker is ready.
     ///
@@ -218,6 +264,7 @@ impl PoolBuilder {
             processes,
             max_tasks: self.max_tasks_per_child,
             init,
+            task_timeout: self.task_timeout,
         })?;
         let runner = shared.clone();
         let dispatcher = std::thread::Builder::new()
@@ -325,18 +372,7 @@ impl Pool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn apply<W: Worker>(&self, worker: W, args: W::Args) -> Result<W::Output> {
-        let _ = worker;
-        let frame = wire::task_frame(W::NAME, std::slice::from_ref(&args))?;
-        let slot = Slot::new();
-        let task = Task {
-            frame,
-            sink: Sink::slot(&slot),
-            batch: false,
-        };
-        if let Some(io) = self.shared.submit_and_serve(task)? {
-            self.shared.serve(&io, &slot);
-        }
-        AsyncResult::new(vec![Part { slot, len: 1 }], collect_one::<W::Output>).get()
+        self.chunked(None).apply(worker, args)
     }
 
     /// Queues `worker(args)` and returns at once with a handle to its result:
@@ -365,18 +401,7 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let _ = worker;
-        let frame = wire::task_frame(W::NAME, std::slice::from_ref(&args))?;
-        let slot = Slot::new();
-        self.shared.submit([Task {
-            frame,
-            sink: Sink::slot(&slot),
-            batch: false,
-        }])?;
-        Ok(AsyncResult::new(
-            vec![Part { slot, len: 1 }],
-            collect_one::<W::Output>,
-        ))
+        self.chunked(None).apply_async(worker, args)
     }
 
     /// Runs a single-parameter worker on every input, in chunks, and returns
@@ -584,14 +609,47 @@ impl Pool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn chunksize(&self, chunksize: usize) -> Chunked<'_> {
-        check_chunksize(chunksize);
-        self.chunked(Some(chunksize))
+        self.chunked(None).chunksize(chunksize)
+    }
+
+    /// The `apply` and `map` families with every input limited to `timeout`
+    /// of run time, overriding [`PoolBuilder::task_timeout`]. An input that
+    /// runs longer has its worker killed and replaced, and fails alone with
+    /// [`Error::TaskTimedOut`]; in a chunk the timeout applies to each
+    /// input, not to the chunk.
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    /// use std::time::Duration;
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let naps = pool.timeout(Duration::from_secs(1)).chunksize(3).map(nap, [5, 60_000, 5]);
+    /// match naps {
+    ///     Err(Error::TaskFailed { index: 1, source }) => {
+    ///         assert!(matches!(*source, Error::TaskTimedOut { .. }));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// // Only input 1 failed: the others of its chunk ran.
+    /// let results: Vec<_> = pool.timeout(Duration::from_secs(1)).imap(nap, [5, 60_000, 5])?.collect();
+    /// assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn timeout(&self, timeout: Duration) -> Chunked<'_> {
+        self.chunked(None).timeout(timeout)
     }
 
     fn chunked(&self, chunksize: Option<usize>) -> Chunked<'_> {
         Chunked {
             pool: self,
             chunksize,
+            timeout: self.shared.task_timeout(),
         }
     }
 
@@ -688,7 +746,8 @@ impl Drop for Pool {
     }
 }
 
-/// The `map` family with a chosen chunk size, from [`Pool::chunksize`].
+/// The `apply` and `map` families with a chosen chunk size or timeout, from
+/// [`Pool::chunksize`] or [`Pool::timeout`] (chain them for both).
 ///
 /// ```
 /// use multiproc::{Pool, worker};
@@ -708,9 +767,108 @@ pub struct Chunked<'a> {
     pool: &'a Pool,
     /// `None`: Python's default for each method.
     chunksize: Option<usize>,
+    timeout: Option<Duration>,
 }
 
 impl Chunked<'_> {
+    /// This chunk size for the `map` family (`apply` runs one input).
+    ///
+    /// # Panics
+    ///
+    /// If `chunksize` is 0.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # use std::time::Duration;
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let squares = pool.timeout(Duration::from_secs(60)).chunksize(2).map(square, [1, 2, 3])?;
+    /// assert_eq!(squares, [1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        check_chunksize(chunksize);
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// This timeout for each input (see [`Pool::timeout`]).
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # use std::time::Duration;
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(2).build()?;
+    /// let squares = pool.chunksize(2).timeout(Duration::from_secs(60)).map(square, [1, 2, 3])?;
+    /// assert_eq!(squares, [1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The timeout as the wire carries it (0: none).
+    fn timeout_ns(&self) -> u64 {
+        self.timeout
+            .map_or(0, |t| t.as_nanos().clamp(1, u64::MAX as u128) as u64)
+    }
+
+    /// [`Pool::apply`] with this timeout.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # use std::time::Duration;
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// assert_eq!(pool.timeout(Duration::from_secs(60)).apply(square, (3,))?, 9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn apply<W: Worker>(self, worker: W, args: W::Args) -> Result<W::Output> {
+        let _ = worker;
+        let shared = &self.pool.shared;
+        let frame = wire::task_frame(W::NAME, self.timeout_ns(), std::slice::from_ref(&args))?;
+        let slot = Slot::new();
+        let task = Task::new(frame, Sink::slot(&slot), false, 1);
+        if let Some(io) = shared.submit_and_serve(task)? {
+            shared.serve(&io, &slot);
+        }
+        AsyncResult::new(
+            vec![Part { slot, len: 1 }],
+            collect_one::<W::Output>,
+            shared,
+        )
+        .get()
+    }
+
+    /// [`Pool::apply_async`] with this timeout.
+    ///
+    /// ```
+    /// # use multiproc::{Pool, worker};
+    /// # use std::time::Duration;
+    /// # #[worker] fn square(x: u32) -> u32 { x * x }
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// let nine = pool.timeout(Duration::from_secs(60)).apply_async(square, (3,))?;
+    /// assert_eq!(nine.get()?, 9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn apply_async<W: Worker>(
+        self,
+        worker: W,
+        args: W::Args,
+    ) -> Result<AsyncResult<W::Output>> {
+        let _ = worker;
+        let shared = &self.pool.shared;
+        let frame = wire::task_frame(W::NAME, self.timeout_ns(), std::slice::from_ref(&args))?;
+        let slot = Slot::new();
+        shared.submit([Task::new(frame, Sink::slot(&slot), false, 1)])?;
+        Ok(AsyncResult::new(
+            vec![Part { slot, len: 1 }],
+            collect_one::<W::Output>,
+            shared,
+        ))
+    }
+
     /// [`Pool::map`] with this chunk size.
     ///
     /// ```
@@ -787,20 +945,22 @@ impl Chunked<'_> {
         let mut parts = Vec::with_capacity(items.len().div_ceil(chunksize));
         // Each chunk goes out as soon as it is encoded, so workers start
         // while the rest encode.
+        let timeout_ns = self.timeout_ns();
         for chunk in items.chunks(chunksize) {
-            let frame = wire::task_frame(W::NAME, chunk)?;
+            let frame = wire::task_frame(W::NAME, timeout_ns, chunk)?;
             let slot = Slot::new();
-            self.pool.shared.submit([Task {
-                frame,
-                sink: Sink::slot(&slot),
-                batch: chunk.len() > 1,
-            }])?;
+            let task = Task::new(frame, Sink::slot(&slot), chunk.len() > 1, chunk.len());
+            self.pool.shared.submit([task])?;
             parts.push(Part {
                 slot,
                 len: chunk.len(),
             });
         }
-        Ok(AsyncResult::new(parts, collect_map::<W::Output>))
+        Ok(AsyncResult::new(
+            parts,
+            collect_map::<W::Output>,
+            &self.pool.shared,
+        ))
     }
 
     /// [`Pool::imap`] with this chunk size.
@@ -827,6 +987,7 @@ impl Chunked<'_> {
             inputs.into_iter(),
             |x| (x,),
             self.chunksize.unwrap_or(1),
+            self.timeout_ns(),
         ))
     }
 
@@ -857,6 +1018,7 @@ impl Chunked<'_> {
             inputs.into_iter(),
             |x| (x,),
             self.chunksize.unwrap_or(1),
+            self.timeout_ns(),
         ))
     }
 }

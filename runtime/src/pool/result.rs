@@ -6,27 +6,55 @@ use crate::codec::{self, CodecError};
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, VecDeque};
+
+use super::dispatch::Shared;
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-/// A chunk's reply: the pid that ran it and its results (mode byte first).
-pub(crate) struct Done {
-    pub(crate) pid: u32,
-    pub(crate) payload: Vec<u8>,
+/// Part of what became of a task's calls, in call order: a task whose
+/// worker died mid-chunk is delivered as the values of the calls before the
+/// death, the failure of the call that was running, and (from the worker
+/// that ran the rest) the values of the calls after it.
+pub(crate) enum Piece {
+    /// `count` calls' values as a `DONE` reply carries them: the index of
+    /// the first failure, then one value per call (see `wire`).
+    Values {
+        pid: u32,
+        count: usize,
+        bytes: Vec<u8>,
+    },
+    /// `count` calls that produced nothing, all for this reason.
+    Failed { count: usize, error: Error },
 }
 
-/// What the pool hands a task's owner.
-pub(crate) type Delivery = Result<Done, Error>;
+impl Piece {
+    pub(crate) fn count(&self) -> usize {
+        match self {
+            Piece::Values { count, .. } | Piece::Failed { count, .. } => *count,
+        }
+    }
+
+    /// Whether every call of the piece returned a value.
+    fn ok(&self) -> bool {
+        match self {
+            Piece::Values { bytes, .. } => {
+                bytes
+                    .get(..8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    == Some(wire::NO_FAILURE)
+            }
+            Piece::Failed { .. } => false,
+        }
+    }
+}
+
+/// What the pool hands a task's owner: every call's outcome, in pieces.
+pub(crate) type Delivery = Vec<Piece>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The decoded results of one chunk.
-pub(crate) enum Chunk<O> {
-    AllOk(Vec<O>),
-    Mixed(u32, Vec<Result<O, TaskFailure>>),
 }
 
 impl TaskFailure {
@@ -37,38 +65,77 @@ impl TaskFailure {
                 message,
                 location,
             },
+            TaskFailure::Unencodable { reason } => Error::WorkerFailed { pid, reason },
         }
     }
 }
 
-/// Decodes a chunk's reply as results of type `O`.
-pub(crate) fn decode_chunk<O: DeserializeOwned>(done: Done) -> Result<Chunk<O>, CodecError> {
-    let Some((&mode, body)) = done.payload.split_first() else {
-        return Err(CodecError::Truncated {
-            expected: 1,
-            got: 0,
-        });
+/// Decodes a `Values` piece: the calls before the first failure are
+/// appended to `ok`; the outcomes from the first failure on are returned.
+fn decode_values<O: DeserializeOwned>(
+    pid: u32,
+    count: usize,
+    bytes: &[u8],
+    ok: &mut Vec<O>,
+) -> Result<Vec<Result<O>>, CodecError> {
+    let truncated = || CodecError::Truncated {
+        expected: 8,
+        got: bytes.len() as u64,
     };
-    if mode == wire::ALL_OK {
-        Ok(Chunk::AllOk(codec::decode(body)?))
-    } else {
-        Ok(Chunk::Mixed(done.pid, codec::decode(body)?))
-    }
+    let first = u64::from_le_bytes(bytes.get(..8).ok_or_else(truncated)?.try_into().expect("8"));
+    let plain = usize::try_from(first).unwrap_or(usize::MAX).min(count);
+    let body = &bytes[8..];
+    let used = codec::decode_run(body, plain, ok)?;
+    let mut rest: Vec<Result<O, TaskFailure>> = Vec::new();
+    // Bytes after the last value are not checked: the buffer of a worker
+    // that died may hold the value of a call it had not yet counted.
+    codec::decode_run(&body[used..], count - plain, &mut rest)?;
+    Ok(rest
+        .into_iter()
+        .map(|r| r.map_err(|f| f.into_error(pid)))
+        .collect())
 }
 
-impl<O> Chunk<O> {
-    /// Each call's result, in order.
-    pub(crate) fn into_results(self) -> Box<dyn Iterator<Item = Result<O>>>
-    where
-        O: 'static,
-    {
-        match self {
-            Chunk::AllOk(v) => Box::new(v.into_iter().map(Ok)),
-            Chunk::Mixed(pid, v) => {
-                Box::new(v.into_iter().map(move |r| r.map_err(|f| f.into_error(pid))))
+/// Every call's outcome, in order, from a delivery for `expected` calls
+/// (a piece that claims more is cut short; calls that no piece covers are
+/// a truncation error).
+pub(crate) fn outcomes<O: DeserializeOwned>(pieces: Delivery, expected: usize) -> Vec<Result<O>> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        if out.len() >= expected {
+            break;
+        }
+        match piece {
+            Piece::Values { pid, count, bytes } => {
+                let mut ok = Vec::new();
+                match decode_values::<O>(pid, count, &bytes, &mut ok) {
+                    Ok(rest) => {
+                        out.extend(ok.into_iter().map(Ok));
+                        out.extend(rest);
+                    }
+                    Err(e) => {
+                        let e = Error::Codec(e);
+                        out.extend((0..count).map(|_| Err(e.copy())));
+                    }
+                }
+            }
+            Piece::Failed { count, error } => {
+                let count = count.min(expected - out.len());
+                out.extend((1..count).map(|_| Err(error.copy())));
+                if count > 0 {
+                    out.push(Err(error));
+                }
             }
         }
     }
+    out.truncate(expected);
+    while out.len() < expected {
+        out.push(Err(Error::Codec(CodecError::Truncated {
+            expected: expected as u64,
+            got: out.len() as u64,
+        })));
+    }
+    out
 }
 
 /// A one-shot result cell for one task.
@@ -83,6 +150,8 @@ struct SlotState {
     done: bool,
     /// Whether every call of the task returned (known once done).
     ok: bool,
+    /// The worker that ran (some of) it, once done.
+    pid: Option<u32>,
     waiters: usize,
 }
 
@@ -96,7 +165,11 @@ impl Slot {
 
     pub(crate) fn put(&self, delivery: Delivery) {
         let mut state = lock(&self.state);
-        state.ok = matches!(&delivery, Ok(done) if done.payload.first() == Some(&wire::ALL_OK));
+        state.ok = delivery.iter().all(Piece::ok);
+        state.pid = delivery.iter().find_map(|p| match p {
+            Piece::Values { pid, .. } => Some(*pid),
+            Piece::Failed { error, .. } => error.pid(),
+        });
         state.delivery = Some(delivery);
         state.done = true;
         let waiters = state.waiters > 0;
@@ -113,6 +186,10 @@ impl Slot {
 
     fn ok(&self) -> bool {
         lock(&self.state).ok
+    }
+
+    fn pid(&self) -> Option<u32> {
+        lock(&self.state).pid
     }
 
     /// Waits until filled or `deadline`; returns whether filled.
@@ -140,12 +217,9 @@ impl Slot {
     }
 
     /// Waits, then takes the delivery (once).
-    fn take(&self) -> Delivery {
+    fn take(&self) -> Result<Delivery> {
         self.wait(None);
-        lock(&self.state)
-            .delivery
-            .take()
-            .unwrap_or(Err(Error::ResultTaken))
+        lock(&self.state).delivery.take().ok_or(Error::ResultTaken)
     }
 }
 
@@ -219,7 +293,9 @@ impl Stream {
 
 /// Who gets a task's reply. A sink dropped without a reply (which only a
 /// bug in the pool could do) delivers [`Error::PoolTerminated`], so that
-/// nobody waits for ever.
+/// nobody waits for ever. A cancelled task's sink is detached: its owner
+/// already has [`Error::Cancelled`], and whatever the task still yields is
+/// dropped.
 pub(crate) struct Sink(Option<Target>);
 
 enum Target {
@@ -240,6 +316,16 @@ impl Sink {
         if let Some(target) = self.0.take() {
             target.deliver(delivery);
         }
+    }
+
+    /// Takes the owner away, leaving a sink that delivers nothing.
+    pub(crate) fn detach(&mut self) -> Sink {
+        Sink(self.0.take())
+    }
+
+    /// Whether nobody waits for this task any more.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.0.is_none()
     }
 
     /// Whether this task feeds `stream`.
@@ -268,7 +354,11 @@ impl Target {
 impl Drop for Sink {
     fn drop(&mut self) {
         if let Some(target) = self.0.take() {
-            target.deliver(Err(Error::PoolTerminated));
+            let failed = Piece::Failed {
+                count: usize::MAX,
+                error: Error::PoolTerminated,
+            };
+            target.deliver(vec![failed]);
         }
     }
 }
@@ -307,6 +397,8 @@ pub struct AsyncResult<T> {
     parts: Vec<Part>,
     collect: fn(&[Part]) -> Result<T>,
     taken: bool,
+    pool: Weak<Shared>,
+    cancelled: AtomicBool,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -321,13 +413,89 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
-    pub(crate) fn new(parts: Vec<Part>, collect: fn(&[Part]) -> Result<T>) -> Self {
+    pub(crate) fn new(
+        parts: Vec<Part>,
+        collect: fn(&[Part]) -> Result<T>,
+        pool: &Arc<Shared>,
+    ) -> Self {
         AsyncResult {
             parts,
             collect,
             taken: false,
+            pool: Arc::downgrade(pool),
+            cancelled: AtomicBool::new(false),
             _value: PhantomData,
         }
+    }
+
+    /// Cancels the task (every task of a `map_async`): inputs that have not
+    /// started never run, and a worker running one is killed and replaced
+    /// (only that worker: the other tasks it held go to other workers).
+    /// Returns `false`, changing nothing, if the result was already ready
+    /// (or the pool is gone); after `true`, [`get`](Self::get) is
+    /// [`Error::Cancelled`].
+    ///
+    /// ```
+    /// use multiproc::{Error, Pool, worker};
+    /// use std::time::Duration;
+    ///
+    /// #[worker]
+    /// fn spin() -> u32 {
+    ///     loop {
+    ///         std::hint::spin_loop();
+    ///     }
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// let stuck = pool.apply_async(spin, ())?;
+    /// while stuck.pid().is_none() {
+    ///     std::thread::sleep(Duration::from_millis(5)); // until it runs
+    /// }
+    /// let pid = stuck.pid();
+    /// assert!(stuck.cancel());
+    /// assert!(matches!(stuck.get(), Err(Error::Cancelled)));
+    /// assert_ne!(pool.pids(), vec![pid.unwrap()]); // its worker was replaced
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        if self.ready() {
+            return false;
+        }
+        let Some(pool) = self.pool.upgrade() else {
+            return false;
+        };
+        self.cancelled.store(true, Ordering::Relaxed);
+        let slots: Vec<Arc<Slot>> = self.parts.iter().map(|p| p.slot.clone()).collect();
+        pool.cancel_slots(&slots);
+        true
+    }
+
+    /// The pid of the worker running the task now (for a `map_async`, one of
+    /// its tasks); once done, of the worker that ran it; `None` while it
+    /// waits in the queue.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn one() -> u8 {
+    ///     1
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// let r = pool.apply_async(one, ())?;
+    /// r.wait();
+    /// assert_eq!(r.pid(), Some(pool.pids()[0]));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        if let Some(pool) = self.pool.upgrade() {
+            let slots: Vec<&Arc<Slot>> = self.parts.iter().map(|p| &p.slot).collect();
+            if let Some(pid) = pool.running_pid(&slots) {
+                return Some(pid);
+            }
+        }
+        self.parts.iter().find_map(|p| p.slot.pid())
     }
 
     /// Waits for the result and returns it: Python's `get()`.
@@ -358,6 +526,9 @@ impl<T> AsyncResult<T> {
     pub fn get(self) -> Result<T> {
         if self.taken {
             return Err(Error::ResultTaken);
+        }
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
         }
         (self.collect)(&self.parts)
     }
@@ -390,6 +561,9 @@ impl<T> AsyncResult<T> {
             return Err(Error::Timeout);
         }
         self.taken = true;
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
         (self.collect)(&self.parts)
     }
 
@@ -464,14 +638,8 @@ impl<T> AsyncResult<T> {
 
 /// `collect` for `apply_async`: one task of one call.
 pub(crate) fn collect_one<O: DeserializeOwned + 'static>(parts: &[Part]) -> Result<O> {
-    let done = parts[0].slot.take()?;
-    let mut results = decode_chunk::<O>(done)?.into_results();
-    results.next().unwrap_or_else(|| {
-        Err(Error::Codec(CodecError::Truncated {
-            expected: 1,
-            got: 0,
-        }))
-    })
+    let pieces = parts[0].slot.take()?;
+    outcomes(pieces, 1).pop().expect("one outcome")
 }
 
 /// `collect` for `map_async`: the chunks' values in input order, or the
@@ -488,18 +656,28 @@ pub(crate) fn collect_map<O: DeserializeOwned + 'static>(parts: &[Part]) -> Resu
                 index,
                 source: Box::new(source),
             };
-            match delivery.and_then(|done| Ok(decode_chunk::<O>(done)?)) {
+            match delivery {
                 Err(e) => failed = Some(fail(base, e)),
-                Ok(Chunk::AllOk(mut values)) => {
+                // The common case: one reply in which every call returned,
+                // decoded straight into the output.
+                Ok(pieces)
+                    if pieces.len() == 1 && pieces[0].ok() && pieces[0].count() == part.len =>
+                {
+                    let Some(Piece::Values { pid, count, bytes }) = pieces.into_iter().next()
+                    else {
+                        unreachable!("checked above")
+                    };
                     if out.is_empty() {
-                        std::mem::swap(&mut out, &mut values);
-                        out.reserve(total - out.len());
-                    } else {
-                        out.append(&mut values);
+                        out.reserve(total.min((64 << 20) / size_of::<O>().max(1)));
+                    }
+                    match decode_values(pid, count, &bytes, &mut out) {
+                        Ok(rest) if rest.is_empty() => {}
+                        Ok(_) => unreachable!("no failure in a reply whose first failure is none"),
+                        Err(e) => failed = Some(fail(base, e.into())),
                     }
                 }
-                Ok(chunk) => {
-                    for (i, result) in chunk.into_results().enumerate() {
+                Ok(pieces) => {
+                    for (i, result) in outcomes::<O>(pieces, part.len).into_iter().enumerate() {
                         match result {
                             Ok(value) => out.push(value),
                             Err(e) => {

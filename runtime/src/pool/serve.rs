@@ -1,18 +1,20 @@
 //! The worker side of a pool: the loop a `PoolWorker-N` process runs.
 //!
 //! The pool starts each worker as an ordinary child running the internal
-//! worker `pool_worker`, whose arguments are its task socket and the
-//! initializer (both handles, so their descriptors travel by `SCM_RIGHTS`).
-//! It runs the initializer, says `READY`, then answers task frames in order
-//! until the parent closes the socket.
+//! worker `pool_worker`, whose arguments are its task socket, its progress
+//! board (`progress.rs`) and the initializer (all handles, so their
+//! descriptors travel by `SCM_RIGHTS`). It runs the initializer, says
+//! `READY`, then answers task frames in order until the parent closes the
+//! socket, keeping its replies in the board's buffer until they are sent.
 
+use super::progress::{BoardFd, Tracker, now_ns};
 use super::wire::{self, InBuf, TaskFailure};
 use crate::child;
-use crate::codec::{self, CodecError};
+use crate::codec::{self, CodecError, Items};
 use crate::handles;
 use crate::registry::{self, Worker, WorkerEntry};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,55 +85,94 @@ impl<'de> Deserialize<'de> for InitCall {
 
 #[allow(unsafe_code)] // `#[worker]` registers with a link-section static
 mod entry {
-    use super::{Channel, InitCall};
+    use super::{BoardFd, Channel, InitCall};
 
     /// The internal worker every pool process runs.
     #[crate::worker]
-    pub(crate) fn pool_worker(channel: Channel, init: InitCall) {
-        super::serve(channel.0, init);
+    pub(crate) fn pool_worker(channel: Channel, board: BoardFd, init: InitCall) {
+        super::serve(channel.0, board.0, init);
     }
 }
 pub(crate) use entry::pool_worker;
 
-/// Runs the calls of one chunk: what `WorkerEntry::chunk` points at.
-///
-/// Appends a mode byte and the results: [`wire::ALL_OK`] and the postcard
-/// `Vec<Output>` when no call panicked (the common case, decoded straight
-/// into the caller's values), else [`wire::MIXED`] and `Vec<Result<Output,
-/// TaskFailure>>`.
-pub(crate) fn run_chunk<W: Worker>(items: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let items: Vec<W::Args> = codec::decode(items)?;
-    let mut oks: Vec<W::Output> = Vec::with_capacity(items.len());
-    let mut mixed: Option<Vec<Result<W::Output, TaskFailure>>> = None;
-    for args in items {
-        match panic::catch_unwind(AssertUnwindSafe(|| W::call(args))) {
-            Ok(value) => match &mut mixed {
-                Some(mixed) => mixed.push(Ok(value)),
-                None => oks.push(value),
-            },
-            Err(payload) => {
-                let (message, location) = child::caught_panic(payload.as_ref());
-                mixed
-                    .get_or_insert_with(|| oks.drain(..).map(Ok).collect())
-                    .push(Err(TaskFailure::Panicked { message, location }));
-            }
-        }
-    }
-    match mixed {
-        None => {
-            out.push(wire::ALL_OK);
-            codec::encode_into(&oks, out)
-        }
-        Some(mixed) => {
-            out.push(wire::MIXED);
-            codec::encode_into(&mixed, out)
-        }
+/// What a chunk runner writes to: the worker's reply buffer, the reply's
+/// place in it, and the timeout of each call.
+pub(crate) struct ChunkRun<'a> {
+    tracker: &'a mut Tracker,
+    /// Where the reply frame starts in the buffer.
+    at: usize,
+    timeout_ns: u64,
+}
+
+impl ChunkRun<'_> {
+    /// Call `index` is the first that failed: the values from it on are
+    /// `Result`s.
+    fn first_failure(&mut self, index: u64) {
+        let at = self.at + 8 + wire::FIRST_FAILURE;
+        self.tracker.bytes_mut()[at..at + 8].copy_from_slice(&index.to_le_bytes());
     }
 }
 
-fn serve(socket: OwnedFd, init: InitCall) {
+/// Runs the calls of one chunk: what `WorkerEntry::chunk` points at.
+///
+/// Decodes the calls one at a time and appends each one's value as it
+/// returns (see the module `wire` for the layout), telling the tracker
+/// where each call begins and ends, so a death mid-chunk costs only the
+/// call that was running.
+pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Result<(), CodecError> {
+    let mut calls = Items::new(items)?;
+    let mut index = 0u64;
+    let mut failed = false;
+    while let Some(args) = calls.next::<W::Args>() {
+        let args = args?;
+        let deadline = match run.timeout_ns {
+            0 => 0,
+            t => now_ns().saturating_add(t),
+        };
+        run.tracker.begin_input(calls.offset(), deadline);
+        let value = panic::catch_unwind(AssertUnwindSafe(|| W::call(args)));
+        let failure = match value {
+            Ok(value) if !failed => match run.tracker.encode(&value) {
+                Ok(()) => None,
+                Err(e) => Some(TaskFailure::Unencodable {
+                    reason: e.to_string(),
+                }),
+            },
+            Ok(value) => match run.tracker.encode(&Ok::<_, TaskFailure>(value)) {
+                Ok(()) => None,
+                Err(e) => Some(TaskFailure::Unencodable {
+                    reason: e.to_string(),
+                }),
+            },
+            Err(payload) => {
+                let (message, location) = child::caught_panic(payload.as_ref());
+                Some(TaskFailure::Panicked { message, location })
+            }
+        };
+        if let Some(failure) = failure {
+            if !failed {
+                failed = true;
+                run.first_failure(index);
+            }
+            run.tracker.encode(&Err::<W::Output, _>(failure))?;
+        }
+        run.tracker.end_input();
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Sends the buffer's replies; `next` is the task after the last of them.
+fn send(fd: BorrowedFd<'_>, tracker: &mut Tracker, next: u64) -> bool {
+    wire::send_all(fd, tracker.bytes()).is_ok() && tracker.sent(next).is_ok()
+}
+
+fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
     let fd = socket.as_fd();
     let mut out = Vec::new();
+    let Ok(mut tracker) = Tracker::new(board) else {
+        return; // no memory for the board: the parent sees an early death
+    };
     if let Some(init) = init.0 {
         if let Err(why) = initialize(init) {
             let at = wire::begin_reply(&mut out, wire::INIT_FAILED);
@@ -146,10 +187,10 @@ fn serve(socket: OwnedFd, init: InitCall) {
     if wire::send_all(fd, &out).is_err() {
         return;
     }
-    out.clear();
 
     let mut inbuf = InBuf::new();
     let mut last: Option<&'static WorkerEntry> = None;
+    let mut seq = 0u64;
     loop {
         loop {
             let frame = match inbuf.next_frame() {
@@ -157,19 +198,29 @@ fn serve(socket: OwnedFd, init: InitCall) {
                 Ok(None) => break,
                 Err(_) => return, // not our parent's framing: stop
             };
-            let took = run_task(frame, &mut last, &mut out);
-            if took >= BATCH_BELOW || out.len() >= BATCH_BYTES || !inbuf.has_frame() {
-                if wire::send_all(fd, &out).is_err() {
+            let took = if tracker.begin_task(seq) {
+                match run_task(frame, &mut last, &mut tracker) {
+                    Some(took) => took,
+                    None => return, // no room for a reply: the parent sees a death
+                }
+            } else {
+                let ok = tracker.extend_from_slice(&1u64.to_le_bytes()).is_ok()
+                    && tracker.extend_from_slice(&[wire::SKIPPED]).is_ok();
+                if !ok {
                     return;
                 }
-                out.clear();
+                Duration::ZERO
+            };
+            tracker.end_task(seq);
+            seq += 1;
+            if took >= BATCH_BELOW || tracker.len() >= BATCH_BYTES || !inbuf.has_frame() {
+                if !send(fd, &mut tracker, seq) {
+                    return;
+                }
             }
         }
-        if !out.is_empty() {
-            if wire::send_all(fd, &out).is_err() {
-                return;
-            }
-            out.clear();
+        if !tracker.is_empty() && !send(fd, &mut tracker, seq) {
+            return;
         }
         match inbuf.recv(fd, false) {
             Ok(0) | Err(_) => return, // the pool closed our socket: done
@@ -194,24 +245,39 @@ fn initialize(init: Arc<Initializer>) -> Result<(), (String, Option<String>)> {
     }
 }
 
-/// Runs one task frame, appending its reply to `out`; returns how long the
-/// calls took.
-fn run_task(frame: &[u8], last: &mut Option<&'static WorkerEntry>, out: &mut Vec<u8>) -> Duration {
+/// Runs one task frame, appending its reply to the tracker's buffer;
+/// returns how long the calls took, or `None` if no reply could be written.
+fn run_task(
+    frame: &[u8],
+    last: &mut Option<&'static WorkerEntry>,
+    tracker: &mut Tracker,
+) -> Option<Duration> {
     let start = Instant::now();
-    let at = wire::begin_reply(out, wire::DONE);
-    out.extend_from_slice(&[0; 8]);
+    let at = tracker.len();
+    let mut head = [0u8; 8 + wire::DONE_HEAD];
+    head[8] = wire::DONE;
+    head[8 + wire::FIRST_FAILURE..].copy_from_slice(&wire::NO_FAILURE.to_le_bytes());
+    tracker.extend_from_slice(&head).ok()?;
     let result = match wire::parse_task(frame) {
         None => Err("a task frame that does not parse".to_string()),
-        Some((name, items)) => {
+        Some(parts) => {
             let entry = match *last {
-                Some(entry) if entry.name == name => Ok(entry),
-                _ => registry::find(name).map_err(|_| {
-                    format!("the pool worker's binary has no single worker named `{name}`")
+                Some(entry) if entry.name == parts.name => Ok(entry),
+                _ => registry::find(parts.name).map_err(|_| {
+                    format!(
+                        "the pool worker's binary has no single worker named `{}`",
+                        parts.name
+                    )
                 }),
             };
             entry.and_then(|entry| {
                 *last = Some(entry);
-                (entry.chunk)(items, out).map_err(|e| e.to_string())
+                let mut run = ChunkRun {
+                    tracker: &mut *tracker,
+                    at,
+                    timeout_ns: parts.timeout_ns,
+                };
+                (entry.chunk)(parts.items, &mut run).map_err(|e| e.to_string())
             })
         }
     };
@@ -219,14 +285,19 @@ fn run_task(frame: &[u8], last: &mut Option<&'static WorkerEntry>, out: &mut Vec
     match result {
         Ok(()) => {
             let nanos = took.as_nanos().min(u64::MAX as u128) as u64;
-            out[at + 9..at + 17].copy_from_slice(&nanos.to_le_bytes());
+            tracker.bytes_mut()[at + 9..at + 17].copy_from_slice(&nanos.to_le_bytes());
         }
         Err(reason) => {
-            out.truncate(at);
-            wire::begin_reply(out, wire::FAILED);
-            out.extend_from_slice(reason.as_bytes());
+            tracker.truncate(at);
+            let mut failed = vec![0u8; 8];
+            failed.push(wire::FAILED);
+            failed.extend_from_slice(reason.as_bytes());
+            tracker.extend_from_slice(&failed).ok()?;
         }
     }
-    wire::end_reply(out, at);
-    took
+    let len = (tracker.len() - at - 8) as u64;
+    if let Some(place) = tracker.bytes_mut().get_mut(at..at + 8) {
+        place.copy_from_slice(&len.to_le_bytes());
+    }
+    Some(took)
 }

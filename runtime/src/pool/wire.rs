@@ -1,13 +1,22 @@
 //! The frames on a pool worker's socket.
 //!
-//! Parent to worker, one frame per task: `[u64 len][u16 name len][worker
-//! name][postcard Vec<Args>]`. A task is a chunk of one or more calls of
-//! the same worker. Worker to parent, one frame per reply: `[u64 len][u8
-//! tag]...`: `READY` once the initializer has run; `DONE` with the chunk's
-//! run time in nanoseconds and the postcard `Vec<Result<Output,
-//! TaskFailure>>` behind a mode byte; `FAILED` with a reason when the chunk could not run at
-//! all; `INIT_FAILED` with the initializer's panic. A worker handles its
-//! tasks in order, so replies match tasks by position: no ids on the wire.
+//! Parent to worker, one frame per task: `[u64 len][u64 timeout ns][u16 name
+//! len][worker name][postcard Vec<Args>]`. A task is a chunk of one or more
+//! calls of the same worker; the timeout (0: none) applies to each call.
+//! Worker to parent, one frame per reply: `[u64 len][u8 tag]...`: `READY`
+//! once the initializer has run; `DONE` with the chunk's run time in
+//! nanoseconds, then the results (see [`FIRST_FAILURE`]); `FAILED` with a
+//! reason when the chunk could not run at all; `SKIPPED` for a task that was
+//! cancelled before it began; `INIT_FAILED` with the initializer's panic. A
+//! worker handles its tasks in order, so replies match tasks by position: no
+//! ids on the wire.
+//!
+//! A `DONE` reply's results are `[u64 first failure]` and then one value per
+//! call, back to back: the calls before the first failure as plain
+//! `Output`s, those from it on as `Result<Output, TaskFailure>`
+//! (`u64::MAX`: none failed). The worker writes each value as its call
+//! returns, so the results of a chunk cut short by the worker's death can be
+//! read from its reply buffer (`progress.rs`).
 
 use crate::codec::{self, CodecError, MAX_FRAME};
 use nix::errno::Errno;
@@ -20,12 +29,15 @@ pub(crate) const READY: u8 = 0;
 pub(crate) const DONE: u8 = 1;
 pub(crate) const FAILED: u8 = 2;
 pub(crate) const INIT_FAILED: u8 = 3;
+pub(crate) const SKIPPED: u8 = 4;
 
-/// A `DONE` payload's first byte: every call returned (`Vec<Output>`).
-pub(crate) const ALL_OK: u8 = 0;
-/// A `DONE` payload's first byte: some call panicked
-/// (`Vec<Result<Output, TaskFailure>>`).
-pub(crate) const MIXED: u8 = 1;
+/// A `DONE` reply's bytes before the results: the tag, the run time, the
+/// index of the first failure.
+pub(crate) const DONE_HEAD: usize = 1 + 8 + 8;
+/// Where, in a `DONE` reply's body, the index of the first failure is.
+pub(crate) const FIRST_FAILURE: usize = 1 + 8;
+/// The first failure of a chunk in which every call returned.
+pub(crate) const NO_FAILURE: u64 = u64::MAX;
 
 /// Why one call of a chunk produced no value.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,13 +46,21 @@ pub(crate) enum TaskFailure {
         message: String,
         location: Option<String>,
     },
+    /// The call returned, but its value did not encode.
+    Unencodable { reason: String },
 }
 
-/// Encodes a task: `items` (argument tuples) for the worker named `worker`.
-pub(crate) fn task_frame<A: Serialize>(worker: &str, items: &[A]) -> Result<Vec<u8>, CodecError> {
+/// Encodes a task: `items` (argument tuples) for the worker named `worker`,
+/// each call limited to `timeout_ns` (0: no limit).
+pub(crate) fn task_frame<A: Serialize>(
+    worker: &str,
+    timeout_ns: u64,
+    items: &[A],
+) -> Result<Vec<u8>, CodecError> {
     let per_item = size_of::<A>().clamp(1, 64);
-    let mut frame = Vec::with_capacity(16 + worker.len() + items.len() * per_item);
+    let mut frame = Vec::with_capacity(24 + worker.len() + items.len() * per_item);
     frame.extend_from_slice(&[0; 8]);
+    frame.extend_from_slice(&timeout_ns.to_le_bytes());
     frame.extend_from_slice(&(worker.len() as u16).to_le_bytes());
     frame.extend_from_slice(worker.as_bytes());
     codec::encode_into(items, &mut frame)?;
@@ -49,11 +69,48 @@ pub(crate) fn task_frame<A: Serialize>(worker: &str, items: &[A]) -> Result<Vec<
     Ok(frame)
 }
 
-/// Splits a task frame's body into the worker name and the encoded items.
-pub(crate) fn parse_task(body: &[u8]) -> Option<(&str, &[u8])> {
-    let len = u16::from_le_bytes(body.get(..2)?.try_into().ok()?) as usize;
-    let name = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
-    Some((name, &body[2 + len..]))
+/// A task's parts: the timeout, the worker's name, the encoded items.
+pub(crate) struct TaskParts<'a> {
+    pub(crate) timeout_ns: u64,
+    pub(crate) name: &'a str,
+    pub(crate) items: &'a [u8],
+}
+
+/// Splits a task frame's body (after the length) into its parts.
+pub(crate) fn parse_task(body: &[u8]) -> Option<TaskParts<'_>> {
+    let timeout_ns = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+    let len = u16::from_le_bytes(body.get(8..10)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(body.get(10..10 + len)?).ok()?;
+    Some(TaskParts {
+        timeout_ns,
+        name,
+        items: &body[10 + len..],
+    })
+}
+
+/// The task of the calls of `frame` (a whole task frame, length included)
+/// that had not begun: `left` items, whose encoding starts `rest` bytes
+/// into the frame's items. `None` if the numbers do not fit the frame.
+pub(crate) fn rest_of_task(frame: &[u8], rest: u64, left: usize) -> Option<Vec<u8>> {
+    let parts = parse_task(frame.get(8..)?)?;
+    let tail = parts.items.get(usize::try_from(rest).ok()?..)?;
+    let mut out = Vec::with_capacity(32 + parts.name.len() + tail.len());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&parts.timeout_ns.to_le_bytes());
+    out.extend_from_slice(&(parts.name.len() as u16).to_le_bytes());
+    out.extend_from_slice(parts.name.as_bytes());
+    codec::encode_into(&left, &mut out).ok()?;
+    out.extend_from_slice(tail);
+    let len = (out.len() - 8) as u64;
+    out[..8].copy_from_slice(&len.to_le_bytes());
+    Some(out)
+}
+
+/// The timeout a task frame (length included) carries.
+pub(crate) fn task_timeout_ns(frame: &[u8]) -> u64 {
+    frame
+        .get(8..16)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
 /// Starts a reply frame at the end of `out`; returns where it starts.
@@ -207,13 +264,34 @@ mod tests {
 
     #[test]
     fn a_task_frame_names_its_worker_and_carries_its_items() {
-        let frame = task_frame("m::square", &[(3i64,), (4,)]).unwrap();
+        let frame = task_frame("m::square", 7, &[(3i64,), (4,)]).unwrap();
         let len = u64::from_le_bytes(frame[..8].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 8);
-        let (name, items) = parse_task(&frame[8..]).unwrap();
-        assert_eq!(name, "m::square");
-        assert_eq!(codec::decode::<Vec<(i64,)>>(items).unwrap(), [(3,), (4,)]);
-        assert!(parse_task(&[9, 0, b'x']).is_none());
+        let parts = parse_task(&frame[8..]).unwrap();
+        assert_eq!((parts.name, parts.timeout_ns), ("m::square", 7));
+        assert_eq!(task_timeout_ns(&frame), 7);
+        assert_eq!(
+            codec::decode::<Vec<(i64,)>>(parts.items).unwrap(),
+            [(3,), (4,)]
+        );
+        assert!(parse_task(&[0, 0, 0, 0, 0, 0, 0, 0, 9, 0, b'x']).is_none());
+    }
+
+    #[test]
+    fn the_rest_of_a_task_is_a_task_of_the_calls_not_begun() {
+        let frame = task_frame("m::f", 5, &[(1u64,), (300,), (70_000,)]).unwrap();
+        let items = parse_task(&frame[8..]).unwrap().items;
+        let mut walk = codec::Items::new(items).unwrap();
+        let _: (u64,) = walk.next().unwrap().unwrap();
+        let rest = walk.offset() as u64;
+        let tail = rest_of_task(&frame, rest, 2).unwrap();
+        let parts = parse_task(&tail[8..]).unwrap();
+        assert_eq!((parts.name, parts.timeout_ns), ("m::f", 5));
+        assert_eq!(
+            codec::decode::<Vec<(u64,)>>(parts.items).unwrap(),
+            [(300,), (70_000,)]
+        );
+        assert!(rest_of_task(&frame, 1 << 40, 1).is_none());
     }
 
     #[test]

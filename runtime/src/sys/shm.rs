@@ -156,6 +156,18 @@ impl Mapping {
         unsafe { std::ptr::copy(self.ptr.as_ptr().add(from), self.ptr.as_ptr().add(to), len) }
     }
 
+    /// The whole mapping as ordinary bytes, for a mapping of a file range
+    /// that no other process touches while this one lives: a pool worker's
+    /// reply buffer, which the parent maps only after the worker has died
+    /// (`pool/progress.rs`). `&mut self` makes this the only view here.
+    pub(crate) fn exclusive_bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the pointer and length are those of a live mapping that
+        // `&mut self` borrows exclusively in this process; by the protocol
+        // above no other process reads or writes the range meanwhile, so
+        // nothing aliases the slice.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
     /// The address of byte `offset`, for the process-shared mutex in `mutex.rs`.
     pub(super) fn addr(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
         self.check(offset, len, align);
