@@ -1054,7 +1054,11 @@ impl Member {
         }
         let shortest = self.inflight.iter().filter_map(|t| t.timeout).min()?;
         Some(match self.board.deadline() {
-            Some(deadline) => Duration::from_nanos(deadline.saturating_sub(now_ns())),
+            // A deadline already past whose input has finished is stale for
+            // the moment until the next input begins: look again soon, not
+            // in a loop.
+            Some(deadline) => Duration::from_nanos(deadline.saturating_sub(now_ns()))
+                .max(Duration::from_millis(1)),
             // Nothing timed runs yet: no input can time out sooner.
             None => shortest,
         })
