@@ -29,6 +29,13 @@ const VERSION: u16 = 1;
 const PAYLOAD_TIMEOUT_SECS: i64 = 30;
 /// Exit status of a child that could not run its worker at all.
 const EXIT_SETUP: i32 = 2;
+/// The largest spawn header a child reads. It is read before its magic is
+/// checked, so this bounds what a stranger's socket can make a child allocate.
+pub(crate) const MAX_HEADER: usize = 1 << 20;
+/// The longest process name `start()` accepts, in bytes. A header carries the
+/// child's name and its parent's (each at most this), the worker's name and
+/// the child's path: with names of 64 KiB it stays far below [`MAX_HEADER`].
+pub(crate) const MAX_NAME: usize = 64 << 10;
 
 /// The first frame on the spawn socket; the argument bytes follow as a
 /// second frame.
@@ -268,7 +275,7 @@ pub(crate) fn read_payload_frames(
         }
         Err(e) => Err(format!("bad payload: {e}")),
     };
-    let header: SpawnHeader = codec::decode(&frame(1 << 20)?)
+    let header: SpawnHeader = codec::decode(&frame(MAX_HEADER as u64)?)
         .map_err(|_| "the payload is not a multiproc spawn header".to_string())?;
     if header.magic != MAGIC || header.version != VERSION {
         return Err("the payload is not a multiproc spawn header".into());

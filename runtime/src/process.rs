@@ -1,6 +1,6 @@
 //! `Process`: a worker running in a re-executed child, with Python's semantics.
 
-use crate::child::{Outcome, SpawnHeader};
+use crate::child::{MAX_HEADER, MAX_NAME, Outcome, SpawnHeader};
 use crate::codec::{self, MAX_FRAME};
 use crate::conn::Conn;
 use crate::current;
@@ -48,7 +48,36 @@ use std::time::{Duration, Instant};
 /// Dropping a `Process` neither waits for nor kills the child: like Python,
 /// the parent still joins non-daemon children (and terminates daemon ones)
 /// when it exits normally, and a parent that dies abnormally takes its
-/// children with it.
+/// children with it. A dropped child that has finished is reaped by the next
+/// [`start`](Self::start) (or [`active_children`]), so fire-and-forget starts
+/// leave no zombies.
+///
+/// To give a child a time limit, wait with
+/// [`join_timeout`](Self::join_timeout) and [`kill`](Self::kill) it if it is
+/// still running; [`join`](Self::join) then returns at once, and the exit
+/// code says it was killed:
+///
+/// ```
+/// use multiproc::{Error, Process, worker};
+/// use std::time::Duration;
+///
+/// #[worker]
+/// fn stuck() {
+///     std::thread::sleep(Duration::from_secs(3600));
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::new(stuck, ());
+/// p.start()?;
+/// if p.join_timeout(Duration::from_millis(100))?.is_none() {
+///     p.kill()?; // SIGKILL; `terminate()` sends SIGTERM (-15)
+/// }
+/// assert_eq!(p.join()?, -9);
+/// assert_eq!(p.exitcode(), Some(-9));
+/// assert!(matches!(p.result(), Err(Error::Killed { signal: 9, .. })));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Process<W: Worker> {
     args: Option<W::Args>,
     path: Vec<u32>,
@@ -106,6 +135,7 @@ impl<W: Worker> Process<W> {
     }
 
     /// Renames the process; a started child keeps the name it started with.
+    /// [`start`](Self::start) refuses a name longer than 64 KiB.
     ///
     /// ```
     /// # use multiproc::{Process, worker};
@@ -147,11 +177,41 @@ impl<W: Worker> Process<W> {
     /// Returns once the child exists and its arguments are on their way; a
     /// child that dies early shows up in [`exitcode`](Self::exitcode) and
     /// [`result`](Self::result), not here.
+    ///
+    /// As in Python, it first reaps this process's children that have
+    /// finished, so starting and dropping processes without joining them
+    /// leaves no zombies and holds no descriptors for them; a handle still
+    /// held keeps the reaped child's exit code and result.
+    ///
+    /// A name longer than 64 KiB is [`Error::InvalidArgument`], and nothing
+    /// starts.
+    ///
+    /// ```
+    /// # use multiproc::{Error, Process, worker};
+    /// # #[worker] fn nothing() {}
+    /// let mut p = Process::new(nothing, ());
+    /// p.set_name("x".repeat(1 << 20));
+    /// match p.start() {
+    ///     Err(Error::InvalidArgument(why)) => assert!(why.contains("at most 65536 bytes")),
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// assert_eq!(p.pid(), None);
+    /// ```
     pub fn start(&mut self) -> Result<()> {
         if self.child.is_some() {
             return Err(Error::AlreadyStarted);
         }
         let args = self.args.as_ref().ok_or(Error::AlreadyStarted)?;
+        if self.name.len() > MAX_NAME {
+            return Err(Error::InvalidArgument(format!(
+                "the process name is {} bytes long, too long to start: a name may be at most \
+                 {MAX_NAME} bytes (64 KiB)",
+                self.name.len()
+            )));
+        }
+        // Python's `_cleanup()`: children that have finished are reaped here,
+        // so fire-and-forget starts hold no zombies and no descriptors.
+        reap_finished();
         let (args, fds) = handles::encode_with_fds(args)?;
         let me = current::identity();
         let header = SpawnHeader::new(
@@ -162,6 +222,17 @@ impl<W: Worker> Process<W> {
             (std::process::id(), me.name.clone()),
             fds.len(),
         );
+        let header = codec::encode(&header)?;
+        if header.len() > MAX_HEADER {
+            // Names are bounded above; only a worker name or a nesting depth
+            // no program has gets here.
+            return Err(Error::InvalidArgument(format!(
+                "the spawn header of `{}` would be {} bytes; a child reads at most \
+                 {MAX_HEADER} bytes (1 MiB)",
+                W::NAME,
+                header.len()
+            )));
+        }
         let shared = spawn(&header, &args, &fds, self.name.clone(), self.daemon)?;
         self.args = None;
         self.child = Some(ChildProcess { shared });
@@ -406,6 +477,19 @@ pub fn active_children() -> Vec<ChildProcess> {
         .collect()
 }
 
+/// Reaps every registered child that has exited, as Python's `start()` does
+/// (`_cleanup()`), and reads what running ones have sent (so a child writing
+/// a result nobody waits for is not left blocked). A reaped child leaves the
+/// registry and closes its descriptors; its exit code and outcome stay in its
+/// `Shared` for any handle still held, and go with the last one.
+fn reap_finished() {
+    let all = children().clone();
+    for child in all {
+        // A zero deadline: one poll of the pidfd and socket, no waiting.
+        let _ = child.wait(Some(Instant::now()));
+    }
+}
+
 /// Python's exit handling: terminate daemon children, then join them all.
 /// Runs at normal exit of any process that started children, and at the end
 /// of a worker in a child.
@@ -574,7 +658,7 @@ fn poll_child(fds: &Fds, watch_conn: bool, timeout: Option<Duration>) -> io::Res
 pub(crate) const MARKER: &str = "MULTIPROC_CHILD";
 
 fn spawn(
-    header: &SpawnHeader,
+    header: &[u8],
     args: &[u8],
     fds: &[OwnedFd],
     name: String,
@@ -616,12 +700,11 @@ fn spawn(
     children().push(shared.clone());
 
     let send = |conn: &Conn| -> io::Result<()> {
-        let header = codec::encode(header).map_err(io::Error::other)?;
         if fds.is_empty() {
             // One write: each write wakes the child.
-            return conn.send_frames(&[&header, args]);
+            return conn.send_frames(&[header, args]);
         }
-        conn.send_frame(&header)?;
+        conn.send_frame(header)?;
         for batch in fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
             let batch: Vec<_> = batch.iter().map(AsFd::as_fd).collect();
             sys::fdpass::send_fds(conn.as_fd(), &batch)?;

@@ -178,3 +178,104 @@ fn a_killed_parent_takes_its_whole_tree_with_it() {
     assert!(gone, "orphans survived for more than 1 s: {survivors:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[worker]
+fn sleep_secs(secs: u64) {
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
+/// Starts a non-daemon child that sleeps for a minute, writes its pid to
+/// `path` and waits (for a minute too) to be signalled.
+fn start_a_sleeper_and_wait(path: &Path) {
+    let mut sleeper = Process::new(sleep_secs, (60,));
+    sleeper.start().unwrap();
+    append_line(path, &sleeper.pid().unwrap().to_string());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[worker]
+fn parent_of_a_sleeper(path: PathBuf) {
+    start_a_sleeper_and_wait(&path);
+}
+
+/// Run only as a subprocess by the next test: a main process (not started by
+/// multiproc) with a non-daemon child.
+#[test]
+#[ignore = "helper, run by a_parent_killed_by_sigterm_or_sigint_takes_its_non_daemon_children"]
+fn helper_main_process_with_a_sleeper() {
+    start_a_sleeper_and_wait(Path::new(&std::env::var("PIDS_PATH").unwrap()));
+}
+
+/// Documented in README.md and RELIABILITY.md ("Signals to the parent"):
+/// SIGTERM or SIGINT to a parent kills it by the default action, and the
+/// parent-death signal takes its children, non-daemon ones included, with it
+/// (Python would join them after Ctrl-C and orphan them after SIGTERM).
+#[test]
+fn a_parent_killed_by_sigterm_or_sigint_takes_its_non_daemon_children() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        for main in [false, true] {
+            let case = format!("{signal:?}, main process: {main}");
+            let dir = scratch(&format!("signal-{signal:?}-{main}"));
+            let pids_file = dir.join("pids");
+            // The parent: a multiproc child, or a main process of its own.
+            let (parent, mut reap_parent): (u32, Box<dyn FnMut() -> Option<i32>>) = if main {
+                let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+                cmd.args([
+                    "--exact",
+                    "helper_main_process_with_a_sleeper",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
+                .env("PIDS_PATH", &pids_file)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null());
+                let mut child = cmd.spawn().unwrap();
+                let pid = child.id();
+                (
+                    pid,
+                    Box::new(move || {
+                        let done = wait_until(BOUND, || child.try_wait().unwrap().is_some());
+                        if !done {
+                            let _ = child.kill();
+                        }
+                        let status = child.wait().unwrap();
+                        std::os::unix::process::ExitStatusExt::signal(&status).map(|s| -s)
+                    }),
+                )
+            } else {
+                let mut p = Process::new(parent_of_a_sleeper, (pids_file.clone(),));
+                p.start().unwrap();
+                let pid = p.pid().unwrap();
+                (pid, Box::new(move || p.join_timeout(BOUND).unwrap()))
+            };
+            let sleeper = || -> Option<u32> {
+                std::fs::read_to_string(&pids_file)
+                    .ok()?
+                    .lines()
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            assert!(
+                wait_until(BOUND, || sleeper().is_some()),
+                "{case}: no child started"
+            );
+            let sleeper = sleeper().unwrap();
+            assert!(alive(sleeper), "{case}");
+            kill(Pid::from_raw(parent as i32), signal).unwrap();
+            assert_eq!(reap_parent(), Some(-(signal as i32)), "{case}");
+            // An orphan would sleep on for a minute.
+            let gone = wait_until(Duration::from_secs(10), || !alive(sleeper));
+            if !gone {
+                let _ = kill(Pid::from_raw(sleeper as i32), Signal::SIGKILL);
+            }
+            assert!(
+                gone,
+                "{case}: the non-daemon child {sleeper} outlived its parent"
+            );
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
