@@ -467,3 +467,34 @@ fn notify_n_beyond_the_first_1024_wakes_exactly_n_oldest_first() {
     assert_eq!(join(&p), 0);
     nothing_more(&woke);
 }
+
+#[test]
+fn killed_waiters_beyond_the_first_1024_never_swallow_a_notification() {
+    let _one = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let registered = Semaphore::new(0).unwrap();
+    let woke = Queue::new().unwrap();
+    // 1,100 waiters of a child (so the child grew the table), killed.
+    let mut p = Process::new(
+        crowd,
+        (cond.clone(), registered.clone(), woke.clone(), 0, 1_100),
+    );
+    p.start().unwrap();
+    until_waiting(&cond, &registered, 1_100);
+    p.kill().unwrap();
+    assert_eq!(join(&p), -9);
+    std::thread::scope(|s| {
+        // Three live ones, in order, in slots the dead left.
+        for id in 5_000..5_003 {
+            let (cond, registered, woke) = (&cond, &registered, &woke);
+            s.spawn(move || wait_once(cond, registered, woke, id));
+            until_waiting(cond, registered, 1);
+        }
+        assert_eq!(cond.notify(1), 1);
+        assert_eq!(take(&woke, 1), [5_000]);
+        assert_eq!(cond.notify(2), 2);
+        assert_eq!(take_sorted(&woke, 2), [5_001, 5_002]);
+        assert_eq!(cond.notify_all(), 0, "the dead are not counted");
+    });
+    nothing_more(&woke);
+}

@@ -57,6 +57,7 @@ const CHUNK_ALIGN: usize = 64 * 1024;
 /// The block: the header and chunk 0 (its last 65,280 bytes are padding,
 /// never touched, so never backed by memory).
 const LEN: usize = (SLOTS + FIRST * SLOT_LEN).next_multiple_of(CHUNK_ALIGN);
+const _: () = assert!(SLOTS + FIRST * SLOT_LEN <= LEN && CHUNKS + 4 <= SLOTS);
 
 /// Within a slot: its mutex, state word and sequence number.
 const SLOT_STATE: usize = 48;
@@ -840,5 +841,51 @@ impl<'de, L: ConditionLock + DeserializeOwned> Deserialize<'de> for Condition<L>
             lock,
             table: Arc::new(Table::new(table)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_tile_the_memfd_page_aligned_and_cover_every_thread() {
+        assert_eq!(chunk_of(0), (0, 0));
+        assert_eq!(chunk_of(FIRST - 1), (0, FIRST - 1));
+        assert_eq!(chunk_of(FIRST), (1, 0));
+        assert_eq!(chunk_of(2 * FIRST - 1), (1, FIRST - 1));
+        assert_eq!(chunk_of(2 * FIRST), (2, 0));
+        let mut end = LEN as u64;
+        for k in 1..MAX_CHUNKS {
+            let (offset, len) = chunk_span(k);
+            assert_eq!(offset, end, "chunk {k} follows the one before");
+            assert_eq!(offset % CHUNK_ALIGN as u64, 0);
+            assert_eq!(len / SLOT_LEN, FIRST << (k - 1));
+            // Its first and last slots are in it.
+            assert_eq!(chunk_of(FIRST << (k - 1)), (k, 0));
+            assert_eq!(chunk_of((FIRST << k) - 1), (k, len / SLOT_LEN - 1));
+            end = offset + len as u64;
+        }
+        assert_eq!(FIRST << (MAX_CHUNKS - 1), 4_194_304, "PID_MAX_LIMIT");
+    }
+
+    #[test]
+    fn a_second_handle_maps_the_chunks_the_first_one_grew() {
+        let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let t = &cond.table;
+        lock_table(t);
+        t.grow_to(3 * FIRST).unwrap();
+        unlock_table(t);
+        assert_eq!(t.block.u32(CHUNKS).load(Relaxed), 3);
+        let want = chunk_span(2).0 + chunk_span(2).1 as u64;
+        assert_eq!(shm::size(t.block.fd()).unwrap(), want);
+        // Another mapping of the same memfd sees a word written in chunk 2.
+        let fd = t.block.fd().try_clone_to_owned().unwrap();
+        let other = Table::new(Block::open(fd, Kind::Condition).unwrap());
+        t.map_through(3 * FIRST).unwrap();
+        other.map_through(3 * FIRST).unwrap();
+        t.state(3 * FIRST - 1).store(SLEEPING, SeqCst);
+        assert_eq!(other.state(3 * FIRST - 1).load(SeqCst), SLEEPING);
+        assert_eq!(other.state(2 * FIRST).load(SeqCst), FREE);
     }
 }
