@@ -372,3 +372,129 @@ fn many_rounds_of_notify_one_between_threads_lose_nothing() {
     });
     assert_eq!(items.value(), 0);
 }
+
+/// Threads waiting at once in the crowd tests: more than a table of 1,024
+/// slots could hold, so these fail if waiters beyond them are lost.
+const CROWD_STACK: usize = 64 * 1024;
+/// The crowd tests run one at a time: together they would start 3,500
+/// threads on a machine whose limit is shared with other users.
+static CROWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts `n` threads of `wait_once` with ids `first..first + n` in scope `s`.
+fn spawn_crowd<'s, 'e: 's>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    (cond, registered, woke): (&'e Condition<Lock>, &'e Semaphore, &'e Queue<u32>),
+    first: u32,
+    n: u32,
+) {
+    for id in first..first + n {
+        std::thread::Builder::new()
+            .stack_size(CROWD_STACK)
+            .spawn_scoped(s, move || wait_once(cond, registered, woke, id))
+            .expect("spawn a waiting thread");
+    }
+}
+
+#[worker]
+fn crowd(cond: Condition<Lock>, registered: Semaphore, woke: Queue<u32>, first: u32, n: u32) {
+    std::thread::scope(|s| spawn_crowd(s, (&cond, &registered, &woke), first, n));
+}
+
+/// Takes `n` reported ids and sorts them.
+fn take_sorted(woke: &Queue<u32>, n: usize) -> Vec<u32> {
+    let mut ids = take(woke, n);
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn notify_all_wakes_every_one_of_2000_waiters_in_two_processes() {
+    let _one = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let registered = Semaphore::new(0).unwrap();
+    let woke = Queue::new().unwrap();
+    let mut p = Process::new(
+        crowd,
+        (cond.clone(), registered.clone(), woke.clone(), 0, 1_000),
+    );
+    p.start().unwrap();
+    std::thread::scope(|s| {
+        spawn_crowd(s, (&cond, &registered, &woke), 1_000, 1_000);
+        until_waiting(&cond, &registered, 2_000);
+        assert_eq!(cond.notify_all(), 2_000);
+        // Each of the 2,000 returned from `wait` notified, and once.
+        assert_eq!(take_sorted(&woke, 2_000), (0..2_000).collect::<Vec<_>>());
+        assert_eq!(cond.notify_all(), 0, "nobody is left waiting");
+    });
+    assert_eq!(join(&p), 0);
+    nothing_more(&woke);
+}
+
+#[test]
+fn notify_n_beyond_the_first_1024_wakes_exactly_n_oldest_first() {
+    let _one = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let registered = Semaphore::new(0).unwrap();
+    let woke = Queue::new().unwrap();
+    // Three generations, each all waiting before the next starts: 700
+    // threads of a child (ids 0..700), then 500 of this process
+    // (1000..1500), then 300 more (2000..2300).
+    let mut p = Process::new(
+        crowd,
+        (cond.clone(), registered.clone(), woke.clone(), 0, 700),
+    );
+    p.start().unwrap();
+    until_waiting(&cond, &registered, 700);
+    std::thread::scope(|s| {
+        let handles = (&cond, &registered, &woke);
+        spawn_crowd(s, handles, 1_000, 500);
+        until_waiting(&cond, &registered, 500);
+        spawn_crowd(s, handles, 2_000, 300);
+        until_waiting(&cond, &registered, 300);
+        assert_eq!(cond.notify(1_200), 1_200);
+        let oldest: Vec<u32> = (0..700).chain(1_000..1_500).collect();
+        assert_eq!(take_sorted(&woke, 1_200), oldest);
+        nothing_more(&woke);
+        assert_eq!(cond.notify(1), 1);
+        let mut last = take(&woke, 1);
+        assert!((2_000..2_300).contains(&last[0]), "{last:?}");
+        nothing_more(&woke);
+        assert_eq!(cond.notify_all(), 299);
+        last.extend(take(&woke, 299));
+        last.sort_unstable();
+        assert_eq!(last, (2_000..2_300).collect::<Vec<_>>());
+    });
+    assert_eq!(join(&p), 0);
+    nothing_more(&woke);
+}
+
+#[test]
+fn killed_waiters_beyond_the_first_1024_never_swallow_a_notification() {
+    let _one = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let registered = Semaphore::new(0).unwrap();
+    let woke = Queue::new().unwrap();
+    // 1,100 waiters of a child (so the child grew the table), killed.
+    let mut p = Process::new(
+        crowd,
+        (cond.clone(), registered.clone(), woke.clone(), 0, 1_100),
+    );
+    p.start().unwrap();
+    until_waiting(&cond, &registered, 1_100);
+    p.kill().unwrap();
+    assert_eq!(join(&p), -9);
+    std::thread::scope(|s| {
+        // Three live ones, in order, in slots the dead left.
+        for id in 5_000..5_003 {
+            let (cond, registered, woke) = (&cond, &registered, &woke);
+            s.spawn(move || wait_once(cond, registered, woke, id));
+            until_waiting(cond, registered, 1);
+        }
+        assert_eq!(cond.notify(1), 1);
+        assert_eq!(take(&woke, 1), [5_000]);
+        assert_eq!(cond.notify(2), 2);
+        assert_eq!(take_sorted(&woke, 2), [5_001, 5_002]);
+        assert_eq!(cond.notify_all(), 0, "the dead are not counted");
+    });
+    nothing_more(&woke);
+}

@@ -10,7 +10,7 @@ use crate::sys::mutex::{self, MUTEX_SIZE};
 use crate::sys::shm::{self, Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
@@ -119,6 +119,12 @@ impl Block {
             spin: Spin::new(),
             ino: st.st_ino,
         })
+    }
+
+    /// The memfd, for a primitive that maps more of it later (a
+    /// `Condition`'s waiter table grows past the block's own length).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     pub(crate) fn map(&self) -> &Mapping {

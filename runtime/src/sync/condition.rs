@@ -7,6 +7,13 @@
 //! exactly those. A waiter holds its slot's robust mutex while registered,
 //! so a waiter that dies is recognised (the mutex reports its owner dead)
 //! and skipped: it never swallows a notification meant for a live one.
+//!
+//! The table grows, so every waiter gets a slot: chunk 0 (1,024 slots) is
+//! in the block itself; a waiter that finds every slot held appends chunk
+//! `k` (`1024 << (k - 1)` slots: 1,024, 2,048, 4,096, …) to the same memfd,
+//! and each handle maps a chunk when it first meets a slot there. Thirteen
+//! chunks hold 4,194,304 slots, Linux's `PID_MAX_LIMIT`: more waiting
+//! threads than can exist at once.
 
 use super::block::{Block, FIELDS, Kind};
 use super::{
@@ -15,13 +22,15 @@ use super::{
 };
 use crate::sys::futex;
 use crate::sys::mutex::{self, Locked};
+use crate::sys::shm::{self, Mapping};
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::io;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The table's mutex sits at the start of the block.
@@ -30,11 +39,25 @@ const TABLE_MUTEX: usize = 0;
 const NEXT_SEQ: usize = FIELDS;
 /// One past the highest slot ever used.
 const HIGH: usize = FIELDS + 8;
+/// How many chunks of slots the memfd holds (at least 1).
+const CHUNKS: usize = FIELDS + 12;
+/// Where chunk 0's slots start in the block.
 const SLOTS: usize = 256;
 const SLOT_LEN: usize = 64;
-/// Waiters registered at once; more wait for a free slot.
-const CAPACITY: usize = 1024;
-const LEN: usize = SLOTS + CAPACITY * SLOT_LEN;
+/// Slots in chunk 0, inside the block. Chunk `k >= 1` follows in the same
+/// memfd and holds `FIRST << (k - 1)` slots, so chunks `0..=k` hold
+/// `FIRST << k`.
+const FIRST: usize = 1024;
+/// `FIRST << 12` = 4,194,304 slots: Linux's `PID_MAX_LIMIT` on 64-bit, so
+/// at least one per thread that can exist at once.
+const MAX_CHUNKS: usize = 13;
+/// Chunks start at multiples of this in the memfd: a multiple of every page
+/// size Linux uses (4 KiB to 64 KiB), as `mmap` needs.
+const CHUNK_ALIGN: usize = 64 * 1024;
+/// The block: the header and chunk 0 (its last 65,280 bytes are padding,
+/// never touched, so never backed by memory).
+const LEN: usize = (SLOTS + FIRST * SLOT_LEN).next_multiple_of(CHUNK_ALIGN);
+const _: () = assert!(SLOTS + FIRST * SLOT_LEN <= LEN && CHUNKS + 4 <= SLOTS);
 
 /// Within a slot: its mutex, state word and sequence number.
 const SLOT_STATE: usize = 48;
@@ -48,8 +71,100 @@ const WAITING: u32 = 1;
 const SLEEPING: u32 = 2;
 const NOTIFIED: u32 = 3;
 
-fn slot(i: usize) -> usize {
-    SLOTS + i * SLOT_LEN
+/// Slot `i`'s chunk, and its index within the chunk.
+fn chunk_of(i: usize) -> (usize, usize) {
+    if i < FIRST {
+        (0, i)
+    } else {
+        let k = (i / FIRST).ilog2() as usize + 1;
+        (k, i - (FIRST << (k - 1)))
+    }
+}
+
+/// Where chunk `k >= 1` starts in the memfd, and its length in bytes.
+fn chunk_span(k: usize) -> (u64, usize) {
+    let first_slot = FIRST << (k - 1);
+    let offset = LEN + (first_slot - FIRST) * SLOT_LEN;
+    (offset as u64, first_slot * SLOT_LEN)
+}
+
+/// One handle's view of a condition's waiter table: the block (header and
+/// chunk 0) and the chunks after it, each mapped when first needed.
+#[derive(Debug)]
+struct Table {
+    block: Block,
+    chunks: [OnceLock<Mapping>; MAX_CHUNKS - 1],
+}
+
+impl Table {
+    fn new(block: Block) -> Table {
+        Table {
+            block,
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Maps every chunk holding slots `0..n` that this handle has not
+    /// mapped yet. The memfd must already hold them (`HIGH` or `grow_to`
+    /// says so, under the table mutex).
+    fn map_through(&self, n: usize) -> io::Result<()> {
+        if n <= FIRST {
+            return Ok(());
+        }
+        let (last, _) = chunk_of(n - 1);
+        for k in 1..=last {
+            if self.chunks[k - 1].get().is_none() {
+                let (offset, len) = chunk_span(k);
+                let chunk = Mapping::new(self.block.fd(), offset, len)?;
+                // Another thread of this process may have mapped it first:
+                // either mapping will do.
+                let _ = self.chunks[k - 1].set(chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the memfd hold at least `n` slots, a chunk at a time.
+    fn grow_to(&self, n: usize) -> io::Result<()> {
+        let word = self.block.u32(CHUNKS);
+        let mut chunks = (word.load(Relaxed) as usize).max(1);
+        while FIRST << (chunks - 1) < n {
+            if chunks == MAX_CHUNKS {
+                return Err(io::Error::other("more waiters than Linux has threads"));
+            }
+            let (offset, len) = chunk_span(chunks);
+            let end = offset + len as u64;
+            // A grower that died here may have resized already.
+            if shm::size(self.block.fd())? < end {
+                shm::resize(self.block.fd(), end)?;
+            }
+            chunks += 1;
+            word.store(chunks as u32, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Slot `i`'s mapping and offset; its chunk must be mapped.
+    fn slot(&self, i: usize) -> (&Mapping, usize) {
+        match chunk_of(i) {
+            (0, j) => (self.block.map(), SLOTS + j * SLOT_LEN),
+            (k, j) => {
+                let chunk = self.chunks[k - 1].get();
+                let chunk = chunk.expect("a waiter chunk is mapped before its slots are used");
+                (chunk, j * SLOT_LEN)
+            }
+        }
+    }
+
+    fn state(&self, i: usize) -> &AtomicU32 {
+        let (map, at) = self.slot(i);
+        map.u32_at(at + SLOT_STATE)
+    }
+
+    fn seq(&self, i: usize) -> &AtomicU64 {
+        let (map, at) = self.slot(i);
+        map.u64_at(at + SLOT_SEQ)
+    }
 }
 
 mod private {
@@ -203,6 +318,11 @@ impl WaitTimeoutResult {
 /// if fewer), and a notification with nobody waiting is not remembered.
 /// `wait` returns only when notified (or timed out): no spurious wake-ups.
 ///
+/// These hold for any number of waiters: there is no limit on how many
+/// wait at once. Each waiter takes a 64-byte slot in shared memory; past
+/// the first 1,024 the table grows (by 1,024, then 2,048, 4,096, … slots)
+/// and keeps its peak size until the last handle is dropped.
+///
 /// A waiter that is killed is skipped by `notify`; a process that dies
 /// holding the lock is reported to the next acquirer as [`OwnerDied`], from
 /// [`acquire`](Self::acquire) or from the `wait` that takes the lock back.
@@ -233,7 +353,7 @@ impl WaitTimeoutResult {
 #[derive(Clone)]
 pub struct Condition<L: ConditionLock = RLock> {
     lock: L,
-    table: Arc<Block>,
+    table: Arc<Table>,
 }
 
 impl Condition<RLock> {
@@ -266,10 +386,13 @@ impl<L: ConditionLock> Condition<L> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn with_lock(lock: L) -> crate::Result<Self> {
-        let table = Block::create(Kind::Condition, LEN, |map| mutex::init(map, TABLE_MUTEX))?;
+        let table = Block::create(Kind::Condition, LEN, |map| {
+            map.u32_at(CHUNKS).store(1, Relaxed);
+            mutex::init(map, TABLE_MUTEX)
+        })?;
         Ok(Condition {
             lock,
-            table: Arc::new(table),
+            table: Arc::new(Table::new(table)),
         })
     }
 
@@ -337,7 +460,9 @@ impl<L: ConditionLock> Condition<L> {
     ///
     /// # Panics
     ///
-    /// If `guard` is not a guard of this condition's lock.
+    /// If `guard` is not a guard of this condition's lock, or if the waiter
+    /// table must grow and the system refuses the memory (`ftruncate` or
+    /// `mmap` fails); the guard is dropped, releasing the lock.
     ///
     /// ```
     /// use multiproc::Condition;
@@ -443,9 +568,16 @@ impl<L: ConditionLock> Condition<L> {
     }
 
     /// Wakes the `n` longest-waiting waiters (all of them if fewer are
-    /// waiting) and returns how many it woke. Nobody waiting: nothing
-    /// happens, and nothing is remembered for later waiters. Python
-    /// requires the lock to be held; here it may be, or not.
+    /// waiting) and returns how many it woke: `min(n, w)`, where `w` counts
+    /// the live waiters registered when it looked (however many; killed
+    /// waiters are not counted, and never take a notification). Nobody
+    /// waiting: nothing happens, and nothing is remembered for later
+    /// waiters. Python requires the lock to be held; here it may be, or not.
+    ///
+    /// # Panics
+    ///
+    /// If this handle cannot map the part of the waiter table that another
+    /// handle grew (`mmap` fails: out of memory or address space).
     ///
     /// ```
     /// let cond = multiproc::Condition::new()?;
@@ -457,45 +589,35 @@ impl<L: ConditionLock> Condition<L> {
             return 0;
         }
         let t = &self.table;
-        let map = t.map();
         lock_table(t);
-        let high = t.u32(HIGH).load(Relaxed) as usize;
-        let mut waiting: Vec<(u64, usize)> = (0..high)
-            .filter(|&i| matches!(state(t, i).load(Acquire), WAITING | SLEEPING))
-            .map(|i| (t.u64(slot(i) + SLOT_SEQ).load(Relaxed), i))
-            .collect();
-        if n < waiting.len() {
-            waiting.sort_unstable();
-        }
-        let mut woken = 0;
-        for (_, i) in waiting {
-            if woken == n {
-                break;
-            }
-            match mutex::try_lock(map, slot(i)) {
-                // Held: its waiter is alive.
-                Ok(Locked::TimedOut) => {
-                    if notify_slot(state(t, i)) {
-                        woken += 1;
-                    }
-                }
-                // Its waiter died (or just left): not a waiter any more.
-                Ok(Locked::Acquired | Locked::OwnerDied) => {
-                    state(t, i).store(FREE, SeqCst);
-                    let _ = mutex::unlock(map, slot(i));
-                }
-                Err(e) => panic!("multiproc: cannot lock a condition's waiter slot: {e}"),
-            }
-        }
+        let woken = notify_under_table(t, n);
         unlock_table(t);
-        woken
+        woken.unwrap_or_else(|e| panic!("multiproc: cannot reach a condition's waiters: {e}"))
     }
 
-    /// Wakes every waiter; returns how many.
+    /// Wakes every waiter registered when it looks, however many, and
+    /// returns how many it woke (killed waiters are not counted). Panics as
+    /// [`notify`](Self::notify) does.
     ///
     /// ```
-    /// let cond = multiproc::Condition::new()?;
-    /// assert_eq!(cond.notify_all(), 0);
+    /// use multiproc::{Condition, Semaphore};
+    /// let cond = Condition::new()?;
+    /// assert_eq!(cond.notify_all(), 0); // nobody is waiting
+    /// let waiting = Semaphore::new(0)?;
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..3 {
+    ///         s.spawn(|| {
+    ///             let guard = cond.acquire().unwrap();
+    ///             waiting.release(); // still holding the lock
+    ///             drop(cond.wait(guard).unwrap());
+    ///         });
+    ///     }
+    ///     for _ in 0..3 {
+    ///         waiting.acquire().forget();
+    ///     }
+    ///     let _guard = cond.acquire().unwrap(); // all three are in `wait`
+    ///     assert_eq!(cond.notify_all(), 3);
+    /// });
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn notify_all(&self) -> usize {
@@ -511,21 +633,8 @@ impl<L: ConditionLock> Condition<L> {
             self.lock.__owns(&guard, Token(())),
             "multiproc::Condition::wait: the guard is not a guard of this condition's lock"
         );
-        let mut guard = guard;
-        let slot = loop {
-            if let Some(slot) = register(&self.table) {
-                break slot;
-            }
-            // Every slot is taken: let the others go on, then look again.
-            let (lock, levels) = L::__release_all(guard, Token(()));
-            std::thread::sleep(Duration::from_millis(1));
-            guard = lock
-                .__reacquire(levels, Token(()))
-                .map_err(|e| map_died(e, |g| (g, false)))?;
-            if deadline.remaining().is_none() {
-                return Ok((guard, false));
-            }
-        };
+        let slot = register(&self.table)
+            .unwrap_or_else(|e| panic!("multiproc: cannot register a condition's waiter: {e}"));
         // Reacquired through the guard's own handle (perhaps not `self.lock`).
         let (lock, levels) = L::__release_all(guard, Token(()));
         let notified = sleep(&self.table, slot, deadline);
@@ -536,52 +645,96 @@ impl<L: ConditionLock> Condition<L> {
     }
 }
 
-fn state(t: &Block, i: usize) -> &AtomicU32 {
-    t.u32(slot(i) + SLOT_STATE)
-}
-
-fn lock_table(t: &Block) {
-    if let Err(e) = mutex::lock_spinning(t.map(), TABLE_MUTEX, None, 100) {
+fn lock_table(t: &Table) {
+    if let Err(e) = mutex::lock_spinning(t.block.map(), TABLE_MUTEX, None, 100) {
         panic!("multiproc: cannot lock a condition's table: {e}");
     }
     // A holder that died left at most one slot half-claimed (its mutex
-    // reports the death to whoever claims it next) or a notify half done.
+    // reports the death to whoever claims it next), a chunk added to the
+    // memfd but not yet counted (the next grower resizes to the same
+    // length), or a notify half done.
 }
 
-fn unlock_table(t: &Block) {
-    let _ = mutex::unlock(t.map(), TABLE_MUTEX);
+fn unlock_table(t: &Table) {
+    let _ = mutex::unlock(t.block.map(), TABLE_MUTEX);
 }
 
-/// Claims a slot for the calling thread: its mutex, then its state. `None`
-/// when every slot is held.
-fn register(t: &Block) -> Option<usize> {
-    lock_table(t);
-    let high = t.u32(HIGH).load(Relaxed) as usize;
-    let mut claimed = None;
-    for i in 0..(high + 1).min(CAPACITY) {
-        if i == high {
-            // First use: nobody has looked at this slot yet.
-            if let Err(e) = mutex::init(t.map(), slot(i)) {
-                panic!("multiproc: cannot set up a condition's waiter slot: {e}");
-            }
+/// `notify(n)` (`n > 0`), with the table mutex held.
+fn notify_under_table(t: &Table, n: usize) -> io::Result<usize> {
+    let high = t.block.u32(HIGH).load(Relaxed) as usize;
+    t.map_through(high)?;
+    let mut waiting: Vec<(u64, usize)> = (0..high)
+        .filter(|&i| matches!(t.state(i).load(Acquire), WAITING | SLEEPING))
+        .map(|i| (t.seq(i).load(Relaxed), i))
+        .collect();
+    if n < waiting.len() {
+        waiting.sort_unstable();
+    }
+    let mut woken = 0;
+    for (_, i) in waiting {
+        if woken == n {
+            break;
         }
-        match mutex::try_lock(t.map(), slot(i)) {
-            Ok(Locked::TimedOut) => continue,
-            Ok(Locked::Acquired | Locked::OwnerDied) => {
-                let seq = t.u64(NEXT_SEQ).fetch_add(1, Relaxed);
-                t.u64(slot(i) + SLOT_SEQ).store(seq, Relaxed);
-                state(t, i).store(WAITING, SeqCst);
-                if i == high {
-                    t.u32(HIGH).store(high as u32 + 1, Relaxed);
+        let (map, at) = t.slot(i);
+        match mutex::try_lock(map, at)? {
+            // Held: its waiter is alive.
+            Locked::TimedOut => {
+                if notify_slot(t.state(i)) {
+                    woken += 1;
                 }
-                claimed = Some(i);
-                break;
             }
-            Err(e) => panic!("multiproc: cannot lock a condition's waiter slot: {e}"),
+            // Its waiter died (or just left): not a waiter any more.
+            Locked::Acquired | Locked::OwnerDied => {
+                t.state(i).store(FREE, SeqCst);
+                let _ = mutex::unlock(map, at);
+            }
         }
     }
+    Ok(woken)
+}
+
+/// Claims a slot for the calling thread (its mutex, then its state),
+/// adding one at the end of the table, which grows a chunk at a time, when
+/// every slot is held.
+fn register(t: &Table) -> io::Result<usize> {
+    lock_table(t);
+    let claimed = claim(t);
     unlock_table(t);
     claimed
+}
+
+/// `register`, with the table mutex held.
+fn claim(t: &Table) -> io::Result<usize> {
+    let high = t.block.u32(HIGH).load(Relaxed) as usize;
+    t.map_through(high)?;
+    for i in 0..high {
+        let (map, at) = t.slot(i);
+        match mutex::try_lock(map, at)? {
+            Locked::TimedOut => continue,
+            Locked::Acquired | Locked::OwnerDied => {
+                enter(t, i);
+                return Ok(i);
+            }
+        }
+    }
+    // Every slot is held: use slot `high` for the first time.
+    t.grow_to(high + 1)?;
+    t.map_through(high + 1)?;
+    let (map, at) = t.slot(high);
+    mutex::init(map, at)?;
+    if mutex::try_lock(map, at)? == Locked::TimedOut {
+        return Err(io::Error::other("a new waiter slot is already held"));
+    }
+    enter(t, high);
+    t.block.u32(HIGH).store(high as u32 + 1, Relaxed);
+    Ok(high)
+}
+
+/// Marks the slot just claimed as the newest waiter's.
+fn enter(t: &Table, i: usize) {
+    let seq = t.block.u64(NEXT_SEQ).fetch_add(1, Relaxed);
+    t.seq(i).store(seq, Relaxed);
+    t.state(i).store(WAITING, SeqCst);
 }
 
 /// Hands a notification to a live waiter; `false` if it had just left.
@@ -605,11 +758,11 @@ fn notify_slot(state: &AtomicU32) -> bool {
 
 /// Sleeps on slot `i` until notified or `deadline`, then gives the slot up.
 /// Returns whether it was notified.
-fn sleep(t: &Block, i: usize, deadline: Deadline) -> bool {
-    let st = state(t, i);
+fn sleep(t: &Table, i: usize, deadline: Deadline) -> bool {
+    let st = t.state(i);
     let began = match deadline {
         Deadline::Now => None,
-        _ => t.spin_until(|| st.load(Acquire) == NOTIFIED).err(),
+        _ => t.block.spin_until(|| st.load(Acquire) == NOTIFIED).err(),
     };
     loop {
         let s = st.load(Acquire);
@@ -629,7 +782,7 @@ fn sleep(t: &Block, i: usize, deadline: Deadline) -> bool {
         futex::wait(st, SLEEPING, timeout);
     }
     if let Some(began) = began {
-        t.slept(began);
+        t.block.slept(began);
     }
     // Leave: a notification that lands first still counts.
     let mut s = st.load(Acquire);
@@ -643,7 +796,8 @@ fn sleep(t: &Block, i: usize, deadline: Deadline) -> bool {
         }
     };
     st.store(FREE, SeqCst);
-    let _ = mutex::unlock(t.map(), slot(i));
+    let (map, at) = t.slot(i);
+    let _ = mutex::unlock(map, at);
     notified
 }
 
@@ -675,7 +829,7 @@ impl<L: ConditionLock + Serialize> Serialize for Condition<L> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut t = serializer.serialize_tuple(2)?;
         t.serialize_element(&self.lock)?;
-        t.serialize_element(&TableRef(&self.table))?;
+        t.serialize_element(&TableRef(&self.table.block))?;
         t.end()
     }
 }
@@ -685,7 +839,53 @@ impl<'de, L: ConditionLock + DeserializeOwned> Deserialize<'de> for Condition<L>
         let (lock, TableDe(table)) = <(L, TableDe)>::deserialize(deserializer)?;
         Ok(Condition {
             lock,
-            table: Arc::new(table),
+            table: Arc::new(Table::new(table)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_tile_the_memfd_page_aligned_and_cover_every_thread() {
+        assert_eq!(chunk_of(0), (0, 0));
+        assert_eq!(chunk_of(FIRST - 1), (0, FIRST - 1));
+        assert_eq!(chunk_of(FIRST), (1, 0));
+        assert_eq!(chunk_of(2 * FIRST - 1), (1, FIRST - 1));
+        assert_eq!(chunk_of(2 * FIRST), (2, 0));
+        let mut end = LEN as u64;
+        for k in 1..MAX_CHUNKS {
+            let (offset, len) = chunk_span(k);
+            assert_eq!(offset, end, "chunk {k} follows the one before");
+            assert_eq!(offset % CHUNK_ALIGN as u64, 0);
+            assert_eq!(len / SLOT_LEN, FIRST << (k - 1));
+            // Its first and last slots are in it.
+            assert_eq!(chunk_of(FIRST << (k - 1)), (k, 0));
+            assert_eq!(chunk_of((FIRST << k) - 1), (k, len / SLOT_LEN - 1));
+            end = offset + len as u64;
+        }
+        assert_eq!(FIRST << (MAX_CHUNKS - 1), 4_194_304, "PID_MAX_LIMIT");
+    }
+
+    #[test]
+    fn a_second_handle_maps_the_chunks_the_first_one_grew() {
+        let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let t = &cond.table;
+        lock_table(t);
+        t.grow_to(3 * FIRST).unwrap();
+        unlock_table(t);
+        assert_eq!(t.block.u32(CHUNKS).load(Relaxed), 3);
+        let want = chunk_span(2).0 + chunk_span(2).1 as u64;
+        assert_eq!(shm::size(t.block.fd()).unwrap(), want);
+        // Another mapping of the same memfd sees a word written in chunk 2.
+        let fd = t.block.fd().try_clone_to_owned().unwrap();
+        let other = Table::new(Block::open(fd, Kind::Condition).unwrap());
+        t.map_through(3 * FIRST).unwrap();
+        other.map_through(3 * FIRST).unwrap();
+        t.state(3 * FIRST - 1).store(SLEEPING, SeqCst);
+        assert_eq!(other.state(3 * FIRST - 1).load(SeqCst), SLEEPING);
+        assert_eq!(other.state(2 * FIRST).load(SeqCst), FREE);
     }
 }
