@@ -682,24 +682,33 @@ fn cancel_after_ready_returns_false_and_keeps_the_value() {
 #[test]
 fn cancelling_a_map_async_midway_stops_it_there() {
     const N: usize = 20;
-    let board = Board::new(N);
-    let pool = board.builder(1).build().unwrap();
-    let jobs: Vec<(usize, u64)> = (0..N).map(|i| (i, 50)).collect();
-    let r = pool.chunksize(1).map_async(sleep_ms, jobs).unwrap();
-    assert!(wait_until(BOUND, || board.runs()[3] == 1));
-    let worker = running_pid(&r);
-    assert!(r.cancel());
-    let at_cancel = board.runs();
-    assert!(matches!(get(r), Err(Error::Cancelled)));
-    // Its running input's worker was killed; nothing more of it runs.
-    replaced(&pool, 1, &[worker]);
-    assert_eq!(pool.apply(sleep_ms, ((0, 0),)).unwrap(), 0);
-    let mut runs = board.runs();
-    runs[0] -= 1; // the apply just now
-    assert_eq!(runs, at_cancel, "inputs ran after the cancel");
-    let ran = runs.iter().take_while(|&&n| n == 1).count();
-    assert!(ran < N, "every input ran");
-    assert!(runs[ran..].iter().all(|&n| n == 0), "{runs:?}");
+    for chunk in [1, 5] {
+        let board = Board::new(N);
+        let pool = board.builder(1).build().unwrap();
+        let jobs: Vec<(usize, u64)> = (0..N).map(|i| (i, 50)).collect();
+        let r = pool.chunksize(chunk).map_async(sleep_ms, jobs).unwrap();
+        // Cancel in the middle of a chunk (of the second, for chunks of 5).
+        assert!(wait_until(BOUND, || board.runs()[6] == 1));
+        let worker = running_pid(&r);
+        assert!(r.cancel());
+        let at_cancel = board.runs();
+        assert!(matches!(get(r), Err(Error::Cancelled)));
+        // Its running input's worker was killed; nothing more of it runs,
+        // neither elsewhere nor on the replacement.
+        replaced(&pool, 1, &[worker]);
+        pool.apply(noop, ()).unwrap();
+        let runs = board.runs();
+        assert_eq!(
+            runs, at_cancel,
+            "chunk {chunk}: inputs ran after the cancel"
+        );
+        let ran = runs.iter().take_while(|&&n| n == 1).count();
+        assert!(ran < N, "chunk {chunk}: every input ran");
+        assert!(
+            runs[ran..].iter().all(|&n| n == 0),
+            "chunk {chunk}: {runs:?}"
+        );
+    }
 }
 
 #[test]
@@ -741,9 +750,8 @@ fn dropped_early<I: Iterator<Item = multiproc::Result<usize>>>(
     }
     drop(iter);
     let at_drop = board.runs();
-    assert_eq!(pool.apply(sleep_ms, ((0, 0),)).unwrap(), 0);
-    let mut runs = board.runs();
-    runs[0] -= 1;
+    pool.apply(noop, ()).unwrap();
+    let runs = board.runs();
     assert_eq!(
         runs, at_drop,
         "inputs that had not started ran after the drop"
