@@ -166,7 +166,8 @@ where
     T: Serialize + ?Sized,
     F: postcard::ser_flavors::Flavor<Output = ()>,
 {
-    CUSTOM.with(|c| c.borrow_mut().take());
+    // Called once per value on the pool worker's hot path: `CUSTOM` is not
+    // reset here (see `Items::next`).
     postcard::serialize_with_flavor(value, flavor).map_err(|e| CodecError::Unencodable {
         type_name: std::any::type_name::<T>(),
         reason: explain(e),
@@ -400,7 +401,8 @@ impl<'a> Items<'a> {
             }));
         }
         self.left -= 1;
-        CUSTOM.with(|c| c.borrow_mut().take());
+        // No reset of `CUSTOM` per item (a thread-local access on the pool
+        // worker's hot path): a message it holds is only read after an error.
         match postcard::take_from_bytes(self.rest) {
             Ok((value, rest)) => {
                 self.rest = rest;

@@ -798,7 +798,6 @@ fn dropping_an_imap_early_runs_no_input_that_had_not_started() {
 }
 
 #[test]
-#[ignore = "bug: dropping an imap lets the rest of a running chunk run (inputs not started run after the drop)"]
 fn dropping_a_chunked_imap_early_runs_no_input_that_had_not_started() {
     const N: usize = 50;
     let board = Board::new(N);
@@ -879,7 +878,6 @@ fn an_initializer_that_always_panics_breaks_the_pool_naming_the_panic() {
 /// `apply` (the blocking one) on a warm pool: the caller's thread serves
 /// the worker itself, and must stop the task at its timeout too.
 #[test]
-#[ignore = "bug: a blocking apply on a pool with an idle worker ignores task_timeout and Pool::timeout"]
 fn a_blocking_apply_on_a_warm_pool_is_timed_too() {
     let board = Board::new(3);
     let pool = board

@@ -302,7 +302,10 @@ impl Shared {
             }
             return Err(e);
         }
-        let mut tasks = tasks.into_iter();
+        let mut tasks = tasks.into_iter().peekable();
+        // A timed task needs the dispatcher to plan its deadline, even when
+        // the submitting thread serves the worker itself.
+        let timed = tasks.peek().is_some_and(|t| t.timeout.is_some());
         let first = tasks.next();
         let mine = first
             .as_ref()
@@ -330,7 +333,7 @@ impl Shared {
             }
         }
         let blocked = state.flush_all(true);
-        let wake = blocked || state.unwatched_work();
+        let wake = blocked || timed || state.unwatched_work();
         drop(state);
         if wake {
             self.wake();
@@ -440,10 +443,13 @@ impl Shared {
                 if seq >= started {
                     w.board.cancel(seq); // it will be skipped
                 } else if seq >= finished {
-                    if !kill_running {
-                        continue; // it runs to its end; nobody reads the result
+                    if kill_running {
+                        kill = true;
+                    } else {
+                        // The input now running finishes; no more of the
+                        // task begin.
+                        w.board.cut(seq);
                     }
-                    kill = true;
                 }
                 let count = task.len;
                 let sink = task.sink.detach();
@@ -1069,7 +1075,10 @@ impl Member {
     /// read again, so that an input that finished meanwhile is not blamed
     /// for the next one.
     fn enforce_timeout(&mut self) {
-        if self.doom.is_some() || self.read_eof || self.inflight.is_empty() {
+        // The board's words are the worker's hot cache line: read them only
+        // for a worker that holds a timed task.
+        if self.doom.is_some() || self.read_eof || self.inflight.iter().all(|t| t.timeout.is_none())
+        {
             return;
         }
         let overdue = |board: &Board| {

@@ -58,6 +58,11 @@ const DEADLINE: usize = 72;
 /// while the worker is stopped); the worker skips it.
 const CANCEL: usize = 80;
 
+/// Set (to the task's sequence number plus one) by the parent while the
+/// worker is stopped: the task has no owner any more; begin no more of its
+/// inputs.
+const CUT: usize = 104;
+
 /// A fresh buffer's size, and what a large one shrinks back to.
 const SMALL: usize = 64 * 1024;
 /// A buffer past this is shrunk once its replies are sent.
@@ -138,6 +143,12 @@ impl Board {
             .fetch_or(1 << (seq % 64), Relaxed);
     }
 
+    /// Tells the worker to begin no more inputs of task `seq`, which it
+    /// runs now (only while it is stopped).
+    pub(crate) fn cut(&self, seq: u64) {
+        self.header.u64_at(CUT).store(seq + 1, Relaxed);
+    }
+
     /// Reads what the worker left; only after it has died. The words come
     /// from another process's memory and are checked before they size
     /// anything.
@@ -198,6 +209,8 @@ pub(crate) struct Tracker {
     done: u64,
     /// Whether `DEADLINE` may be non-zero.
     deadline: bool,
+    /// The task being run.
+    seq: u64,
 }
 
 impl Tracker {
@@ -213,6 +226,7 @@ impl Tracker {
             begun: 0,
             done: 0,
             deadline: false,
+            seq: 0,
         })
     }
 
@@ -227,10 +241,11 @@ impl Tracker {
 
     /// Task `seq` begins; returns `false` if it was cancelled (the bit is
     /// cleared: skip it). Its reply will start at the buffer's end.
-    pub(crate) fn begin_task(&self, seq: u64) -> bool {
+    pub(crate) fn begin_task(&mut self, seq: u64) -> bool {
         self.set(TASK_BASE, self.begun);
         self.set(RUN_AT, self.len as u64);
         self.count(STARTED, seq + 1);
+        self.seq = seq;
         let bit = 1 << (seq % 64);
         let cancel = self.header.u64_at(CANCEL);
         if cancel.load(Relaxed) & bit != 0 {
@@ -238,6 +253,12 @@ impl Tracker {
             return false;
         }
         true
+    }
+
+    /// Whether the parent cut the running task short (`Board::cut`).
+    #[inline]
+    pub(crate) fn cut(&self) -> bool {
+        self.header.u64_at(CUT).load(Relaxed) == self.seq + 1
     }
 
     /// The next input begins; the inputs after it start at `rest` in the
@@ -416,9 +437,21 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_task_begins_no_more_inputs() {
+        let board = Board::new().unwrap();
+        let mut tracker = Tracker::new(board.fd().try_clone_to_owned().unwrap()).unwrap();
+        assert!(tracker.begin_task(3));
+        assert!(!tracker.cut());
+        board.cut(3);
+        assert!(tracker.cut());
+        assert!(tracker.begin_task(4));
+        assert!(!tracker.cut());
+    }
+
+    #[test]
     fn a_cancelled_task_is_skipped_once() {
         let board = Board::new().unwrap();
-        let tracker = Tracker::new(board.fd().try_clone_to_owned().unwrap()).unwrap();
+        let mut tracker = Tracker::new(board.fd().try_clone_to_owned().unwrap()).unwrap();
         board.cancel(65);
         assert!(tracker.begin_task(64));
         assert!(!tracker.begin_task(65));

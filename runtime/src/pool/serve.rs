@@ -124,6 +124,9 @@ pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Resu
     let mut index = 0u64;
     let mut failed = false;
     while let Some(args) = calls.next::<W::Args>() {
+        if run.tracker.cut() {
+            break; // its owner is gone: the calls not begun never run
+        }
         let args = args?;
         let deadline = match run.timeout_ns {
             0 => 0,
@@ -213,10 +216,9 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
             };
             tracker.end_task(seq);
             seq += 1;
-            if took >= BATCH_BELOW || tracker.len() >= BATCH_BYTES || !inbuf.has_frame() {
-                if !send(fd, &mut tracker, seq) {
-                    return;
-                }
+            let due = took >= BATCH_BELOW || tracker.len() >= BATCH_BYTES || !inbuf.has_frame();
+            if due && !send(fd, &mut tracker, seq) {
+                return;
             }
         }
         if !tracker.is_empty() && !send(fd, &mut tracker, seq) {
