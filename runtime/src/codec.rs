@@ -421,31 +421,30 @@ impl<'a> Items<'a> {
 }
 
 /// Decodes `count` values of `T` encoded one after another (postcard's
-/// encoding of a tuple: no length in front) from the front of `bytes`;
-/// returns them and the bytes after. Room is reserved for no more values
-/// than the bytes could hold, so a lying count allocates nothing extra.
+/// encoding of a tuple: no length in front) from the front of `bytes`,
+/// handing each to `push`; returns how many bytes they took.
 pub(crate) fn decode_run<T: DeserializeOwned>(
     bytes: &[u8],
     count: usize,
-    into: &mut Vec<T>,
+    push: impl FnMut(T),
 ) -> Result<usize, CodecError> {
-    struct Run<'v, T>(usize, &'v mut Vec<T>);
-    impl<'de, T: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for Run<'_, T> {
+    struct Run<T, F>(usize, F, std::marker::PhantomData<fn() -> T>);
+    impl<'de, T: serde::Deserialize<'de>, F: FnMut(T)> serde::de::DeserializeSeed<'de> for Run<T, F> {
         type Value = ();
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_tuple(self.0, self)
         }
     }
-    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Run<'_, T> {
+    impl<'de, T: serde::Deserialize<'de>, F: FnMut(T)> serde::de::Visitor<'de> for Run<T, F> {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "{} values", self.0)
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            for _ in 0..self.0 {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            for i in 0..self.0 {
                 match seq.next_element()? {
-                    Some(value) => self.1.push(value),
-                    None => return Err(serde::de::Error::invalid_length(self.1.len(), &self)),
+                    Some(value) => (self.1)(value),
+                    None => return Err(serde::de::Error::invalid_length(i, &self)),
                 }
             }
             Ok(())
@@ -455,14 +454,19 @@ pub(crate) fn decode_run<T: DeserializeOwned>(
         type_name: std::any::type_name::<T>(),
         reason,
     };
-    let size = size_of::<T>().max(1);
-    into.reserve(count.min(bytes.len().max(1)).min((4 << 20) / size));
     CUSTOM.with(|c| c.borrow_mut().take());
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    serde::de::DeserializeSeed::deserialize(Run(count, into), &mut de)
+    serde::de::DeserializeSeed::deserialize(Run(count, push, std::marker::PhantomData), &mut de)
         .map_err(|e| corrupt(explain(e)))?;
     let rest = de.finalize().map_err(|e| corrupt(explain(e)))?;
     Ok(bytes.len() - rest.len())
+}
+
+/// How many of `count` values of `T` to reserve room for before decoding
+/// them from `len` bytes: no more than the bytes could hold, nor than 4 MiB,
+/// so a lying count allocates nothing extra.
+pub(crate) fn room_for<T>(count: usize, len: usize) -> usize {
+    count.min(len.max(1)).min((4 << 20) / size_of::<T>().max(1))
 }
 
 /// Decodes a whole buffer as `T`; trailing bytes are an error.

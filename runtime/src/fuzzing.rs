@@ -442,9 +442,9 @@ fn pool_reply(body: &[u8]) {
             let first = u64::from_le_bytes(first.try_into().expect("8 bytes"));
             let plain = usize::try_from(first).unwrap_or(usize::MAX).min(64);
             let mut ok: Vec<String> = Vec::new();
-            if let Ok(used) = codec::decode_run(&values[8..], plain, &mut ok) {
+            if let Ok(used) = codec::decode_run(&values[8..], plain, |v| ok.push(v)) {
                 let mut rest: Vec<Result<u64, wire::TaskFailure>> = Vec::new();
-                let _ = codec::decode_run(&values[8 + used..], 64 - plain, &mut rest);
+                let _ = codec::decode_run(&values[8 + used..], 64 - plain, |v| rest.push(v));
             }
         }
         wire::FAILED => {

@@ -89,8 +89,11 @@ impl Task {
     /// The task's owner and everything that became of its calls, `last` the
     /// end of it.
     fn finish(mut self, last: Piece) -> (Sink, Delivery) {
+        if self.prefix.is_empty() {
+            return (self.sink, Delivery::One(last));
+        }
         self.prefix.push(last);
-        (self.sink, self.prefix)
+        (self.sink, Delivery::Many(self.prefix))
     }
 
     /// Fails the calls of this task that are not accounted for yet.
@@ -455,10 +458,10 @@ impl Shared {
                 let sink = task.sink.detach();
                 deliveries.push((
                     sink,
-                    vec![Piece::Failed {
+                    Delivery::One(Piece::Failed {
                         count,
                         error: Error::Cancelled,
-                    }],
+                    }),
                 ));
             }
             if kill {
@@ -1250,7 +1253,7 @@ impl Member {
         }
         let rest = task.len - begun;
         if rest == 0 {
-            deliveries.push((task.sink, task.prefix));
+            deliveries.push((task.sink, Delivery::Many(task.prefix)));
             return Ok(());
         }
         task.len = rest;

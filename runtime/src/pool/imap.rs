@@ -1,7 +1,7 @@
 //! `imap` and `imap_unordered`: lazy over their input, with bounded prefetch.
 
 use super::dispatch::{Shared, Task};
-use super::result::{Piece, Sink, Stream, outcomes};
+use super::result::{Delivery, Piece, Sink, Stream, outcomes};
 use super::wire;
 use crate::child;
 use crate::error::{Error, Result};
@@ -182,7 +182,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
                         count: items.len(),
                         error: e.into(),
                     };
-                    self.stream.put(seq, vec![failed]);
+                    self.stream.put(seq, Delivery::One(failed));
                 }
             }
         }

@@ -50,8 +50,33 @@ impl Piece {
     }
 }
 
-/// What the pool hands a task's owner: every call's outcome, in pieces.
-pub(crate) type Delivery = Vec<Piece>;
+/// What the pool hands a task's owner: every call's outcome, in pieces
+/// (nearly always one, which takes no allocation of its own).
+pub(crate) enum Delivery {
+    One(Piece),
+    Many(Vec<Piece>),
+}
+
+impl Delivery {
+    fn iter(&self) -> std::slice::Iter<'_, Piece> {
+        match self {
+            Delivery::One(piece) => std::slice::from_ref(piece).iter(),
+            Delivery::Many(pieces) => pieces.iter(),
+        }
+    }
+}
+
+impl IntoIterator for Delivery {
+    type Item = Piece;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Piece>, std::vec::IntoIter<Piece>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Delivery::One(piece) => Some(piece).into_iter().chain(Vec::new()),
+            Delivery::Many(pieces) => None.into_iter().chain(pieces),
+        }
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -70,13 +95,13 @@ impl TaskFailure {
     }
 }
 
-/// Decodes a `Values` piece: the calls before the first failure are
-/// appended to `ok`; the outcomes from the first failure on are returned.
+/// Decodes a `Values` piece: the calls before the first failure go to
+/// `ok`; the outcomes from the first failure on are returned.
 fn decode_values<O: DeserializeOwned>(
     pid: u32,
     count: usize,
     bytes: &[u8],
-    ok: &mut Vec<O>,
+    ok: impl FnMut(O),
 ) -> Result<Vec<Result<O>>, CodecError> {
     let truncated = || CodecError::Truncated {
         expected: 8,
@@ -86,14 +111,13 @@ fn decode_values<O: DeserializeOwned>(
     let plain = usize::try_from(first).unwrap_or(usize::MAX).min(count);
     let body = &bytes[8..];
     let used = codec::decode_run(body, plain, ok)?;
-    let mut rest: Vec<Result<O, TaskFailure>> = Vec::new();
+    let mut rest: Vec<Result<O>> = Vec::new();
     // Bytes after the last value are not checked: the buffer of a worker
     // that died may hold the value of a call it had not yet counted.
-    codec::decode_run(&body[used..], count - plain, &mut rest)?;
-    Ok(rest
-        .into_iter()
-        .map(|r| r.map_err(|f| f.into_error(pid)))
-        .collect())
+    codec::decode_run(&body[used..], count - plain, |r: Result<O, TaskFailure>| {
+        rest.push(r.map_err(|f| f.into_error(pid)))
+    })?;
+    Ok(rest)
 }
 
 /// Every call's outcome, in order, from a delivery for `expected` calls
@@ -107,13 +131,12 @@ pub(crate) fn outcomes<O: DeserializeOwned>(pieces: Delivery, expected: usize) -
         }
         match piece {
             Piece::Values { pid, count, bytes } => {
-                let mut ok = Vec::new();
-                match decode_values::<O>(pid, count, &bytes, &mut ok) {
-                    Ok(rest) => {
-                        out.extend(ok.into_iter().map(Ok));
-                        out.extend(rest);
-                    }
+                let before = out.len();
+                out.reserve(codec::room_for::<Result<O>>(count, bytes.len()));
+                match decode_values::<O>(pid, count, &bytes, |v| out.push(Ok(v))) {
+                    Ok(rest) => out.extend(rest),
                     Err(e) => {
+                        out.truncate(before);
                         let e = Error::Codec(e);
                         out.extend((0..count).map(|_| Err(e.copy())));
                     }
@@ -358,7 +381,7 @@ impl Drop for Sink {
                 count: usize::MAX,
                 error: Error::PoolTerminated,
             };
-            target.deliver(vec![failed]);
+            target.deliver(Delivery::One(failed));
         }
     }
 }
@@ -660,17 +683,14 @@ pub(crate) fn collect_map<O: DeserializeOwned + 'static>(parts: &[Part]) -> Resu
                 Err(e) => failed = Some(fail(base, e)),
                 // The common case: one reply in which every call returned,
                 // decoded straight into the output.
-                Ok(pieces)
-                    if pieces.len() == 1 && pieces[0].ok() && pieces[0].count() == part.len =>
-                {
-                    let Some(Piece::Values { pid, count, bytes }) = pieces.into_iter().next()
-                    else {
-                        unreachable!("checked above")
+                Ok(Delivery::One(piece)) if piece.ok() && piece.count() == part.len => {
+                    let Piece::Values { pid, count, bytes } = piece else {
+                        unreachable!("a piece that is ok holds values")
                     };
                     if out.is_empty() {
                         out.reserve(total.min((64 << 20) / size_of::<O>().max(1)));
                     }
-                    match decode_values(pid, count, &bytes, &mut out) {
+                    match decode_values(pid, count, &bytes, |v| out.push(v)) {
                         Ok(rest) if rest.is_empty() => {}
                         Ok(_) => unreachable!("no failure in a reply whose first failure is none"),
                         Err(e) => failed = Some(fail(base, e.into())),
