@@ -36,7 +36,8 @@ const STARTED: usize = 0;
 const FINISHED: usize = 8;
 /// The sequence number of the task whose reply starts the buffer.
 const OUT_FIRST: usize = 16;
-/// Bytes of the buffer that hold replies and committed results.
+/// Bytes of the buffer that hold complete replies (moved once per task,
+/// not per input).
 const COMMITTED: usize = 24;
 /// Inputs begun, over all tasks.
 const BEGUN: usize = 32;
@@ -87,8 +88,8 @@ pub(crate) struct Remains {
     pub(crate) started: u64,
     pub(crate) finished: u64,
     pub(crate) out_first: u64,
-    /// The buffer's committed bytes: complete replies, then (if a task was
-    /// running) that task's reply so far.
+    /// The buffer: complete replies, then (if a task was running) that
+    /// task's reply so far, then bytes of no meaning.
     pub(crate) out: Vec<u8>,
     pub(crate) begun: u64,
     pub(crate) done: u64,
@@ -162,9 +163,10 @@ impl Board {
                 format!("a worker's reply buffer claims {committed} bytes of {room}"),
             ));
         }
+        // The whole buffer: the running task's results lie past `COMMITTED`.
         let mut out = Vec::new();
-        if committed > 0 {
-            let len = usize::try_from(committed).map_err(io::Error::other)?;
+        if room > 0 {
+            let len = usize::try_from(room).map_err(io::Error::other)?;
             Mapping::new(self.fd.as_fd(), HEADER as u64, len)?.read_append(0, len, &mut out);
         }
         let begun = self.word(BEGUN);
@@ -230,11 +232,13 @@ impl Tracker {
         })
     }
 
+    #[inline(always)]
     fn set(&self, at: usize, value: u64) {
         self.header.u64_at(at).store(value, Relaxed);
     }
 
     /// Stores a counter, after everything it vouches for.
+    #[inline(always)]
     fn count(&self, at: usize, value: u64) {
         self.header.u64_at(at).store(value, Release);
     }
@@ -256,14 +260,14 @@ impl Tracker {
     }
 
     /// Whether the parent cut the running task short (`Board::cut`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cut(&self) -> bool {
         self.header.u64_at(CUT).load(Relaxed) == self.seq + 1
     }
 
     /// The next input begins; the inputs after it start at `rest` in the
     /// task's encoded inputs. `deadline`: when it times out (0: never).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn begin_input(&mut self, rest: usize, deadline: u64) {
         self.set(REST + 8 * (self.begun % 2) as usize, rest as u64);
         if deadline != 0 || self.deadline {
@@ -274,10 +278,11 @@ impl Tracker {
         self.count(BEGUN, self.begun);
     }
 
-    /// The input's result is in the buffer.
-    #[inline]
+    /// The input's result is in the buffer (`COMMITTED` is not moved per
+    /// input: after a death the parent reads the whole buffer and decodes
+    /// exactly `DONE` values from the running task's reply).
+    #[inline(always)]
     pub(crate) fn end_input(&mut self) {
-        self.set(COMMITTED, self.len as u64);
         self.done += 1;
         self.count(DONE, self.done);
     }
@@ -432,7 +437,7 @@ mod tests {
         assert_eq!((left.begun, left.done, left.task_base), (3, 2, 0));
         assert_eq!(left.rest, 5);
         assert_eq!(&left.out[..5], b"reply");
-        let tail: Vec<u8> = codec::decode(&left.out[5..]).unwrap();
+        let (tail, _): (Vec<u8>, _) = postcard::take_from_bytes(&left.out[5..]).unwrap();
         assert_eq!(tail.len(), 200_000);
     }
 

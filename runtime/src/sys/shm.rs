@@ -77,6 +77,7 @@ impl Mapping {
         self.len
     }
 
+    #[inline(always)]
     fn check(&self, offset: usize, len: usize, align: usize) {
         assert!(
             offset.checked_add(len).is_some_and(|end| end <= self.len) && offset % align == 0,
@@ -95,6 +96,7 @@ impl Mapping {
     }
 
     /// The 64-bit word at `offset` (aligned, in bounds: checked).
+    #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
         self.check(offset, 8, 8);
         // SAFETY: as in `u32_at`.
@@ -160,6 +162,7 @@ impl Mapping {
     /// that no other process touches while this one lives: a pool worker's
     /// reply buffer, which the parent maps only after the worker has died
     /// (`pool/progress.rs`). `&mut self` makes this the only view here.
+    #[inline]
     pub(crate) fn exclusive_bytes(&mut self) -> &mut [u8] {
         // SAFETY: the pointer and length are those of a live mapping that
         // `&mut self` borrows exclusively in this process; by the protocol
