@@ -1015,27 +1015,37 @@ fn round_pool(r: &mut Round<'_>) {
                         cancelled.insert(*i);
                     }
                 }
-                for (i, mut a) in pending {
-                    // A hanging input without a timeout is cancelled once it
-                    // runs (and one with a timeout, now and then).
-                    let mut how = String::new();
-                    if hangs.contains(&i) && (timeout.is_none() || rng.chance(50)) {
-                        let ran = wait_until(BOUND, || a.pid().is_some() || a.ready());
-                        let pid = a.pid();
-                        let worked = a.cancel();
-                        if worked {
-                            cancelled.insert(i);
+                // A hanging input without a timeout is cancelled once it
+                // runs (and one with a timeout, now and then), whatever the
+                // order: the inputs a worker holds behind a running one wait
+                // for it, so collecting in input order first would wait for
+                // ever on those.
+                let mut to_cancel: BTreeSet<u64> = hangs
+                    .iter()
+                    .copied()
+                    .filter(|_| timeout.is_none() || rng.chance(50))
+                    .collect();
+                let deadline = Instant::now() + BOUND;
+                while !to_cancel.is_empty() && Instant::now() < deadline {
+                    for (i, a) in &pending {
+                        if to_cancel.contains(i) && (a.pid().is_some() || a.ready()) {
+                            if a.cancel() {
+                                cancelled.insert(*i);
+                            }
+                            to_cancel.remove(i);
                         }
-                        how = format!(
-                            " (hangs; cancelled {}running on {pid:?}: cancel gave {worked})",
-                            if ran { "" } else { "before " }
-                        );
-                    } else if cancelled.contains(&i) {
-                        how = " (cancelled at once)".into();
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                for (i, mut a) in pending {
+                    if to_cancel.contains(&i) && a.cancel() {
+                        // It never ran, in BOUND.
+                        cancelled.insert(i);
                     }
                     match a.get_timeout(BOUND) {
                         Err(Error::Timeout) => problems.push(format!(
-                            "input {i}{how} unanswered after {BOUND:?}; now on {:?}, pool {:?}",
+                            "input {i} (cancelled: {}) unanswered after {BOUND:?}; now on {:?}, pool {:?}",
+                            cancelled.contains(&i),
                             a.pid(),
                             pool.pids()
                         )),
