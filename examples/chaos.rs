@@ -10,7 +10,9 @@
 //! Options: `--duration 90s|30m|1h` (or `--secs N`), `--seed N` (to replay),
 //! `--load N` (CPU-burning threads, default 2), `--scenarios pool,queue,...`
 //! (default all: pool, queue, lock, barrier, tree, nofile, as), `--rounds N`
-//! (stop after N rounds), `--progress SECS` (print the summary so far; 60).
+//! (stop after N rounds), `--progress SECS` (print the summary so far; 60),
+//! `--replay SEED` (run only the round of the first scenario given whose
+//! seed a violation printed, `--rounds` times; 1 by default).
 //! Prints one summary line and exits with status 1 if any invariant broke.
 
 use multiproc_tests::chaos::{self, Config, Scenario};
@@ -28,10 +30,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn parse(args: &[String]) -> Result<Config, String> {
+fn parse(args: &[String]) -> Result<(Config, Option<u64>), String> {
     let mut config = Config::new(Duration::from_secs(60));
     config.load_threads = 2;
     config.progress = Some(Duration::from_secs(60));
+    let mut replay = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -42,6 +45,7 @@ fn parse(args: &[String]) -> Result<Config, String> {
             "--seed" => config.seed = number(value()?)?,
             "--load" => config.load_threads = number(value()?)? as usize,
             "--rounds" => config.max_rounds = Some(number(value()?)?),
+            "--replay" => replay = Some(number(value()?)?),
             "--progress" => config.progress = Some(Duration::from_secs(number(value()?)?)),
             "--scenarios" => {
                 config.scenarios = value()?
@@ -53,12 +57,12 @@ fn parse(args: &[String]) -> Result<Config, String> {
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    Ok(config)
+    Ok((config, replay))
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match parse(&args) {
+    let (config, replay) = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chaos: {e}");
@@ -73,7 +77,10 @@ fn main() {
         config.load_threads,
         names.join(",")
     );
-    let summary = chaos::run(&config);
+    let summary = match replay {
+        Some(seed) => chaos::replay(config.scenarios[0], seed, config.max_rounds.unwrap_or(1)),
+        None => chaos::run(&config),
+    };
     for (name, n) in &summary.per_scenario {
         eprintln!("chaos:   {name}: {n} rounds");
     }

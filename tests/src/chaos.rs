@@ -29,7 +29,7 @@ use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The longest any single wait of a round may take before it counts as a
@@ -233,8 +233,15 @@ pub struct Summary {
     pub rounds: u64,
     /// Processes SIGKILLed by the chaos (not counting clean-up).
     pub kills: u64,
+    /// Of those, pool workers killed before they were seen answering
+    /// (starting, most of them).
+    pub start_kills: u64,
     /// Pool tasks submitted.
     pub tasks: u64,
+    /// Pool inputs that failed with `TaskTimedOut` (each one meant to hang).
+    pub timeouts: u64,
+    /// Pool inputs that came back `Cancelled` (their `cancel` returned true).
+    pub cancels: u64,
     /// Queue messages received (by consumers or the final drain).
     pub messages: u64,
     /// Broken invariants; must be 0.
@@ -256,7 +263,10 @@ impl Summary {
     pub fn absorb(&mut self, other: &Summary) {
         self.rounds += other.rounds;
         self.kills += other.kills;
+        self.start_kills += other.start_kills;
         self.tasks += other.tasks;
+        self.timeouts += other.timeouts;
+        self.cancels += other.cancels;
         self.messages += other.messages;
         self.violations += other.violations;
         for d in &other.details {
@@ -281,10 +291,13 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "chaos: {} rounds, {} kills, {} tasks, {} messages, {} violations in {:.0} s (seed {})",
+            "chaos: {} rounds, {} kills ({} while starting), {} tasks ({} timed out, {} cancelled), {} messages, {} violations in {:.0} s (seed {})",
             self.rounds,
             self.kills,
+            self.start_kills,
             self.tasks,
+            self.timeouts,
+            self.cancels,
             self.messages,
             self.violations,
             self.secs,
@@ -329,27 +342,8 @@ pub fn run(config: &Config) -> Summary {
         let seed = rng.next_u64();
         let label = format!("round {n} ({}, seed {seed})", kind.name());
         *armed.lock().unwrap() = Some((Instant::now() + ROUND_LIMIT, label.clone()));
-        let before = Baseline::take();
-        {
-            let mut round = Round {
-                rng: Rng::new(seed),
-                sum: &mut sum,
-                label,
-            };
-            match kind {
-                Scenario::Pool => round_pool(&mut round),
-                Scenario::Queue => round_queue(&mut round),
-                Scenario::Lock => round_lock(&mut round),
-                Scenario::Barrier => round_barrier(&mut round),
-                Scenario::Tree => round_tree(&mut round),
-                Scenario::Nofile => round_nofile(&mut round),
-                Scenario::AddressSpace => round_address_space(&mut round),
-            }
-            before.check(&mut round);
-        }
+        one_round(kind, seed, label, &mut sum);
         *armed.lock().unwrap() = None;
-        sum.rounds += 1;
-        *sum.per_scenario.entry(kind.name().to_string()).or_default() += 1;
         if let Some(every) = config.progress
             && last_progress.elapsed() >= every
         {
@@ -361,6 +355,44 @@ pub fn run(config: &Config) -> Summary {
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
+    }
+    sum.secs = start.elapsed().as_secs_f64();
+    sum
+}
+
+/// Runs one round of `kind` from its seed, then the common invariants.
+fn one_round(kind: Scenario, seed: u64, label: String, sum: &mut Summary) {
+    let before = Baseline::take();
+    let mut round = Round {
+        rng: Rng::new(seed),
+        sum,
+        label,
+    };
+    match kind {
+        Scenario::Pool => round_pool(&mut round),
+        Scenario::Queue => round_queue(&mut round),
+        Scenario::Lock => round_lock(&mut round),
+        Scenario::Barrier => round_barrier(&mut round),
+        Scenario::Tree => round_tree(&mut round),
+        Scenario::Nofile => round_nofile(&mut round),
+        Scenario::AddressSpace => round_address_space(&mut round),
+    }
+    before.check(&mut round);
+    sum.rounds += 1;
+    *sum.per_scenario.entry(kind.name().to_string()).or_default() += 1;
+}
+
+/// Replays the round of `kind` whose seed a violation printed (`round N
+/// (kind, seed S)`), `times` times, without load or watchdog.
+pub fn replay(kind: Scenario, seed: u64, times: u64) -> Summary {
+    let start = Instant::now();
+    let mut sum = Summary {
+        seed,
+        ..Summary::default()
+    };
+    for i in 0..times {
+        let label = format!("replay {i} ({}, seed {seed})", kind.name());
+        one_round(kind, seed, label, &mut sum);
     }
     sum.secs = start.elapsed().as_secs_f64();
     sum
@@ -576,32 +608,332 @@ fn chaos_task(id: u64) -> (u64, u32) {
 // ---------------------------------------------------------------------------
 // Pool
 
+/// Where the inputs of a pool round count their runs. A handle cannot be a
+/// task's argument, so each worker gets it from its initializer.
+static RUNS: OnceLock<RawArray<u32>> = OnceLock::new();
+
+/// The bit of a [`chaos_counted`] input that makes it hang.
+const HANG_BIT: u64 = 1 << 63;
+
+/// How long a hanging input sleeps: past [`BOUND`], so only its timeout, a
+/// kill or a cancel ends it within a round.
+const HANG: Duration = Duration::from_secs(100);
+
+/// A pool initializer: keeps the run counts, then takes `start_us` to start
+/// (a window in which the worker is killed while starting).
+#[worker]
+fn chaos_pool_init(runs: RawArray<u32>, start_us: u64) {
+    let _ = RUNS.set(runs);
+    std::thread::sleep(Duration::from_micros(start_us));
+}
+
+/// The value input `id` must come back with.
+fn counted_value(id: u64) -> u64 {
+    mix(0xC0_FFEE, id)
+}
+
+/// A pool task: counts that input `id` started (its slot in [`RUNS`]), then
+/// spins a little (a few to 60 µs), or hangs if [`HANG_BIT`] is set; returns
+/// the id, its value and who ran it.
+#[worker]
+fn chaos_counted(input: u64) -> (u64, u64, u32) {
+    let id = input & !HANG_BIT;
+    if let Some(runs) = RUNS.get()
+        && let Some(before) = runs.get(id as usize)
+    {
+        runs.set(id as usize, before.saturating_add(1));
+    }
+    if input & HANG_BIT != 0 {
+        std::thread::sleep(HANG);
+    } else {
+        let until = Instant::now() + Duration::from_micros(id.wrapping_mul(0x9E37) % 60);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+    (id, counted_value(id), std::process::id())
+}
+
+/// What became of one input of a pool round: its result, or why it failed
+/// (the error itself, not wrapped in `TaskFailed`).
+type Outcome = multiproc::Result<(u64, u64, u32)>;
+
+/// The call a pool round makes: its chunk size, and a per-call timeout.
+fn pool_call(pool: &Pool, chunk: usize, per_call: Option<Duration>) -> multiproc::Chunked<'_> {
+    match per_call {
+        Some(t) => pool.timeout(t).chunksize(chunk),
+        None => pool.chunksize(chunk),
+    }
+}
+
+/// An outcome of `imap`/`imap_unordered` as the input it is about and what
+/// became of it; `None` for one that names no input.
+fn unwrap_outcome(res: multiproc::Result<(u64, u64, u32)>) -> Option<(u64, Outcome)> {
+    match res {
+        Ok(v) => Some((v.0, Ok(v))),
+        Err(Error::TaskFailed { index, source }) => Some((index as u64, Err(*source))),
+        Err(_) => None,
+    }
+}
+
+/// What a pool round did, for [`audit_pool`].
+struct PoolRun {
+    /// Inputs submitted: `0..n`.
+    n: u64,
+    /// The inputs that hang.
+    hangs: BTreeSet<u64>,
+    /// The timeout of every input, if any.
+    timeout: Option<Duration>,
+    /// What became of each input that the round was told about.
+    outcomes: Vec<(u64, Outcome)>,
+    /// Inputs of a failed `map_async` other than the failure it reported:
+    /// their fate is not told, only that they ran at most once.
+    untold: BTreeSet<u64>,
+    /// Inputs whose `cancel` returned true.
+    cancelled: BTreeSet<u64>,
+    /// Workers the round SIGKILLed.
+    killed: HashSet<u32>,
+    /// How often each input started, from [`RUNS`].
+    runs: Vec<u32>,
+}
+
+/// The invariants of a pool round: every input answered once (or untold);
+/// no innocent failure (a failed input is one whose worker the round killed
+/// while it ran, one that hung past its timeout, or one cancelled); nothing
+/// ran twice; every success ran once and has its value; a killed worker
+/// fails one input at most. Returns the workers the pool killed for
+/// timeouts.
+fn audit_pool(r: &mut Round<'_>, run: &PoolRun) -> HashSet<u32> {
+    let mut answered = vec![0u32; run.n as usize];
+    // The inputs each killed worker's death failed.
+    let mut blamed: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut timed_out = HashSet::new();
+    let (mut timeouts, mut cancels) = (0u64, 0u64);
+    for (id, res) in &run.outcomes {
+        let id = *id;
+        let Some(count) = answered.get_mut(id as usize) else {
+            r.violation(format!("input {id} was never submitted"));
+            continue;
+        };
+        *count += 1;
+        if *count == 2 {
+            r.violation(format!("input {id} answered twice"));
+        }
+        let ran = run.runs[id as usize];
+        let hang = run.hangs.contains(&id);
+        match res {
+            Ok((got, value, _)) => {
+                if *got != id || *value != counted_value(id) {
+                    r.violation(format!("input {id} came back as ({got}, {value:#x})"));
+                }
+                if hang {
+                    r.violation(format!("input {id} hangs, yet it succeeded"));
+                }
+                if ran != 1 {
+                    r.violation(format!("input {id} succeeded but started {ran} times"));
+                }
+            }
+            Err(Error::Killed { pid, signal: 9 }) if run.killed.contains(pid) => {
+                blamed.entry(*pid).or_default().push(id);
+                match ran {
+                    1 => r.event("pool: input failed with its killed worker"),
+                    // Killed between the pool marking it begun and its
+                    // first line: it was the one running.
+                    0 => {
+                        r.event("pool: input failed with its worker, killed before its first line")
+                    }
+                    _ => r.violation(format!(
+                        "input {id} failed with worker {pid}, started {ran} times"
+                    )),
+                }
+            }
+            Err(Error::TaskTimedOut { pid, timeout }) => {
+                timeouts += 1;
+                timed_out.insert(*pid);
+                if !hang {
+                    r.violation(format!(
+                        "input {id} does not hang, yet it timed out (worker {pid}, {timeout:?})"
+                    ));
+                }
+                if Some(*timeout) != run.timeout {
+                    r.violation(format!(
+                        "input {id} timed out after {timeout:?}, its timeout is {:?}",
+                        run.timeout
+                    ));
+                }
+                if ran != 1 {
+                    r.violation(format!("input {id} timed out but started {ran} times"));
+                }
+            }
+            Err(Error::Cancelled) if run.cancelled.contains(&id) => {
+                cancels += 1;
+                match ran {
+                    0 => r.event("pool: cancelled input never ran"),
+                    1 => r.event("pool: cancelled input had started"),
+                    _ => r.violation(format!("cancelled input {id} started {ran} times")),
+                }
+            }
+            Err(e) => r.violation(format!(
+                "input {id} (hangs: {hang}, cancelled: {}) failed with {e:?}: an innocent failure",
+                run.cancelled.contains(&id)
+            )),
+        }
+    }
+    for (pid, ids) in &blamed {
+        if ids.len() > 1 {
+            r.violation(format!(
+                "the death of worker {pid} failed {} inputs {ids:?}: only the one it ran may fail",
+                ids.len()
+            ));
+        }
+    }
+    let killed_failures: usize = blamed.values().map(Vec::len).sum();
+    if killed_failures > run.killed.len() {
+        r.violation(format!(
+            "{killed_failures} inputs failed as Killed, for {} kills",
+            run.killed.len()
+        ));
+    }
+    if timeouts > run.hangs.len() as u64 {
+        r.violation(format!(
+            "{timeouts} inputs timed out, {} hang",
+            run.hangs.len()
+        ));
+    }
+    let twice: Vec<usize> = (0..run.n as usize).filter(|&i| run.runs[i] > 1).collect();
+    if !twice.is_empty() {
+        r.violation(format!(
+            "{} inputs started more than once: {:?}..",
+            twice.len(),
+            &twice[..twice.len().min(10)]
+        ));
+    }
+    let missing: Vec<u64> = (0..run.n)
+        .filter(|&i| answered[i as usize] == 0 && !run.untold.contains(&i))
+        .collect();
+    if !missing.is_empty() {
+        r.violation(format!(
+            "{} of {} inputs never answered: {:?}..",
+            missing.len(),
+            run.n,
+            &missing[..missing.len().min(10)]
+        ));
+    }
+    r.sum.timeouts += timeouts;
+    r.sum.cancels += cancels;
+    timed_out
+}
+
 fn round_pool(r: &mut Round<'_>) {
     let workers = r.rng.range(2, 3) as usize;
+    let mode = r.rng.range(0, 4);
     let n = r.rng.range(2_000, 20_000);
-    let mode = r.rng.range(0, 3);
-    let chunk = r.rng.range(1, 64) as usize;
-    let mut builder = Pool::builder().processes(workers);
+    let chunk = if mode == 0 {
+        1
+    } else {
+        r.rng.range(1, 64) as usize
+    };
+    // No timeout, the builder's, or one per call.
+    let timeouts = r.rng.range(0, 2);
+    let timeout = (timeouts > 0).then(|| r.rng.ms(150, 400));
+    let per_call = timeout.filter(|_| timeouts == 2);
+    // Inputs that hang: under a timeout, or (apply_async) cancelled once
+    // they run.
+    let mut hangs = BTreeSet::new();
+    if timeout.is_some() || mode == 2 {
+        for _ in 0..r.rng.range(1, 4) {
+            hangs.insert(r.rng.range(0, n - 1));
+        }
+    }
+    let start_us = if r.rng.chance(50) {
+        r.rng.range(500, 8_000)
+    } else {
+        0
+    };
+    // Kills of workers not yet seen answering (starting, most of them), in
+    // bursts: right after the build, and now and then after a kill.
+    let start_kills = if r.rng.chance(40) {
+        r.rng.range(3, 10)
+    } else {
+        0
+    };
+    let runs = match RawArray::<u32>::new(n as usize) {
+        Ok(a) => a,
+        Err(e) => return r.violation(format!("cannot create the run counts: {e}")),
+    };
+    let mut builder = Pool::builder()
+        .processes(workers)
+        .initializer(chaos_pool_init, (runs.clone(), start_us));
     if r.rng.chance(30) {
         // Workers also retire on their own while others are killed.
         builder = builder.max_tasks_per_child(r.rng.range(50, 2_000));
+    }
+    if let (Some(t), 1) = (timeout, timeouts) {
+        builder = builder.task_timeout(t);
     }
     let pool = match builder.build() {
         Ok(p) => p,
         Err(e) => return r.violation(format!("cannot build a pool: {e}")),
     };
-    // Only workers seen answering are killed: a worker that dies before it
-    // starts counts towards breaking the pool, which is a different story.
+    // What the round does, in what it reports.
+    let how = [
+        "imap_unordered",
+        "imap_unordered",
+        "apply_async",
+        "imap",
+        "map_async",
+    ];
+    r.label = format!(
+        "{} [{workers} workers, {} of {n}, chunk {chunk}, timeout {timeout:?}{}, hangs {hangs:?}, start {start_us} us, {start_kills} start kills]",
+        r.label,
+        how[mode as usize],
+        if per_call.is_some() { " per call" } else { "" },
+    );
+    let tag = |i: u64| if hangs.contains(&i) { i | HANG_BIT } else { i };
     let seen = Mutex::new(HashSet::new());
     let killed = Mutex::new(HashSet::new());
     let done = AtomicBool::new(false);
     let kills = AtomicU64::new(0);
+    let start_killed = AtomicU64::new(0);
     let mut killer_rng = Rng::new(r.rng.next_u64());
+    let mut rng = Rng::new(r.rng.next_u64());
     let (lo, hi) = if r.rng.chance(50) { (1, 10) } else { (5, 60) };
-    let mut outcomes: Vec<multiproc::Result<(u64, u32)>> = Vec::with_capacity(n as usize);
+    let mut outcomes: Vec<(u64, Outcome)> = Vec::with_capacity(n as usize);
+    let mut untold = BTreeSet::new();
+    let mut cancelled = BTreeSet::new();
     let mut problems = Vec::new();
     std::thread::scope(|s| {
         s.spawn(|| {
+            let kill = |victim: u32| {
+                killed.lock().unwrap().insert(victim);
+                sigkill(victim);
+                kills.fetch_add(1, Ordering::Relaxed);
+            };
+            let mut budget = start_kills;
+            // Kills every worker not seen answering as it appears, for a
+            // few ms (or until the budget is spent).
+            let burst = |budget: &mut u64, rng: &mut Rng| {
+                let until = Instant::now() + rng.ms(1, 15);
+                while *budget > 0 && Instant::now() < until && !done.load(Ordering::Relaxed) {
+                    let fresh: Vec<u32> = {
+                        let seen = seen.lock().unwrap();
+                        let killed = killed.lock().unwrap();
+                        pool.pids()
+                            .into_iter()
+                            .filter(|p| !seen.contains(p) && !killed.contains(p))
+                            .collect()
+                    };
+                    for p in fresh.into_iter().take(*budget as usize) {
+                        kill(p);
+                        start_killed.fetch_add(1, Ordering::Relaxed);
+                        *budget -= 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            };
+            if budget > 0 {
+                burst(&mut budget, &mut killer_rng);
+            }
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(killer_rng.ms(lo, hi));
                 let candidates: Vec<u32> = {
@@ -615,56 +947,61 @@ fn round_pool(r: &mut Round<'_>) {
                 if candidates.is_empty() {
                     continue;
                 }
-                let victim = candidates[killer_rng.index(candidates.len())];
-                killed.lock().unwrap().insert(victim);
-                sigkill(victim);
-                kills.fetch_add(1, Ordering::Relaxed);
+                kill(candidates[killer_rng.index(candidates.len())]);
+                if budget > 0 && killer_rng.chance(20) {
+                    // Its replacement, as it starts.
+                    burst(&mut budget, &mut killer_rng);
+                }
             }
         });
-        let note = |r: &multiproc::Result<(u64, u32)>| {
-            if let Ok((_, pid)) = r {
+        let note = |res: &Outcome| {
+            if let Ok((_, _, pid)) = res {
                 seen.lock().unwrap().insert(*pid);
             }
         };
+        let call = || pool_call(&pool, chunk, per_call);
         match mode {
-            0 | 1 => {
-                let it = if mode == 0 {
-                    pool.imap_unordered(chaos_task, 0..n)
-                } else {
-                    pool.chunksize(chunk).imap_unordered(chaos_task, 0..n)
-                };
-                match it {
-                    Ok(it) => {
-                        for res in it {
-                            note(&res);
-                            outcomes.push(res);
+            0 | 1 => match call().imap_unordered(chaos_counted, (0..n).map(tag)) {
+                Ok(it) => {
+                    for res in it {
+                        match unwrap_outcome(res) {
+                            Some((id, res)) => {
+                                note(&res);
+                                outcomes.push((id, res));
+                            }
+                            None => problems.push("an outcome that names no input".to_string()),
                         }
                     }
-                    Err(e) => problems.push(format!("imap_unordered refused: {e}")),
                 }
-            }
-            3 => match pool.chunksize(chunk).imap(chaos_task, 0..n) {
+                Err(e) => problems.push(format!("imap_unordered refused: {e}")),
+            },
+            3 => match call().imap(chaos_counted, (0..n).map(tag)) {
                 // In input order: the i-th outcome is about input i.
                 Ok(it) => {
                     for (i, res) in it.enumerate() {
-                        let about = match &res {
-                            Ok((id, _)) => *id as usize,
-                            Err(Error::TaskFailed { index, .. }) => *index,
-                            Err(_) => i,
-                        };
-                        if about != i {
-                            problems.push(format!("imap's outcome {i} is about input {about}"));
+                        match unwrap_outcome(res) {
+                            Some((id, res)) => {
+                                if id != i as u64 {
+                                    problems
+                                        .push(format!("imap's outcome {i} is about input {id}"));
+                                }
+                                note(&res);
+                                outcomes.push((i as u64, res));
+                            }
+                            None => problems.push(format!("imap's outcome {i} names no input")),
                         }
-                        note(&res);
-                        outcomes.push(res);
                     }
                 }
                 Err(e) => problems.push(format!("imap refused: {e}")),
             },
-            _ => {
+            2 => {
                 let mut pending = Vec::with_capacity(n as usize);
                 for i in 0..n {
-                    match pool.apply_async(chaos_task, (i,)) {
+                    let a = match per_call {
+                        Some(t) => pool.timeout(t).apply_async(chaos_counted, (tag(i),)),
+                        None => pool.apply_async(chaos_counted, (tag(i),)),
+                    };
+                    match a {
                         Ok(a) => pending.push((i, a)),
                         Err(e) => {
                             problems.push(format!("apply_async({i}) refused: {e}"));
@@ -672,21 +1009,111 @@ fn round_pool(r: &mut Round<'_>) {
                         }
                     }
                 }
-                for (i, mut a) in pending {
-                    let res = match a.get_timeout(BOUND) {
-                        // A worker's death, made to look like an imap outcome.
-                        Err(Error::Timeout) => {
-                            problems.push(format!("task {i} unanswered after {BOUND:?}"));
-                            continue;
+                // Some at once: done, running or queued.
+                for (i, a) in &pending {
+                    if !hangs.contains(i) && rng.chance(1) && a.cancel() {
+                        cancelled.insert(*i);
+                    }
+                }
+                // A hanging input without a timeout is cancelled once it
+                // runs (and one with a timeout, now and then), whatever the
+                // order: the inputs a worker holds behind a running one wait
+                // for it, so collecting in input order first would wait for
+                // ever on those.
+                let mut to_cancel: BTreeSet<u64> = hangs
+                    .iter()
+                    .copied()
+                    .filter(|_| timeout.is_none() || rng.chance(50))
+                    .collect();
+                let deadline = Instant::now() + BOUND;
+                while !to_cancel.is_empty() && Instant::now() < deadline {
+                    for (i, a) in &pending {
+                        if to_cancel.contains(i) && (a.pid().is_some() || a.ready()) {
+                            if a.cancel() {
+                                cancelled.insert(*i);
+                            }
+                            to_cancel.remove(i);
                         }
-                        Err(e) => Err(Error::TaskFailed {
-                            index: i as usize,
-                            source: Box::new(e),
-                        }),
-                        Ok(v) => Ok(v),
-                    };
-                    note(&res);
-                    outcomes.push(res);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                for (i, mut a) in pending {
+                    if to_cancel.contains(&i) && a.cancel() {
+                        // It never ran, in BOUND.
+                        cancelled.insert(i);
+                    }
+                    match a.get_timeout(BOUND) {
+                        Err(Error::Timeout) => problems.push(format!(
+                            "input {i} (cancelled: {}) unanswered after {BOUND:?}; now on {:?}, pool {:?}",
+                            cancelled.contains(&i),
+                            a.pid(),
+                            pool.pids()
+                        )),
+                        res => {
+                            note(&res);
+                            outcomes.push((i, res));
+                        }
+                    }
+                }
+            }
+            _ => {
+                // map_async in batches, some cancelled.
+                let mut batches = Vec::new();
+                let mut first = 0;
+                while first < n {
+                    let len = rng.range(20, 500).min(n - first);
+                    match call().map_async(chaos_counted, (first..first + len).map(tag)) {
+                        Ok(a) => batches.push((first, len, a)),
+                        Err(e) => {
+                            problems.push(format!("map_async refused: {e}"));
+                            break;
+                        }
+                    }
+                    first += len;
+                }
+                let mut batch_cancelled = HashSet::new();
+                for (first, _, a) in &batches {
+                    if rng.chance(10) && a.cancel() {
+                        batch_cancelled.insert(*first);
+                    }
+                }
+                for (first, len, mut a) in batches {
+                    let ids = first..first + len;
+                    match a.get_timeout(BOUND) {
+                        Err(Error::Timeout) => problems.push(format!(
+                            "map_async of inputs {ids:?} unanswered after {BOUND:?}"
+                        )),
+                        Err(Error::Cancelled) if batch_cancelled.contains(&first) => {
+                            for id in ids {
+                                cancelled.insert(id);
+                                outcomes.push((id, Err(Error::Cancelled)));
+                            }
+                        }
+                        Ok(values) => {
+                            if values.len() as u64 != len {
+                                problems.push(format!(
+                                    "map_async of {len} inputs gave {} values",
+                                    values.len()
+                                ));
+                            }
+                            for (id, v) in ids.zip(values) {
+                                let res = Ok(v);
+                                note(&res);
+                                outcomes.push((id, res));
+                            }
+                        }
+                        Err(Error::TaskFailed { index, source }) => {
+                            let failed = first + index as u64;
+                            if index as u64 >= len {
+                                problems.push(format!(
+                                    "map_async of {len} inputs failed at index {index}"
+                                ));
+                            }
+                            untold.extend(ids.filter(|&id| id != failed));
+                            outcomes.push((failed, Err(*source)));
+                        }
+                        Err(e) => problems.push(format!("map_async of inputs {ids:?}: {e:?}")),
+                    }
                 }
             }
         }
@@ -696,44 +1123,33 @@ fn round_pool(r: &mut Round<'_>) {
         r.violation(p);
     }
     let killed = killed.into_inner().unwrap();
-    let mut answered = vec![false; n as usize];
-    for res in outcomes {
-        let id = match res {
-            Ok((id, _)) => id,
-            Err(Error::TaskFailed { index, source }) => {
-                match *source {
-                    Error::Killed { pid, signal: 9 } if killed.contains(&pid) => {
-                        r.event("pool: task failed with its killed worker")
-                    }
-                    other => r.violation(format!(
-                        "task {index} failed with {other:?}, not with the death of a killed worker"
-                    )),
-                }
-                index as u64
-            }
-            Err(e) => {
-                r.violation(format!("an outcome that names no task: {e:?}"));
-                continue;
-            }
-        };
-        match answered.get_mut(id as usize) {
-            Some(seen) if *seen => r.violation(format!("task {id} answered twice")),
-            Some(seen) => *seen = true,
-            None => r.violation(format!("task {id} was never submitted")),
-        }
+    let run = PoolRun {
+        n,
+        hangs,
+        timeout,
+        outcomes,
+        untold,
+        cancelled,
+        killed,
+        runs: runs.to_vec(),
+    };
+    let timed_out = audit_pool(r, &run);
+    let killed = run.killed;
+    if !run.hangs.is_empty() {
+        r.event("pool: round with inputs that hang");
     }
-    let missing = answered.iter().filter(|a| !**a).count();
-    if missing > 0 {
-        r.violation(format!("{missing} of {n} tasks never answered"));
-    }
-    // Every killed worker is replaced (the last kill may be a moment old)...
+    // Every killed or timed-out worker is replaced (the last kill may be a
+    // moment old)...
     let replaced = || {
         let pids = pool.pids();
-        pids.len() == workers && pids.iter().all(|p| !killed.contains(p))
+        pids.len() == workers
+            && pids
+                .iter()
+                .all(|p| !killed.contains(p) && !timed_out.contains(p))
     };
     if !wait_until(BOUND, replaced) {
         r.violation(format!(
-            "the pool has workers {:?} ({workers} wanted, killed: {killed:?})",
+            "the pool has workers {:?} ({workers} wanted, killed: {killed:?}, timed out: {timed_out:?})",
             pool.pids()
         ));
     }
@@ -752,6 +1168,8 @@ fn round_pool(r: &mut Round<'_>) {
     if !wait_until(SETTLE, || pids.iter().all(|&p| !alive(p))) {
         r.violation(format!("pool workers outlived the pool: {pids:?}"));
     }
+    let start_killed = start_killed.load(Ordering::Relaxed);
+    r.sum.start_kills += start_killed;
     r.sum.kills += kills.load(Ordering::Relaxed);
     r.sum.tasks += n;
 }
@@ -1342,24 +1760,55 @@ fn round_barrier(r: &mut Round<'_>) {
 /// Reports its pid, starts a pool of `pool` workers (and reports theirs once
 /// they run), starts `fanout` children one level down (every other one from a
 /// short-lived thread), then sleeps (two minutes at most).
+///
+/// The pool's workers take `start_us` to start and run inputs that hang
+/// past a 20-60 ms timeout, so it is killing and replacing workers when the
+/// tree is killed; a thread reports every worker it sees.
 #[worker]
-fn chaos_tree(pids: Queue<u32>, depth: u32, fanout: u32, pool: u32) {
+fn chaos_tree(pids: Queue<u32>, depth: u32, fanout: u32, pool: u32, start_us: u64) {
     let _ = pids.put(std::process::id());
-    if pool > 0
-        && let Ok(pool) = Pool::builder().processes(pool as usize).build()
-    {
+    let built = (pool > 0)
+        .then(|| RawArray::<u32>::new(1))
+        .and_then(Result::ok)
+        .and_then(|runs| {
+            Pool::builder()
+                .processes(pool as usize)
+                .initializer(chaos_pool_init, (runs, start_us))
+                .task_timeout(Duration::from_millis(
+                    20 + u64::from(std::process::id()) % 40,
+                ))
+                .build()
+                .ok()
+        });
+    if let Some(pool) = built {
         if wait_until(BOUND, || pool.pids().len() == pool.processes()) {
             for p in pool.pids() {
                 let _ = pids.put(p);
             }
         }
-        std::mem::forget(pool);
+        let q = pids.clone();
+        let _ = std::thread::Builder::new().spawn(move || {
+            let mut told = HashSet::new();
+            for i in 0u64.. {
+                if i % 4 == 0 {
+                    // Detached: nobody waits for these, they time out.
+                    let _ = pool.apply_async(chaos_counted, (HANG_BIT | i,));
+                    let _ = pool.apply_async(chaos_counted, (i,));
+                }
+                for p in pool.pids() {
+                    if told.insert(p) {
+                        let _ = q.put(p);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
     }
     if depth > 0 {
         for i in 0..fanout {
             let q = pids.clone();
             let start = move || {
-                let mut p = Process::new(chaos_tree, (q, depth - 1, fanout, 0));
+                let mut p = Process::new(chaos_tree, (q, depth - 1, fanout, 0, 0));
                 p.start().map(|()| p)
             };
             let p = if i % 2 == 1 {
@@ -1416,7 +1865,12 @@ fn round_tree(r: &mut Round<'_>) {
         Ok(q) => q,
         Err(e) => return r.violation(format!("cannot create a queue: {e}")),
     };
-    let mut root = Process::new(chaos_tree, (q.clone(), depth, fanout, pool));
+    let start_us = if r.rng.chance(50) {
+        r.rng.range(500, 5_000)
+    } else {
+        0
+    };
+    let mut root = Process::new(chaos_tree, (q.clone(), depth, fanout, pool, start_us));
     if let Err(e) = root.start() {
         return r.violation(format!("cannot start the tree: {e}"));
     }
