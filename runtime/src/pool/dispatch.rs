@@ -48,6 +48,10 @@ const MAX_INIT_FAILURES: u32 = 3;
 /// This many workers in a row exiting with the status of a child that
 /// cannot run its worker (2) before they start break the pool.
 const MAX_REFUSALS: u32 = 5;
+/// A worker's running task must have run at least this long (and four
+/// times the usual task time) before the tasks queued behind it move to an
+/// idle worker.
+const STEAL_AFTER: Duration = Duration::from_millis(5);
 /// The longest the dispatcher waits for a worker to stop (`SIGSTOP`) before
 /// it reads its board anyway.
 const STOP_WAIT: Duration = Duration::from_secs(1);
@@ -655,6 +659,7 @@ impl Shared {
                 let _ = socket::shutdown(w.io.sock.as_raw_fd(), Shutdown::Write);
             }
         }
+        state.steal();
         state.fill(self.config.max_tasks);
         state.flush_all(false);
     }
@@ -770,7 +775,96 @@ impl State {
             }
             watch.push((w.io.clone(), events));
         }
+        if let Some(at) = self.next_steal() {
+            let check = at
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            timeout = Some(timeout.map_or(check, |t| t.min(check)));
+        }
         Some((watch, timeout))
+    }
+
+    /// How long a worker's oldest task must have run before the tasks
+    /// queued behind it may move to an idle worker.
+    fn patience(&self) -> Duration {
+        Duration::from_nanos(self.stats.task_ns.saturating_mul(4)).max(STEAL_AFTER)
+    }
+
+    /// Whether a worker is ready and has nothing to do.
+    fn idle(w: &Member) -> bool {
+        w.ready
+            && !w.retiring
+            && !w.write_failed
+            && !w.read_eof
+            && w.doom.is_none()
+            && w.inflight.is_empty()
+    }
+
+    /// Whether a worker is busy with a task and holds others behind it.
+    fn crowded(w: &Member) -> bool {
+        w.inflight.len() >= 2 && w.ready && !w.read_eof && w.doom.is_none()
+    }
+
+    /// When a steal may be due, if a worker is idle while another holds
+    /// tasks behind its running one and the queue is empty.
+    fn next_steal(&self) -> Option<Instant> {
+        if !self.queue.is_empty() || !self.workers.iter().any(State::idle) {
+            return None;
+        }
+        let patience = self.patience();
+        self.workers
+            .iter()
+            .filter(|w| State::crowded(w))
+            .map(|w| w.head_since + patience)
+            .min()
+    }
+
+    /// Moves the tasks that wait behind a long-running one back to the
+    /// queue, for an idle worker to take: those not yet written are taken
+    /// back; those written but not begun are skipped by their worker
+    /// (stopped meanwhile, so that it cannot begin one as it is taken).
+    fn steal(&mut self) {
+        let Some(due) = self.next_steal() else { return };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        let patience = self.patience();
+        let mut taken = Vec::new();
+        for w in &mut self.workers {
+            if !State::crowded(w) || now - w.head_since < patience {
+                continue;
+            }
+            let first_unwritten = (w.written + usize::from(w.out_off > 0)).max(1);
+            let mut unwritten = Vec::new();
+            while w.inflight.len() > first_unwritten {
+                unwritten.push(w.inflight.pop_back().expect("len checked"));
+                w.sent -= 1; // it never reached the worker
+            }
+            if w.inflight.len() >= 2 && w.stop() {
+                let started = w.board.started();
+                for (i, task) in w.inflight.iter_mut().enumerate() {
+                    let seq = w.replied + i as u64;
+                    if seq < started || task.sink.is_detached() {
+                        continue;
+                    }
+                    w.board.cancel(seq);
+                    taken.push(Task {
+                        frame: task.frame.clone(),
+                        sink: task.sink.detach(),
+                        batch: task.batch,
+                        len: task.len,
+                        prefix: std::mem::take(&mut task.prefix),
+                        timeout: task.timeout,
+                    });
+                }
+                w.resume();
+            }
+            taken.extend(unwritten.into_iter().rev());
+            // Its head has been seen: do not look again before it is due.
+            w.head_since = now;
+        }
+        self.queue.extend(taken);
     }
 
     /// Workers to start now so that `processes` are running.
