@@ -44,7 +44,8 @@ const SHRINK_ABOVE: u64 = 16 << 20;
 /// the queue would otherwise shrink and regrow it, faulting every page in
 /// afresh, again and again.
 const SHRINK_AFTER_NS: u64 = 1_000_000_000;
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
+/// Version 3: the header holds the message size limit.
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE3");
 /// Each message is preceded by its length.
 const PREFIX: u64 = 8;
 /// Getters spin this many times on an empty queue before sleeping.
@@ -58,6 +59,8 @@ mod off {
     pub(super) const MAGIC: usize = 128;
     pub(super) const MAXSIZE: usize = 136;
     pub(super) const CAPACITY: usize = 144;
+    /// The largest message body a put accepts, in bytes (fixed at creation).
+    pub(super) const MAX_MESSAGE: usize = 152;
     // Producer side.
     pub(super) const TAIL: usize = 192;
     pub(super) const PUTS: usize = 200;
@@ -193,8 +196,9 @@ pub(crate) struct RawQueue {
 }
 
 impl RawQueue {
-    /// A new queue; `maxsize` 0 is unbounded.
-    pub(crate) fn new(maxsize: u64) -> io::Result<RawQueue> {
+    /// A new queue; `maxsize` 0 is unbounded; a put of a message longer
+    /// than `max_message` bytes is refused.
+    pub(crate) fn new(maxsize: u64, max_message: u64) -> io::Result<RawQueue> {
         let memfd = shm::memfd("multiproc-queue", HEADER_LEN as u64 + INITIAL_CAPACITY)?;
         let header = Mapping::new(memfd.as_fd(), 0, HEADER_LEN)?;
         mutex::init(&header, off::PUT_MUTEX)?;
@@ -205,6 +209,9 @@ impl RawQueue {
         header
             .u64_at(off::CAPACITY)
             .store(INITIAL_CAPACITY, Ordering::Relaxed);
+        header
+            .u64_at(off::MAX_MESSAGE)
+            .store(max_message, Ordering::Relaxed);
         header.u64_at(off::MAGIC).store(MAGIC, Ordering::Release);
         let eventfd = OwnedFd::from(nix::sys::eventfd::EventFd::from_value_and_flags(
             0,
@@ -260,6 +267,17 @@ impl RawQueue {
 
     pub(crate) fn maxsize(&self) -> u64 {
         self.u64(off::MAXSIZE).load(Ordering::Relaxed)
+    }
+
+    /// The largest message a put accepts, in bytes: set at creation, read
+    /// from the shared header (so the same in every process).
+    pub(crate) fn max_message(&self) -> u64 {
+        self.u64(off::MAX_MESSAGE).load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit for every handle, in every process.
+    pub(crate) fn set_max_message(&self, bytes: u64) {
+        self.u64(off::MAX_MESSAGE).store(bytes, Ordering::Relaxed);
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -366,7 +384,9 @@ impl RawQueue {
 
     /// As [`put`](Self::put) for a message of `len` bytes that `fill` writes
     /// straight into the ring, under the put lock. If `fill` fails or writes
-    /// fewer than `len` bytes, nothing is put.
+    /// fewer than `len` bytes, nothing is put. A message longer than
+    /// [`max_message`](Self::max_message) is refused before anything is
+    /// locked, grown or written.
     pub(crate) fn put_by(
         &self,
         len: u64,
@@ -375,6 +395,10 @@ impl RawQueue {
     ) -> Result<(), PutFail> {
         if self.is_closed() {
             return Err(PutFail::Closed);
+        }
+        let limit = self.max_message();
+        if len > limit {
+            return Err(oversized(len, limit));
         }
         let need = len
             .checked_add(PREFIX)
@@ -899,7 +923,7 @@ mod tests {
             (off::CAPACITY, 3),
             (off::CAPACITY, 0),
         ] {
-            let q = RawQueue::new(0).unwrap();
+            let q = RawQueue::new(0, u64::MAX).unwrap();
             q.put(b"first", Wait::No).unwrap();
             q.put(&[7; 1000], Wait::No).unwrap();
             corrupt(&q, field, value);
@@ -925,7 +949,7 @@ mod tests {
     /// checked like any others.
     #[test]
     fn a_replayed_journal_of_garbage_is_checked_too() {
-        let q = RawQueue::new(0).unwrap();
+        let q = RawQueue::new(0, u64::MAX).unwrap();
         q.put(b"x", Wait::No).unwrap();
         for i in 0..3 {
             corrupt(&q, off::PUT_JOURNAL + 8 * i, u64::MAX - 1);
@@ -982,7 +1006,7 @@ mod capacity_and_limit_tests {
             // no distance check can see it), and a ring holding one short
             // message (a distance of 9, within the tiny capacities).
             for stored in [0usize, 1] {
-                let q = RawQueue::new(0).unwrap();
+                let q = RawQueue::new(0, u64::MAX).unwrap();
                 if stored == 0 {
                     set(&q, off::PUTS, 1);
                 } else {
@@ -1009,7 +1033,7 @@ mod capacity_and_limit_tests {
     /// put now maps (and checks) the ring first.
     #[test]
     fn positions_within_a_capacity_beyond_the_file_grow_nothing() {
-        let q = RawQueue::new(0).unwrap();
+        let q = RawQueue::new(0, u64::MAX).unwrap();
         q.put(b"first", Wait::No).unwrap();
         set(&q, off::CAPACITY, 1 << 40);
         set(&q, off::TAIL, (1 << 40) - 4);
@@ -1022,11 +1046,45 @@ mod capacity_and_limit_tests {
         );
     }
 
+    /// A put over the queue's limit is refused before anything is locked,
+    /// grown or written: the fill is never called, the file keeps its size,
+    /// and the queue goes on. A message of exactly the limit goes through.
+    #[test]
+    fn a_message_over_the_limit_is_refused_and_one_at_it_goes_through() {
+        let q = RawQueue::new(0, 1000).unwrap();
+        assert_eq!(q.max_message(), 1000);
+        match q.put(&[1; 1001], Wait::Forever) {
+            Err(PutFail::Encode(CodecError::Oversized { len, limit })) => {
+                assert_eq!((len, limit), (1001, 1000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let huge = q.put_by(1 << 40, Wait::Forever, |_| {
+            panic!("an oversized message must not be written")
+        });
+        assert!(matches!(
+            huge,
+            Err(PutFail::Encode(CodecError::Oversized {
+                len: 0x100_0000_0000,
+                limit: 1000
+            }))
+        ));
+        assert_eq!(q.len(), 0);
+        assert_eq!(
+            shm::size(q.memfd()).unwrap(),
+            HEADER_LEN as u64 + INITIAL_CAPACITY
+        );
+        q.put(&[2; 1000], Wait::No).unwrap();
+        let mut body = Vec::new();
+        q.get(Wait::No, &mut body).unwrap();
+        assert_eq!(body, [2; 1000]);
+    }
+
     /// A length whose prefixed size wraps is refused, not wrapped, even
     /// with no limit.
     #[test]
     fn a_length_that_wraps_is_refused() {
-        let q = RawQueue::new(0).unwrap();
+        let q = RawQueue::new(0, u64::MAX).unwrap();
         for len in [u64::MAX, u64::MAX - PREFIX + 1] {
             let r = q.put_by(len, Wait::No, |_| panic!("nothing to write"));
             assert!(
