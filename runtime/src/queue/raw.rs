@@ -59,7 +59,8 @@ mod off {
     pub(super) const MAGIC: usize = 128;
     pub(super) const MAXSIZE: usize = 136;
     pub(super) const CAPACITY: usize = 144;
-    /// The largest message body a put accepts, in bytes (fixed at creation).
+    /// The largest message body a put accepts, in bytes (set by the
+    /// queue's creator).
     pub(super) const MAX_MESSAGE: usize = 152;
     // Producer side.
     pub(super) const TAIL: usize = 192;
@@ -431,9 +432,9 @@ impl RawQueue {
                 self.sleep_for_room(g, gets, timeout);
                 continue;
             }
-            // Cannot overflow: the distance is at most the capacity (a
-            // power of two, so at most 2^63), and `need` is below 2^63 for
-            // any message that is in memory.
+            // Checked, though it cannot overflow for a message that is in
+            // memory: the distance is at most the capacity (a power of two,
+            // so at most 2^63), and `need` below 2^63.
             let room = (tail - head)
                 .checked_add(need)
                 .ok_or_else(|| oversized(len, u64::MAX))?;
