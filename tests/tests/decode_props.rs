@@ -431,3 +431,39 @@ fn a_shared_array_longer_than_its_file_is_refused() {
         }
     }
 }
+
+/// A `queue_ring` input: no messages put, then `patches` (header offset,
+/// little-endian u64) written over a fresh queue's header, then `ops`.
+fn queue_ring_input(patches: &[(usize, u64)], ops: &[u8]) -> Vec<u8> {
+    // maxsize 0, no puts, the patches (offsets count from byte 128).
+    let mut input = vec![0, 0, patches.len() as u8];
+    for &(at, value) in patches {
+        input.extend_from_slice(&((at - 128) as u16).to_le_bytes());
+        input.push(8);
+        input.extend_from_slice(&value.to_le_bytes());
+    }
+    input.push(0); // the file is not grown
+    input.extend_from_slice(ops);
+    input
+}
+
+/// Fuzz finding (queue_ring, about 25 s in): a header claiming a capacity
+/// of 1 or 2 and one message made `try_get` read the 8-byte length prefix
+/// out of a 1-byte ring ("shared-memory access out of bounds: 0+7 of 1").
+/// Every capacity below the ring's initial one (none is ever made) is
+/// corrupt: an error, not a panic, for gets and puts alike.
+#[test]
+fn a_queue_ring_claiming_a_tiny_capacity_is_an_error() {
+    const CAPACITY: usize = 144;
+    const PUTS: usize = 200;
+    // try_get on each handle, a small try_put on each, then try_get again.
+    let ops = [0, 1, 2, 0, 3, 0, 0, 1];
+    for capacity in [1, 2, 4, 8, 16, 4096, 128 << 10] {
+        for puts in [1, 2] {
+            let input = queue_ring_input(&[(CAPACITY, capacity), (PUTS, puts)], &ops);
+            fuzz::queue_ring(&input);
+        }
+        fuzz::queue_ring(&queue_ring_input(&[(CAPACITY, capacity)], &ops));
+    }
+    assert_allocations_bounded();
+}

@@ -1,7 +1,7 @@
 //! `Queue`, `SimpleQueue`, `JoinableQueue` across processes.
 
 use multiproc::{
-    Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, TryGetError,
+    CodecError, Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, TryGetError,
     TryPutError, worker,
 };
 use multiproc_tests::join;
@@ -497,4 +497,147 @@ fn joinable_queue_join_waits_for_every_task_done() {
     got.sort_unstable();
     assert_eq!(got, (1..=50).map(|n| n * 2).collect::<Vec<_>>());
     assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}
+
+/// `len` bytes, as a queue message: postcard writes a byte buffer as a
+/// varint length (1 byte below 128, 2 below 16 KiB, 3 below 2 MiB) and the bytes.
+fn bytes(len: usize, fill: u8) -> ByteBuf {
+    ByteBuf::from(vec![fill; len])
+}
+
+/// The limit and length a put was refused with, if it was refused as
+/// oversized, with the item handed back intact.
+fn oversized<T: PartialEq + std::fmt::Debug>(
+    r: Result<(), TryPutError<T>>,
+    sent: &T,
+) -> Option<(u64, u64)> {
+    match r {
+        Err(TryPutError::Unencodable(item, CodecError::Oversized { len, limit })) => {
+            assert_eq!(&item, sent, "the refused item comes back");
+            Some((len, limit))
+        }
+        _ => None,
+    }
+}
+
+/// The limit a user relies on: every put path refuses a message one byte
+/// over it with `CodecError::Oversized` and hands the item back, nothing is
+/// put, and the queue goes on; a message of exactly the limit goes through.
+/// Small messages (copied through a scratch buffer) and large ones (written
+/// straight into the ring) alike.
+#[test]
+fn a_message_over_the_limit_is_refused_and_one_at_the_limit_goes_through() {
+    for limit in [1024usize, 200_000] {
+        let prefix = if limit < 16 << 10 { 2 } else { 3 };
+        let q = Queue::<ByteBuf>::new()
+            .unwrap()
+            .with_max_message_size(limit);
+        assert_eq!(q.max_message_size(), limit);
+        let over = bytes(limit - prefix + 1, 9);
+        let expected = Some((limit as u64 + 1, limit as u64));
+        let put = q.put(over.clone()).map_err(|e| match e {
+            PutError::Unencodable(item, e) => TryPutError::Unencodable(item, e),
+            other => panic!("put: {other:?}"),
+        });
+        assert_eq!(oversized(put, &over), expected, "put, limit {limit}");
+        assert_eq!(oversized(q.try_put(over.clone()), &over), expected);
+        assert_eq!(
+            oversized(q.put_timeout(over.clone(), BOUND), &over),
+            expected
+        );
+        assert!(matches!(
+            q.put_ref(&over),
+            Err(PutError::Unencodable((), CodecError::Oversized { .. }))
+        ));
+        assert!(q.empty(), "limit {limit}: a refused message was put");
+        let at = bytes(limit - prefix, 7);
+        q.put(at.clone()).unwrap();
+        q.put(bytes(1, 1)).unwrap();
+        assert_eq!(q.get_timeout(BOUND).unwrap(), at);
+        assert_eq!(q.get_timeout(BOUND).unwrap(), bytes(1, 1));
+        // The error converts, as any put error, into the crate's error.
+        let e = Error::from(q.try_put(over).unwrap_err());
+        assert!(
+            matches!(e, Error::Codec(CodecError::Oversized { .. })),
+            "{e}"
+        );
+    }
+}
+
+/// The default: a message within 4 GiB (here 1 MiB) goes through, and the
+/// limit reported is 4 GiB, the same as a pipe's frame limit.
+#[test]
+fn the_default_limit_is_four_gib() {
+    let q = Queue::<ByteBuf>::new().unwrap();
+    assert_eq!(q.max_message_size(), 4 << 30);
+    assert_eq!(
+        Queue::<u8>::with_maxsize(3).unwrap().max_message_size(),
+        4 << 30
+    );
+    q.put(bytes(1 << 20, 5)).unwrap();
+    assert_eq!(q.get_timeout(BOUND).unwrap().len(), 1 << 20);
+}
+
+/// A child puts one message over the limit and one at it, and reports the
+/// limit it saw and how its over-limit put was refused.
+#[worker]
+fn put_over_and_at_the_limit(q: Queue<ByteBuf>, at: usize) -> (usize, Option<(u64, u64)>) {
+    let over = bytes(at + 1, 3);
+    let refused = oversized(q.try_put(over.clone()), &over);
+    q.put(bytes(at, 4)).unwrap();
+    (q.max_message_size(), refused)
+}
+
+/// The limit lives in the queue's shared memory: a child's handle obeys
+/// the limit the parent set, refusing the same message the same way.
+#[test]
+fn the_limit_holds_in_a_child() {
+    const LIMIT: usize = 4096;
+    let q = Queue::new().unwrap().with_max_message_size(LIMIT);
+    let mut p = Process::new(put_over_and_at_the_limit, (q.clone(), LIMIT - 2));
+    p.start().unwrap();
+    assert_eq!(q.get_timeout(BOUND).unwrap(), bytes(LIMIT - 2, 4));
+    assert_eq!(join(&p), 0);
+    assert_eq!(
+        p.result().unwrap(),
+        (LIMIT, Some((LIMIT as u64 + 1, LIMIT as u64)))
+    );
+    assert!(q.empty(), "the child's refused message was put");
+}
+
+/// A refused put adds no unfinished task to a joinable queue, and a simple
+/// queue obeys its limit too.
+#[test]
+fn joinable_and_simple_queues_obey_the_limit() {
+    let j = JoinableQueue::<ByteBuf>::new()
+        .unwrap()
+        .with_max_message_size(100);
+    assert!(j.put(bytes(100, 0)).is_err());
+    assert!(
+        j.join_timeout(Duration::ZERO).unwrap(),
+        "a refused put left a task"
+    );
+    j.put(bytes(99, 0)).unwrap();
+    assert!(!j.join_timeout(Duration::ZERO).unwrap());
+    j.get_timeout(BOUND).unwrap();
+    j.task_done().unwrap();
+    assert!(j.join_timeout(Duration::ZERO).unwrap());
+
+    let s = SimpleQueue::<ByteBuf>::new()
+        .unwrap()
+        .with_max_message_size(100);
+    match s.put(bytes(100, 6)) {
+        Err(PutError::Unencodable(
+            item,
+            CodecError::Oversized {
+                len: 101,
+                limit: 100,
+            },
+        )) => {
+            assert_eq!(item, bytes(100, 6));
+        }
+        other => panic!("{other:?}"),
+    }
+    s.put(bytes(99, 6)).unwrap();
+    assert_eq!(s.get().unwrap(), bytes(99, 6));
 }

@@ -21,6 +21,10 @@ mod raw;
 /// the queue's memory.
 const DIRECT_ABOVE: usize = 64 << 10;
 
+/// The largest message a queue accepts unless told otherwise: 4 GiB, the
+/// same as a [`Pipe`](crate::Pipe)'s frame limit.
+const DEFAULT_MAX_MESSAGE: u64 = codec::MAX_FRAME;
+
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::handles;
@@ -37,7 +41,9 @@ use std::time::Duration;
 pub enum PutError<T> {
     /// This handle was closed with [`Queue::close`].
     Closed(T),
-    /// The item could not be encoded.
+    /// The item could not be encoded, or its encoding is longer than the
+    /// queue's [message size limit](Queue::with_max_message_size)
+    /// ([`CodecError::Oversized`]). Nothing was put.
     Unencodable(T, CodecError),
     /// The operating system refused (out of memory for the queue's buffer).
     Os(T, io::Error),
@@ -49,7 +55,9 @@ pub enum TryPutError<T> {
     Full(T),
     /// This handle was closed with [`Queue::close`].
     Closed(T),
-    /// The item could not be encoded.
+    /// The item could not be encoded, or its encoding is longer than the
+    /// queue's [message size limit](Queue::with_max_message_size)
+    /// ([`CodecError::Oversized`]). Nothing was put.
     Unencodable(T, CodecError),
     /// The operating system refused (out of memory for the queue's buffer).
     Os(T, io::Error),
@@ -197,6 +205,13 @@ impl From<TryGetError> for Error {
 /// producer. Unbounded by default; [`with_maxsize`](Self::with_maxsize)
 /// bounds the number of messages. Clones are cheap handles to the same queue.
 ///
+/// A message whose encoding is longer than 4 GiB (the same limit as a
+/// [`Pipe`](crate::Pipe)'s) is refused at once, before any memory is
+/// taken for it, with [`PutError::Unencodable`] holding
+/// [`CodecError::Oversized`]; [`with_max_message_size`](Self::with_max_message_size)
+/// sets another limit, which every handle to the queue obeys, in every
+/// process.
+///
 /// Messages live in shared memory (an anonymous memfd), not in the producer:
 /// a producer can put any amount into an unbounded queue and exit at once
 /// without losing anything, and its parent may join it before draining the
@@ -258,6 +273,7 @@ impl<T> fmt::Debug for Queue<T> {
         f.debug_struct("Queue")
             .field("qsize", &self.raw.len())
             .field("maxsize", &self.raw.maxsize())
+            .field("max_message_size", &self.raw.max_message())
             .finish()
     }
 }
@@ -287,7 +303,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     pub fn with_maxsize(maxsize: usize) -> crate::Result<Self> {
         Ok(Queue {
-            raw: Arc::new(RawQueue::new(maxsize as u64)?),
+            raw: Arc::new(RawQueue::new(maxsize as u64, DEFAULT_MAX_MESSAGE)?),
             _items: PhantomData,
         })
     }
@@ -471,6 +487,47 @@ impl<T> Queue<T> {
         self.raw.maxsize() as usize
     }
 
+    /// Sets the largest message the queue accepts, in encoded bytes (4 GiB
+    /// unless set). A longer one is refused at once by every `put`,
+    /// `put_ref`, `try_put` and `put_timeout`, with
+    /// [`CodecError::Oversized`] (in [`PutError::Unencodable`], the item
+    /// handed back); nothing is put and the queue's memory does not grow.
+    /// The limit lives in the queue's shared memory: it holds for every
+    /// handle, clones and handles sent to children alike, so set it before
+    /// sharing the queue.
+    ///
+    /// ```
+    /// use multiproc::{CodecError, PutError, Queue};
+    /// let q = Queue::<String>::new()?.with_max_message_size(16);
+    /// assert_eq!(q.max_message_size(), 16);
+    /// let long = "x".repeat(100);
+    /// match q.put(long.clone()) {
+    ///     Err(PutError::Unencodable(item, CodecError::Oversized { limit, .. })) => {
+    ///         assert_eq!((item, limit), (long, 16));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// q.put("short".to_string())?; // the queue goes on
+    /// assert_eq!(q.get()?, "short");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_max_message_size(self, bytes: usize) -> Self {
+        self.raw.set_max_message(bytes as u64);
+        self
+    }
+
+    /// The largest message the queue accepts, in encoded bytes (see
+    /// [`with_max_message_size`](Self::with_max_message_size)).
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// assert_eq!(q.max_message_size(), 4 << 30);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn max_message_size(&self) -> usize {
+        usize::try_from(self.raw.max_message()).unwrap_or(usize::MAX)
+    }
+
     /// Closes this handle (and its clones in this process): later `put` and
     /// `get` through it fail with `Closed`. Other processes' handles, and the
     /// messages already in the queue, are unaffected. Python's `close()`.
@@ -558,6 +615,21 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 }
 
 impl<T> SimpleQueue<T> {
+    /// Sets the largest message the queue accepts, for every handle in
+    /// every process, as [`Queue::with_max_message_size`].
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::<Vec<u32>>::new()?.with_max_message_size(8);
+    /// assert!(q.put(vec![7; 100]).is_err());
+    /// assert!(q.empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_max_message_size(self, bytes: usize) -> Self {
+        SimpleQueue {
+            inner: self.inner.with_max_message_size(bytes),
+        }
+    }
+
     /// Whether the queue is empty now.
     pub fn empty(&self) -> bool {
         self.inner.empty()
@@ -653,6 +725,23 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 }
 
 impl<T> JoinableQueue<T> {
+    /// Sets the largest message the queue accepts, for every handle in
+    /// every process, as [`Queue::with_max_message_size`]. A refused
+    /// message adds no unfinished task.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::JoinableQueue::<String>::new()?.with_max_message_size(8);
+    /// assert!(q.put("far too long for eight bytes".to_string()).is_err());
+    /// assert!(q.join_timeout(Duration::ZERO)?); // nothing to wait for
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_max_message_size(self, bytes: usize) -> Self {
+        JoinableQueue {
+            inner: self.inner.with_max_message_size(bytes),
+        }
+    }
+
     /// Marks one message as processed. Calling it more often than messages
     /// were put is [`Error::TaskDoneTooOften`] (Python's `ValueError`).
     ///

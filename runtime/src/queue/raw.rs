@@ -44,7 +44,8 @@ const SHRINK_ABOVE: u64 = 16 << 20;
 /// the queue would otherwise shrink and regrow it, faulting every page in
 /// afresh, again and again.
 const SHRINK_AFTER_NS: u64 = 1_000_000_000;
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
+/// Version 3: the header holds the message size limit.
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE3");
 /// Each message is preceded by its length.
 const PREFIX: u64 = 8;
 /// Getters spin this many times on an empty queue before sleeping.
@@ -58,6 +59,9 @@ mod off {
     pub(super) const MAGIC: usize = 128;
     pub(super) const MAXSIZE: usize = 136;
     pub(super) const CAPACITY: usize = 144;
+    /// The largest message body a put accepts, in bytes (set by the
+    /// queue's creator).
+    pub(super) const MAX_MESSAGE: usize = 152;
     // Producer side.
     pub(super) const TAIL: usize = 192;
     pub(super) const PUTS: usize = 200;
@@ -193,8 +197,9 @@ pub(crate) struct RawQueue {
 }
 
 impl RawQueue {
-    /// A new queue; `maxsize` 0 is unbounded.
-    pub(crate) fn new(maxsize: u64) -> io::Result<RawQueue> {
+    /// A new queue; `maxsize` 0 is unbounded; a put of a message longer
+    /// than `max_message` bytes is refused.
+    pub(crate) fn new(maxsize: u64, max_message: u64) -> io::Result<RawQueue> {
         let memfd = shm::memfd("multiproc-queue", HEADER_LEN as u64 + INITIAL_CAPACITY)?;
         let header = Mapping::new(memfd.as_fd(), 0, HEADER_LEN)?;
         mutex::init(&header, off::PUT_MUTEX)?;
@@ -205,6 +210,9 @@ impl RawQueue {
         header
             .u64_at(off::CAPACITY)
             .store(INITIAL_CAPACITY, Ordering::Relaxed);
+        header
+            .u64_at(off::MAX_MESSAGE)
+            .store(max_message, Ordering::Relaxed);
         header.u64_at(off::MAGIC).store(MAGIC, Ordering::Release);
         let eventfd = OwnedFd::from(nix::sys::eventfd::EventFd::from_value_and_flags(
             0,
@@ -262,6 +270,17 @@ impl RawQueue {
         self.u64(off::MAXSIZE).load(Ordering::Relaxed)
     }
 
+    /// The largest message a put accepts, in bytes: set at creation, read
+    /// from the shared header (so the same in every process).
+    pub(crate) fn max_message(&self) -> u64 {
+        self.u64(off::MAX_MESSAGE).load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit for every handle, in every process.
+    pub(crate) fn set_max_message(&self, bytes: u64) {
+        self.u64(off::MAX_MESSAGE).store(bytes, Ordering::Relaxed);
+    }
+
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
     pub(crate) fn len(&self) -> u64 {
         let gets = self.u64(off::GETS).load(Ordering::Acquire);
@@ -280,12 +299,20 @@ impl RawQueue {
     /// Checks what a crashed or hostile peer may have left in the header
     /// before any of it sizes a copy, a growth or an allocation: positions
     /// in order and their distance within the ring, counts in order, room
-    /// for one more message. Call with either lock held (the capacity is
-    /// stable then); `head` may be stale on the put side (it only grows, and
-    /// never passes `tail`).
-    fn check_positions(&self, head: u64, tail: u64, gets: u64, puts: u64) -> io::Result<()> {
-        let capacity = self.u64(off::CAPACITY).load(Ordering::Relaxed);
-        let consistent = capacity.is_power_of_two()
+    /// for one more message. `capacity` is the length of the ring as
+    /// [`ring`](Self::ring) mapped (and checked) it, not the header's word,
+    /// which a peer may change again. Call with either lock held; `head`
+    /// may be stale on the put side (it only grows, and never passes
+    /// `tail`).
+    fn check_positions(
+        &self,
+        head: u64,
+        tail: u64,
+        gets: u64,
+        puts: u64,
+        capacity: u64,
+    ) -> io::Result<()> {
+        let consistent = capacity_is_valid(capacity)
             && head <= tail
             && tail - head <= capacity
             && gets <= puts
@@ -327,10 +354,14 @@ impl RawQueue {
             return Ok(map.clone());
         }
         let file = shm::size(self.memfd.as_fd())?;
-        if !capacity.is_power_of_two() || file < HEADER_LEN as u64 + capacity {
+        if !capacity_is_valid(capacity) || file < HEADER_LEN as u64 + capacity {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "queue memory is corrupt (capacity beyond the file)",
+                format!(
+                    "queue memory is corrupt (capacity {capacity}, not a power of two from \
+                     {INITIAL_CAPACITY} up to the file's {} bytes)",
+                    file.saturating_sub(HEADER_LEN as u64)
+                ),
             ));
         }
         *ring = None;
@@ -354,7 +385,9 @@ impl RawQueue {
 
     /// As [`put`](Self::put) for a message of `len` bytes that `fill` writes
     /// straight into the ring, under the put lock. If `fill` fails or writes
-    /// fewer than `len` bytes, nothing is put.
+    /// fewer than `len` bytes, nothing is put. A message longer than
+    /// [`max_message`](Self::max_message) is refused before anything is
+    /// locked, grown or written.
     pub(crate) fn put_by(
         &self,
         len: u64,
@@ -364,7 +397,13 @@ impl RawQueue {
         if self.is_closed() {
             return Err(PutFail::Closed);
         }
-        let need = PREFIX + len;
+        let limit = self.max_message();
+        if len > limit {
+            return Err(oversized(len, limit));
+        }
+        let need = len
+            .checked_add(PREFIX)
+            .ok_or_else(|| oversized(len, u64::MAX))?;
         let maxsize = self.maxsize();
         let mut pace_until = None;
         loop {
@@ -377,7 +416,11 @@ impl RawQueue {
             let gets = self.u64(off::GETS).load(Ordering::Acquire);
             // A stale `head` only under-counts free space.
             let head = self.u64(off::HEAD).load(Ordering::Acquire);
-            self.check_positions(head, tail, gets, puts)?;
+            // Maps the ring at the header's capacity, checked against the
+            // file, before that capacity bounds anything below.
+            let mut ring = self.ring()?;
+            let capacity = ring.len() as u64;
+            self.check_positions(head, tail, gets, puts, capacity)?;
             if unfinished > puts {
                 return Err(PutFail::Os(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -389,8 +432,13 @@ impl RawQueue {
                 self.sleep_for_room(g, gets, timeout);
                 continue;
             }
-            let capacity = self.u64(off::CAPACITY).load(Ordering::Relaxed);
-            if tail - head + need > capacity {
+            // Checked, though it cannot overflow for a message that is in
+            // memory: the distance is at most the capacity (a power of two,
+            // so at most 2^63), and `need` below 2^63.
+            let room = (tail - head)
+                .checked_add(need)
+                .ok_or_else(|| oversized(len, u64::MAX))?;
+            if room > capacity {
                 // Pace a producer that outruns an active consumer instead
                 // of growing a large ring further: fresh pages cost a fault
                 // and zeroing each, far more than waiting for the consumer
@@ -401,13 +449,23 @@ impl RawQueue {
                     let left = until.saturating_duration_since(Instant::now());
                     if !left.is_zero() {
                         let timeout = wait.remaining().flatten().map_or(left, |t| t.min(left));
+                        drop(ring);
                         self.sleep_for_room(g, gets, Some(timeout));
                         continue;
                     }
                 }
-                self.grow(tail, tail - head + need)?;
+                drop(ring);
+                self.grow(tail, room)?;
+                ring = self.ring()?;
             }
-            let ring = self.ring()?;
+            // The ring as mapped now must hold the whole message (its
+            // writes wrap around the end at most once).
+            if need > ring.len() as u64 {
+                return Err(PutFail::Os(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "queue memory is corrupt (the ring shrank under a put)",
+                )));
+            }
             write_ring(&ring, tail, &len.to_le_bytes());
             let mut writer = RingWriter {
                 ring: &ring,
@@ -475,7 +533,10 @@ impl RawQueue {
             }
             let ring = self.ring()?;
             let tail = self.u64(off::TAIL).load(Ordering::Acquire);
-            self.check_positions(head, tail, gets, puts)?;
+            // Against the ring as mapped: at least the initial capacity, so
+            // the 8-byte prefix fits, and the length is bounded below by the
+            // positions' distance, so the body fits too.
+            self.check_positions(head, tail, gets, puts, ring.len() as u64)?;
             let mut prefix = [0u8; PREFIX as usize];
             read_ring(&ring, head, &mut prefix);
             let len = u64::from_le_bytes(prefix);
@@ -685,6 +746,20 @@ fn pace_for(len: u64) -> Duration {
     Duration::from_nanos(len / 4).clamp(Duration::from_micros(20), Duration::from_millis(2))
 }
 
+/// A message of `len` bytes is over `limit`: nothing is put.
+fn oversized(len: u64, limit: u64) -> PutFail {
+    PutFail::Encode(CodecError::Oversized { len, limit })
+}
+
+/// A ring capacity this crate can have made: a power of two (positions map
+/// to offsets modulo it, and growth doubles it), never below the initial
+/// one (a queue starts there and shrinks back only to there). Anything
+/// else is corruption; in particular a ring shorter than a message's
+/// 8-byte length prefix cannot be read or written.
+fn capacity_is_valid(capacity: u64) -> bool {
+    capacity.is_power_of_two() && capacity >= INITIAL_CAPACITY
+}
+
 /// The system-wide monotonic clock in ns (the same in every process).
 fn now_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
@@ -849,7 +924,7 @@ mod tests {
             (off::CAPACITY, 3),
             (off::CAPACITY, 0),
         ] {
-            let q = RawQueue::new(0).unwrap();
+            let q = RawQueue::new(0, u64::MAX).unwrap();
             q.put(b"first", Wait::No).unwrap();
             q.put(&[7; 1000], Wait::No).unwrap();
             corrupt(&q, field, value);
@@ -875,7 +950,7 @@ mod tests {
     /// checked like any others.
     #[test]
     fn a_replayed_journal_of_garbage_is_checked_too() {
-        let q = RawQueue::new(0).unwrap();
+        let q = RawQueue::new(0, u64::MAX).unwrap();
         q.put(b"x", Wait::No).unwrap();
         for i in 0..3 {
             corrupt(&q, off::PUT_JOURNAL + 8 * i, u64::MAX - 1);
@@ -884,5 +959,140 @@ mod tests {
         assert!(is_corrupt(
             q.put(b"y", Wait::No).map_err(|e| format!("{e:?}"))
         ));
+    }
+}
+
+#[cfg(test)]
+mod capacity_and_limit_tests {
+    use super::*;
+
+    fn set(q: &RawQueue, field: usize, value: u64) {
+        q.u64(field).store(value, Ordering::SeqCst);
+    }
+
+    fn is_invalid_data<T: std::fmt::Debug>(r: &Result<(), T>, what: &str) {
+        let text = format!("{r:?}");
+        assert!(
+            text.contains("InvalidData") && text.contains("corrupt"),
+            "{what}: {text}"
+        );
+    }
+
+    /// Fuzz finding (queue_ring): a header claiming a capacity of 1 or 2
+    /// with a message counted made `get` read its 8-byte length prefix out
+    /// of a 1-byte ring and panic ("shared-memory access out of bounds: 0+7
+    /// of 1"). No capacity below the initial one, none that is not a power
+    /// of two, and none beyond the file is ever made: each is corrupt, an
+    /// `InvalidData` error for put and get alike, and nothing grows.
+    #[test]
+    fn a_capacity_the_crate_never_makes_is_invalid_data_not_a_panic() {
+        for capacity in [
+            0,
+            1,
+            2,
+            3,
+            4,
+            7,
+            8,
+            16,
+            4096,
+            INITIAL_CAPACITY / 2,
+            INITIAL_CAPACITY + 8,
+            INITIAL_CAPACITY * 2,
+            1 << 62,
+            1 << 63,
+            u64::MAX,
+        ] {
+            // An empty ring whose count claims a message (tail == head, so
+            // no distance check can see it), and a ring holding one short
+            // message (a distance of 9, within the tiny capacities).
+            for stored in [0usize, 1] {
+                let q = RawQueue::new(0, u64::MAX).unwrap();
+                if stored == 0 {
+                    set(&q, off::PUTS, 1);
+                } else {
+                    q.put(b"x", Wait::No).unwrap();
+                }
+                set(&q, off::CAPACITY, capacity);
+                let what = format!("capacity {capacity}, {stored} stored");
+                let mut body = Vec::new();
+                is_invalid_data(&q.get(Wait::No, &mut body), &what);
+                is_invalid_data(&q.put(b"more", Wait::No), &what);
+                assert!(body.is_empty(), "{what}");
+                assert_eq!(
+                    shm::size(q.memfd()).unwrap(),
+                    HEADER_LEN as u64 + INITIAL_CAPACITY,
+                    "{what}: the file changed"
+                );
+            }
+        }
+    }
+
+    /// A capacity (and positions within it) claimed beyond the file was
+    /// trusted by a put before the ring was mapped: a distance of nearly
+    /// 1 TiB within a claimed 1 TiB made it "grow" to 2 TiB and copy. The
+    /// put now maps (and checks) the ring first.
+    #[test]
+    fn positions_within_a_capacity_beyond_the_file_grow_nothing() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        q.put(b"first", Wait::No).unwrap();
+        set(&q, off::CAPACITY, 1 << 40);
+        set(&q, off::TAIL, (1 << 40) - 4);
+        is_invalid_data(&q.put(&[1; 100], Wait::No), "put");
+        let mut body = Vec::new();
+        is_invalid_data(&q.get(Wait::No, &mut body), "get");
+        assert_eq!(
+            shm::size(q.memfd()).unwrap(),
+            HEADER_LEN as u64 + INITIAL_CAPACITY
+        );
+    }
+
+    /// A put over the queue's limit is refused before anything is locked,
+    /// grown or written: the fill is never called, the file keeps its size,
+    /// and the queue goes on. A message of exactly the limit goes through.
+    #[test]
+    fn a_message_over_the_limit_is_refused_and_one_at_it_goes_through() {
+        let q = RawQueue::new(0, 1000).unwrap();
+        assert_eq!(q.max_message(), 1000);
+        match q.put(&[1; 1001], Wait::Forever) {
+            Err(PutFail::Encode(CodecError::Oversized { len, limit })) => {
+                assert_eq!((len, limit), (1001, 1000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let huge = q.put_by(1 << 40, Wait::Forever, |_| {
+            panic!("an oversized message must not be written")
+        });
+        assert!(matches!(
+            huge,
+            Err(PutFail::Encode(CodecError::Oversized {
+                len: 0x100_0000_0000,
+                limit: 1000
+            }))
+        ));
+        assert_eq!(q.len(), 0);
+        assert_eq!(
+            shm::size(q.memfd()).unwrap(),
+            HEADER_LEN as u64 + INITIAL_CAPACITY
+        );
+        q.put(&[2; 1000], Wait::No).unwrap();
+        let mut body = Vec::new();
+        q.get(Wait::No, &mut body).unwrap();
+        assert_eq!(body, [2; 1000]);
+    }
+
+    /// A length whose prefixed size wraps is refused, not wrapped, even
+    /// with no limit.
+    #[test]
+    fn a_length_that_wraps_is_refused() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        for len in [u64::MAX, u64::MAX - PREFIX + 1] {
+            let r = q.put_by(len, Wait::No, |_| panic!("nothing to write"));
+            assert!(
+                matches!(r, Err(PutFail::Encode(CodecError::Oversized { .. }))),
+                "{len}: {r:?}"
+            );
+        }
+        assert_eq!(q.len(), 0);
     }
 }
