@@ -174,15 +174,44 @@ where
     })
 }
 
-/// How many bytes `value` encodes to (a pass that writes nothing).
-pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+/// How many bytes `value` encodes to (a pass that writes nothing), or
+/// [`CodecError::Oversized`] as soon as the count passes `limit`.
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(
+    value: &T,
+    limit: u64,
+) -> Result<usize, CodecError> {
+    struct Count(u64, u64);
+    impl postcard::ser_flavors::Flavor for Count {
+        type Output = u64;
+        #[inline]
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            self.0 += data.len() as u64;
+            if self.0 > self.1 {
+                return Err(postcard::Error::SerializeBufferFull);
+            }
+            Ok(())
+        }
+        fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+            self.try_extend(&[0])
+        }
+        fn finalize(self) -> postcard::Result<u64> {
+            Ok(self.0)
+        }
+    }
     CUSTOM.with(|c| c.borrow_mut().take());
-    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()).map_err(|e| {
-        CodecError::Unencodable {
+    let mut counted = 0;
+    let result = postcard::serialize_with_flavor(value, Count(0, limit)).inspect(|&n| counted = n);
+    match result {
+        Ok(len) => usize::try_from(len).map_err(|_| CodecError::Oversized { len, limit }),
+        Err(postcard::Error::SerializeBufferFull) => Err(CodecError::Oversized {
+            len: limit.saturating_add(1).max(counted),
+            limit,
+        }),
+        Err(e) => Err(CodecError::Unencodable {
             type_name: std::any::type_name::<T>(),
             reason: explain(e),
-        }
-    })
+        }),
+    }
 }
 
 /// A postcard flavor that hands the encoding to a sink in pieces of up to
@@ -295,18 +324,30 @@ pub(crate) fn encode_to<T: Serialize + ?Sized>(
 }
 
 /// A postcard flavor that appends to a buffer, but refuses a large piece
-/// (a byte string, say) that would take the buffer past a limit.
-struct Capped<'a>(Append<'a>, usize);
+/// (a byte string, say) that would take the buffer past a soft cap, and any
+/// piece that would take it past a hard limit.
+struct Capped<'a> {
+    out: Append<'a>,
+    cap: usize,
+    limit: usize,
+    /// Set when a piece would have passed `limit`.
+    over: &'a std::cell::Cell<bool>,
+}
 
 impl postcard::ser_flavors::Flavor for Capped<'_> {
     type Output = ();
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if data.len() >= 4096 && self.0.used + data.len() > self.1 {
+        let end = self.out.used + data.len();
+        if end > self.limit {
+            self.over.set(true);
             return Err(postcard::Error::SerializeBufferFull);
         }
-        self.0.try_extend(data)
+        if data.len() >= 4096 && end > self.cap {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.out.try_extend(data)
     }
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
@@ -314,27 +355,45 @@ impl postcard::ser_flavors::Flavor for Capped<'_> {
     }
 
     fn finalize(self) -> postcard::Result<()> {
-        self.0.finalize()
+        self.out.finalize()
     }
 }
 
 /// Encodes `value` at the end of `buf` unless a large piece of it (4 KiB or
 /// more in one, a byte string say) would take `buf` past `cap` bytes: then
 /// `Ok(false)`, and `buf` holds a partial encoding. Many small pieces are
-/// never refused: encoding them twice would cost more than copying them.
+/// never refused by the cap (encoding them twice would cost more than
+/// copying them), but nothing is encoded past `limit`: an encoding longer
+/// than that is [`CodecError::Oversized`] as soon as it passes it, so a
+/// message of a billion small pieces over the limit never fills memory.
 pub(crate) fn encode_into_capped<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
     cap: usize,
+    limit: u64,
 ) -> Result<bool, CodecError> {
     CUSTOM.with(|c| c.borrow_mut().take());
     let start = buf.len();
-    let result = postcard::serialize_with_flavor(value, Capped(Append::new(buf), cap));
+    let hard = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(start);
+    let over = std::cell::Cell::new(false);
+    let flavor = Capped {
+        out: Append::new(buf),
+        cap,
+        limit: hard,
+        over: &over,
+    };
+    let result = postcard::serialize_with_flavor(value, flavor);
     if result.is_err() {
         buf.truncate(start);
     }
     match result {
         Ok(()) => Ok(true),
+        Err(postcard::Error::SerializeBufferFull) if over.get() => Err(CodecError::Oversized {
+            len: limit.saturating_add(1),
+            limit,
+        }),
         Err(postcard::Error::SerializeBufferFull) => Ok(false),
         Err(e) => Err(CodecError::Unencodable {
             type_name: std::any::type_name::<T>(),
@@ -589,7 +648,7 @@ mod tests {
         }
         encode_into(&Fails, &mut buf).unwrap_err();
         assert_eq!(buf[4..], encode(&value).unwrap());
-        assert!(encode_into_capped(&Fails, &mut buf, 1 << 20).is_err());
+        assert!(encode_into_capped(&Fails, &mut buf, 1 << 20, u64::MAX).is_err());
         assert_eq!(buf[4..], encode(&value).unwrap());
     }
 
@@ -597,20 +656,40 @@ mod tests {
     fn a_capped_encoding_refuses_only_large_pieces_past_the_cap() {
         let many_small: Vec<u64> = (0..10_000).collect();
         let mut buf = Vec::new();
-        assert!(encode_into_capped(&many_small, &mut buf, 100).unwrap());
+        assert!(encode_into_capped(&many_small, &mut buf, 100, u64::MAX).unwrap());
         assert_eq!(buf, encode(&many_small).unwrap());
         let bytes = Bytes(vec![9u8; 5000]);
         buf.clear();
-        assert!(!encode_into_capped(&bytes, &mut buf, 4999).unwrap());
+        assert!(!encode_into_capped(&bytes, &mut buf, 4999, u64::MAX).unwrap());
         assert!(buf.is_empty());
-        assert!(encode_into_capped(&bytes, &mut buf, 5010).unwrap());
+        assert!(encode_into_capped(&bytes, &mut buf, 5010, u64::MAX).unwrap());
         assert_eq!(buf, encode(&bytes).unwrap());
+    }
+
+    #[test]
+    fn nothing_is_encoded_or_counted_past_the_limit() {
+        // A message of many small pieces: refused once it passes the limit,
+        // with the buffer never holding more than the limit.
+        let many_small: Vec<u64> = (0..100_000).collect();
+        let whole = encode(&many_small).unwrap().len() as u64;
+        let mut buf = Vec::new();
+        match encode_into_capped(&many_small, &mut buf, 1 << 30, 1000) {
+            Err(CodecError::Oversized { len, limit }) => assert_eq!((len, limit), (1001, 1000)),
+            other => panic!("{other:?}"),
+        }
+        assert!(buf.is_empty());
+        assert!(encode_into_capped(&many_small, &mut buf, 1 << 30, whole).unwrap());
+        assert!(matches!(
+            encoded_len(&many_small, 1000),
+            Err(CodecError::Oversized { limit: 1000, .. })
+        ));
+        assert_eq!(encoded_len(&many_small, whole).unwrap() as u64, whole);
     }
 
     #[test]
     fn encode_to_hands_over_exactly_the_measured_bytes() {
         let value = (vec![7u16; 3000], Bytes(vec![1u8; 10_000]));
-        let len = encoded_len(&value).unwrap();
+        let len = encoded_len(&value, u64::MAX).unwrap();
         let mut out = Vec::new();
         encode_to(&value, len, |b| {
             out.extend_from_slice(b);

@@ -366,10 +366,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// (one pass over its bytes instead of two).
     fn put_ref_with(&self, item: &T, wait: Wait) -> Result<(), PutFail> {
         codec::with_scratch(|body| {
-            if codec::encode_into_capped(item, body, DIRECT_ABOVE).map_err(PutFail::Encode)? {
+            let limit = self.raw.max_message();
+            if codec::encode_into_capped(item, body, DIRECT_ABOVE, limit)
+                .map_err(PutFail::Encode)?
+            {
                 return self.raw.put(body, wait);
             }
-            let len = codec::encoded_len(item).map_err(PutFail::Encode)?;
+            let len = codec::encoded_len(item, limit).map_err(PutFail::Encode)?;
             self.raw.put_by(len as u64, wait, |ring| {
                 codec::encode_to(item, len, |bytes| ring.write(bytes))
             })
