@@ -905,3 +905,35 @@ fn a_blocking_apply_on_a_warm_pool_is_timed_too() {
     }
     assert_eq!(board.runs(), vec![1, 1, 0]);
 }
+
+/// Tasks queued on a worker behind a long one move to an idle worker: they
+/// finish while the long one still runs (Python's pool hands tasks out one
+/// at a time and does the same; a task written to a socket used to wait).
+#[test]
+fn tasks_queued_behind_a_long_one_move_to_an_idle_worker() {
+    let pool = Pool::builder().processes(2).build().unwrap();
+    // Tiny tasks first: the pool learns that tasks are short and queues
+    // many on each worker at once, so some of the short tasks below are
+    // written to the long one's worker, behind it.
+    let tiny: Vec<_> = (0..300)
+        .map(|_| pool.apply_async(short_nap, (0,)).unwrap())
+        .collect();
+    for mut r in tiny {
+        r.get_timeout(Duration::from_secs(30)).unwrap();
+    }
+    let long = pool.apply_async(short_nap, (60_000,)).unwrap();
+    let shorts: Vec<_> = (0..40)
+        .map(|_| pool.apply_async(short_nap, (5,)).unwrap())
+        .collect();
+    for mut r in shorts {
+        assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 5);
+    }
+    assert!(!long.ready(), "the short tasks waited for the long one");
+    assert!(long.cancel());
+}
+
+#[worker]
+fn short_nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}

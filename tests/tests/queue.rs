@@ -669,7 +669,10 @@ fn a_message_of_small_pieces_over_the_limit_is_refused_before_it_is_encoded_whol
     let items = vec![7u16; 200_000];
     assert!(matches!(
         q.try_put(items),
-        Err(TryPutError::Unencodable(_, CodecError::Oversized { limit: 100_000, .. }))
+        Err(TryPutError::Unencodable(
+            _,
+            CodecError::Oversized { limit: 100_000, .. }
+        ))
     ));
     assert!(q.empty());
     q.put(vec![1, 2, 3]).unwrap();
