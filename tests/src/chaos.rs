@@ -2143,10 +2143,8 @@ fn round_address_space(r: &mut Round<'_>) {
                     (true, Err(Error::Killed { signal: 6, .. })) => {
                         r.event("as: hog task died with its worker (SIGABRT)")
                     }
-                    // Queued behind a hog on the worker it killed.
-                    (false, Err(Error::Killed { signal: 6, .. })) => {
-                        r.event("as: task failed with a hog's worker")
-                    }
+                    // A task queued behind a hog on the worker it killed
+                    // runs elsewhere: its failure would be an innocent one.
                     (hog, other) => r.violation(format!(
                         "limited pool task {id} (hog: {hog}) ended with {other:?}"
                     )),
