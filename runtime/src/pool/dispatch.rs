@@ -93,11 +93,13 @@ impl Task {
     /// The task's owner and everything that became of its calls, `last` the
     /// end of it.
     fn finish(mut self, last: Piece) -> (Sink, Delivery) {
-        if self.prefix.is_empty() {
-            return (self.sink, Delivery::One(last));
-        }
-        self.prefix.push(last);
-        (self.sink, Delivery::Many(self.prefix))
+        let delivery = if self.prefix.is_empty() {
+            Delivery::one(last)
+        } else {
+            self.prefix.push(last);
+            Delivery::many(self.prefix)
+        };
+        (self.sink, delivery.with_frame(self.frame))
     }
 
     /// Fails the calls of this task that are not accounted for yet.
@@ -462,7 +464,7 @@ impl Shared {
                 let sink = task.sink.detach();
                 deliveries.push((
                     sink,
-                    Delivery::One(Piece::Failed {
+                    Delivery::one(Piece::Failed {
                         count,
                         error: Error::Cancelled,
                     }),
@@ -1347,7 +1349,10 @@ impl Member {
         }
         let rest = task.len - begun;
         if rest == 0 {
-            deliveries.push((task.sink, Delivery::Many(task.prefix)));
+            deliveries.push((
+                task.sink,
+                Delivery::many(task.prefix).with_frame(task.frame),
+            ));
             return Ok(());
         }
         task.len = rest;

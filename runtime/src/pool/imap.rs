@@ -11,6 +11,9 @@ use std::iter::FusedIterator;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
+/// Answered frames up to this size are kept for reuse.
+const SPARE_CAPACITY: usize = 64 * 1024;
+
 /// The iterator [`Pool::imap`](crate::Pool::imap) returns: results in input
 /// order.
 ///
@@ -97,6 +100,8 @@ struct Lazy<W: Worker, I: Iterator> {
     next_take: u64,
     pulled: usize,
     ready: VecDeque<Result<W::Output>>,
+    /// Frames of answered chunks, for the next chunks to reuse.
+    spare: Vec<Vec<u8>>,
     /// Comes after every result before it: an input panic.
     last: Option<Error>,
 }
@@ -126,6 +131,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             next_take: 0,
             pulled: 0,
             ready: VecDeque::new(),
+            spare: Vec::new(),
             last: None,
         }
     }
@@ -169,7 +175,8 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             self.pulled += items.len();
             self.outstanding += items.len();
             self.lens.insert(seq, items.len());
-            match wire::task_frame(W::NAME, self.timeout_ns, &items) {
+            let buf = self.spare.pop().unwrap_or_default();
+            match wire::task_frame_into(buf, W::NAME, self.timeout_ns, &items) {
                 Ok(frame) => tasks.push(Task::new(
                     frame,
                     Sink::stream(&self.stream, seq),
@@ -182,7 +189,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
                         count: items.len(),
                         error: e.into(),
                     };
-                    self.stream.put(seq, Delivery::One(failed));
+                    self.stream.put(seq, Delivery::one(failed));
                 }
             }
         }
@@ -207,7 +214,11 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             if self.lens.is_empty() {
                 return self.last.take().map(Err);
             }
-            let (seq, delivery) = self.stream.take(self.ordered.then_some(self.next_take));
+            let (seq, mut delivery) = self.stream.take(self.ordered.then_some(self.next_take));
+            let frame = std::mem::take(&mut delivery.frame);
+            if frame.capacity() <= SPARE_CAPACITY && self.spare.len() < self.prefetch {
+                self.spare.push(frame);
+            }
             self.next_take += u64::from(self.ordered);
             let len = self.lens.remove(&seq).expect("a chunk we submitted");
             self.outstanding -= len;

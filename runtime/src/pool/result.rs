@@ -51,17 +51,57 @@ impl Piece {
 }
 
 /// What the pool hands a task's owner: every call's outcome, in pieces
-/// (nearly always one, which takes no allocation of its own).
-pub(crate) enum Delivery {
+/// (nearly always one, which takes no allocation of its own), and the
+/// task's frame, given back so that the thread that made it frees it (or
+/// reuses it for the next task): a frame freed by the dispatcher thread
+/// would go back to another thread's heap, which costs both threads more.
+pub(crate) struct Delivery {
+    pieces: Pieces,
+    pub(crate) frame: Vec<u8>,
+}
+
+enum Pieces {
     One(Piece),
     Many(Vec<Piece>),
 }
 
 impl Delivery {
+    pub(crate) fn one(piece: Piece) -> Delivery {
+        Delivery {
+            pieces: Pieces::One(piece),
+            frame: Vec::new(),
+        }
+    }
+
+    pub(crate) fn many(pieces: Vec<Piece>) -> Delivery {
+        Delivery {
+            pieces: Pieces::Many(pieces),
+            frame: Vec::new(),
+        }
+    }
+
+    /// The same delivery, carrying `frame` back.
+    pub(crate) fn with_frame(mut self, frame: Vec<u8>) -> Delivery {
+        self.frame = frame;
+        self
+    }
+
     fn iter(&self) -> std::slice::Iter<'_, Piece> {
-        match self {
-            Delivery::One(piece) => std::slice::from_ref(piece).iter(),
-            Delivery::Many(pieces) => pieces.iter(),
+        match &self.pieces {
+            Pieces::One(piece) => std::slice::from_ref(piece).iter(),
+            Pieces::Many(pieces) => pieces.iter(),
+        }
+    }
+
+    /// The one piece, if the delivery is one piece of `len` values in which
+    /// every call returned.
+    fn all_ok(self, len: usize) -> Result<Piece, Delivery> {
+        match self.pieces {
+            Pieces::One(piece) if piece.ok() && piece.count() == len => Ok(piece),
+            pieces => Err(Delivery {
+                pieces,
+                frame: self.frame,
+            }),
         }
     }
 }
@@ -71,9 +111,9 @@ impl IntoIterator for Delivery {
     type IntoIter = std::iter::Chain<std::option::IntoIter<Piece>, std::vec::IntoIter<Piece>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        match self {
-            Delivery::One(piece) => Some(piece).into_iter().chain(Vec::new()),
-            Delivery::Many(pieces) => None.into_iter().chain(pieces),
+        match self.pieces {
+            Pieces::One(piece) => Some(piece).into_iter().chain(Vec::new()),
+            Pieces::Many(pieces) => None.into_iter().chain(pieces),
         }
     }
 }
@@ -381,7 +421,7 @@ impl Drop for Sink {
                 count: usize::MAX,
                 error: Error::PoolTerminated,
             };
-            target.deliver(Delivery::One(failed));
+            target.deliver(Delivery::one(failed));
         }
     }
 }
@@ -683,30 +723,32 @@ pub(crate) fn collect_map<O: DeserializeOwned + 'static>(parts: &[Part]) -> Resu
                 Err(e) => failed = Some(fail(base, e)),
                 // The common case: one reply in which every call returned,
                 // decoded straight into the output.
-                Ok(Delivery::One(piece)) if piece.ok() && piece.count() == part.len => {
-                    let Piece::Values { pid, count, bytes } = piece else {
-                        unreachable!("a piece that is ok holds values")
-                    };
-                    if out.is_empty() {
-                        out.reserve(total.min((64 << 20) / size_of::<O>().max(1)));
+                Ok(delivery) => match delivery.all_ok(part.len) {
+                    Ok(Piece::Values { pid, count, bytes }) => {
+                        if out.is_empty() {
+                            out.reserve(total.min((64 << 20) / size_of::<O>().max(1)));
+                        }
+                        match decode_values(pid, count, &bytes, |v| out.push(v)) {
+                            Ok(rest) if rest.is_empty() => {}
+                            Ok(_) => {
+                                unreachable!("no failure in a reply whose first failure is none")
+                            }
+                            Err(e) => failed = Some(fail(base, e.into())),
+                        }
                     }
-                    match decode_values(pid, count, &bytes, |v| out.push(v)) {
-                        Ok(rest) if rest.is_empty() => {}
-                        Ok(_) => unreachable!("no failure in a reply whose first failure is none"),
-                        Err(e) => failed = Some(fail(base, e.into())),
-                    }
-                }
-                Ok(pieces) => {
-                    for (i, result) in outcomes::<O>(pieces, part.len).into_iter().enumerate() {
-                        match result {
-                            Ok(value) => out.push(value),
-                            Err(e) => {
-                                failed = Some(fail(base + i, e));
-                                break;
+                    Ok(Piece::Failed { .. }) => unreachable!("a piece that is ok holds values"),
+                    Err(pieces) => {
+                        for (i, result) in outcomes::<O>(pieces, part.len).into_iter().enumerate() {
+                            match result {
+                                Ok(value) => out.push(value),
+                                Err(e) => {
+                                    failed = Some(fail(base + i, e));
+                                    break;
+                                }
                             }
                         }
                     }
-                }
+                },
             }
         }
         base += part.len;

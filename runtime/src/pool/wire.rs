@@ -58,7 +58,19 @@ pub(crate) fn task_frame<A: Serialize>(
     items: &[A],
 ) -> Result<Vec<u8>, CodecError> {
     let per_item = size_of::<A>().clamp(1, 64);
-    let mut frame = Vec::with_capacity(24 + worker.len() + items.len() * per_item);
+    let frame = Vec::with_capacity(24 + worker.len() + items.len() * per_item);
+    task_frame_into(frame, worker, timeout_ns, items)
+}
+
+/// [`task_frame`], in a buffer that held an earlier frame (its capacity
+/// is reused).
+pub(crate) fn task_frame_into<A: Serialize>(
+    mut frame: Vec<u8>,
+    worker: &str,
+    timeout_ns: u64,
+    items: &[A],
+) -> Result<Vec<u8>, CodecError> {
+    frame.clear();
     frame.extend_from_slice(&[0; 8]);
     frame.extend_from_slice(&timeout_ns.to_le_bytes());
     frame.extend_from_slice(&(worker.len() as u16).to_le_bytes());
