@@ -148,6 +148,9 @@ struct State {
     broken: Option<String>,
     stats: Stats,
     retry_spawn_at: Option<Instant>,
+    /// Whether any task with a timeout was ever submitted: until then the
+    /// dispatcher spends nothing on deadlines.
+    timed: bool,
 }
 
 /// What reading replies learns beyond the replies themselves.
@@ -255,6 +258,7 @@ impl Shared {
                 broken: None,
                 stats: Stats::default(),
                 retry_spawn_at: None,
+                timed: config.task_timeout.is_some(),
             }),
             wake,
             config,
@@ -315,6 +319,7 @@ impl Shared {
         // A timed task needs the dispatcher to plan its deadline, even when
         // the submitting thread serves the worker itself.
         let timed = tasks.peek().is_some_and(|t| t.timeout.is_some());
+        state.timed |= timed;
         let first = tasks.next();
         let mine = first
             .as_ref()
@@ -611,7 +616,9 @@ impl Shared {
                 if exited {
                     died.push(i);
                 } else {
-                    w.enforce_timeout();
+                    if state.timed {
+                        w.enforce_timeout();
+                    }
                 }
             }
             for &i in died.iter().rev() {
@@ -767,7 +774,7 @@ impl State {
             if w.pollout_armed {
                 events |= PollFlags::POLLOUT;
             }
-            if let Some(check) = w.next_deadline_check() {
+            if let Some(check) = self.timed.then(|| w.next_deadline_check()).flatten() {
                 timeout = Some(timeout.map_or(check, |t| t.min(check)));
             }
             if w.io.pidfd.is_none() {
