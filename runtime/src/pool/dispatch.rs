@@ -118,16 +118,6 @@ fn backoff(deaths: u32) -> Duration {
     BACKOFF.0.saturating_mul(1 << doublings).min(BACKOFF.1)
 }
 
-/// Another copy of a refusal (`PoolClosed` or `PoolBroken`).
-fn refused_again(e: &Error) -> Error {
-    match e {
-        Error::PoolBroken { reason } => Error::PoolBroken {
-            reason: reason.clone(),
-        },
-        _ => Error::PoolClosed,
-    }
-}
-
 pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) max_tasks: Option<u64>,
@@ -312,7 +302,7 @@ impl Shared {
             drop(state);
             // Each refused task gets the refusal, then the caller gets it too.
             for task in tasks {
-                let (sink, delivery) = task.fail(refused_again(&e));
+                let (sink, delivery) = task.fail(e.copy());
                 sink.deliver(delivery);
             }
             return Err(e);
@@ -409,11 +399,7 @@ impl Shared {
     /// Cancels the tasks that fill `slots`: those not begun never run, and
     /// a worker running one is killed (its other tasks go elsewhere).
     pub(crate) fn cancel_slots(&self, slots: &[Arc<Slot>]) {
-        let ours = |sink: &Sink| {
-            sink.as_slot()
-                .is_some_and(|s| slots.iter().any(|o| Arc::ptr_eq(s, o)))
-        };
-        self.cancel_where(ours, true);
+        self.cancel_where(|sink| sink.fills(slots), true);
     }
 
     fn cancel_where(&self, ours: impl Fn(&Sink) -> bool, kill_running: bool) {
@@ -433,7 +419,7 @@ impl Shared {
                 continue;
             }
             // Tasks not yet written at all come back out of the queue-to-write.
-            let first_unwritten = w.written + usize::from(w.out_off > 0);
+            let first_unwritten = w.first_untouched();
             let mut i = w.inflight.len();
             while i > first_unwritten {
                 i -= 1;
@@ -503,11 +489,7 @@ impl Shared {
             let (started, finished) = (w.board.started(), w.board.finished());
             for (i, task) in w.inflight.iter().enumerate() {
                 let seq = w.replied + i as u64;
-                let mine = task
-                    .sink
-                    .as_slot()
-                    .is_some_and(|s| slots.iter().any(|o| Arc::ptr_eq(s, o)));
-                if mine && seq < started && seq >= finished {
+                if task.sink.fills(slots) && seq < started && seq >= finished {
                     return Some(w.pid);
                 }
             }
@@ -846,7 +828,7 @@ impl State {
             if !State::crowded(w) || now - w.head_since < patience {
                 continue;
             }
-            let first_unwritten = (w.written + usize::from(w.out_off > 0)).max(1);
+            let first_unwritten = w.first_untouched().max(1);
             let mut unwritten = Vec::new();
             while w.inflight.len() > first_unwritten {
                 unwritten.push(w.inflight.pop_back().expect("len checked"));
@@ -1007,7 +989,7 @@ impl State {
                 let Some(task) = w.inflight.pop_front() else {
                     break;
                 };
-                w.replied += 1;
+                w.answered();
                 deliveries.push(task.fail(cause.copy()));
             }
         }
@@ -1069,6 +1051,19 @@ impl Member {
             watched: false,
             served: false,
         })
+    }
+
+    /// Its oldest task was answered (and so had been written) and left
+    /// `inflight`.
+    fn answered(&mut self) {
+        self.replied += 1;
+        self.written = self.written.saturating_sub(1);
+    }
+
+    /// The first task of `inflight` of which no byte has been written: from
+    /// there on, tasks can be taken back without the worker knowing.
+    fn first_untouched(&self) -> usize {
+        self.written + usize::from(self.out_off > 0)
     }
 
     /// Tasks assigned and not yet wholly written.
@@ -1238,10 +1233,7 @@ impl Member {
                 self.head_since = Instant::now();
                 match replied {
                     Ok(Reply::Ready) => self.ready = true,
-                    Ok(Reply::Task) => {
-                        self.replied += 1;
-                        self.written = self.written.saturating_sub(1);
-                    }
+                    Ok(Reply::Task) => self.answered(),
                     Ok(Reply::Other) => {}
                     Err(why) => {
                         broken = Some(why);
@@ -1297,10 +1289,7 @@ impl Member {
             if seq == self.replied {
                 let who = (self.pid, self.child.name());
                 match reply(body, who, &mut self.inflight, deliveries, stats) {
-                    Ok(Reply::Task) => {
-                        self.replied += 1;
-                        self.written = self.written.saturating_sub(1);
-                    }
+                    Ok(Reply::Task) => self.answered(),
                     _ => return Err(cause),
                 }
             }
@@ -1316,8 +1305,7 @@ impl Member {
         let Some(mut task) = self.inflight.pop_front() else {
             return Err(cause);
         };
-        self.replied += 1;
-        self.written = self.written.saturating_sub(1);
+        self.answered();
         if task.sink.is_detached() {
             return Ok(()); // cancelled: nothing of it is wanted
         }

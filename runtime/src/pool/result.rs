@@ -396,6 +396,12 @@ impl Sink {
         matches!(&self.0, Some(Target::Stream(s, _)) if Arc::ptr_eq(s, stream))
     }
 
+    /// Whether this task fills one of `slots`.
+    pub(crate) fn fills<S: std::borrow::Borrow<Arc<Slot>>>(&self, slots: &[S]) -> bool {
+        self.as_slot()
+            .is_some_and(|s| slots.iter().any(|o| Arc::ptr_eq(s, o.borrow())))
+    }
+
     /// The slot this task fills, if it fills one.
     pub(crate) fn as_slot(&self) -> Option<&Arc<Slot>> {
         match &self.0 {
