@@ -519,6 +519,19 @@ impl RawQueue {
             let head = self.u64(off::HEAD).load(Ordering::Relaxed);
             let gets = self.u64(off::GETS).load(Ordering::Relaxed);
             let puts = self.u64(off::PUTS).load(Ordering::Acquire);
+            if puts == gets && self.word(off::PUT_JOURNAL_VALID).load(Ordering::Acquire) == 1 {
+                // A producer died after committing a put it had not applied:
+                // the next holder of the put lock replays it. Take that lock
+                // now (only trying, as the put lock comes first), so that a
+                // committed message is not reported missing until some
+                // producer comes along. A live producer mid-commit holds the
+                // lock: it publishes the message itself.
+                if let Some(put) = self.try_lock(Side::Put)? {
+                    drop(put);
+                    drop(g);
+                    continue;
+                }
+            }
             if puts == gets {
                 let timeout = wait.remaining().ok_or(GetFail::Empty)?;
                 let seq = self.word(off::NOT_EMPTY).load(Ordering::SeqCst);
