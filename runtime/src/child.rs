@@ -12,6 +12,7 @@ use crate::conn::Conn;
 use crate::current::{self, Identity};
 use crate::process::{self, MARKER};
 use crate::registry::{self, Lookup};
+use crate::setup;
 use crate::sys;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
@@ -49,9 +50,19 @@ pub(crate) struct SpawnHeader {
     daemon: bool,
     parent_pid: u32,
     parent_name: String,
-    /// Descriptors of the handles in the arguments, sent with `SCM_RIGHTS`
-    /// between the header and the argument frame.
+    /// Descriptors of the handles in the arguments (the initializer's
+    /// first), sent with `SCM_RIGHTS` between the header and the argument
+    /// frames.
     pub(crate) fds: u32,
+    /// The start hooks to run first (`on_child_start`), by worker name.
+    pub(crate) hooks: Vec<String>,
+    /// The initializer's worker; its arguments come as a frame before the
+    /// worker's.
+    pub(crate) init: Option<String>,
+    /// How many of `fds` are the initializer's.
+    pub(crate) init_fds: u32,
+    /// The child has a memory limit: note an allocation failure's abort.
+    pub(crate) memory_note: bool,
 }
 
 impl SpawnHeader {
@@ -73,6 +84,10 @@ impl SpawnHeader {
             parent_pid: parent.0,
             parent_name: parent.1,
             fds: fds as u32,
+            hooks: Vec::new(),
+            init: None,
+            init_fds: 0,
+            memory_note: false,
         }
     }
 }
@@ -92,6 +107,15 @@ pub(crate) enum Outcome {
     Failed {
         reason: String,
     },
+    /// A start hook or the initializer failed; nothing else ran.
+    SetupFailed {
+        worker: String,
+        message: String,
+        location: Option<String>,
+    },
+    /// Written by the `SIGABRT` handler of a child with a memory limit when
+    /// it aborts just after an allocation failed.
+    AllocationFailed,
 }
 
 #[ctor::ctor(unsafe)]
@@ -181,7 +205,12 @@ fn run_child(marker: &str) -> i32 {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
 
-    let (header, fds, args) = match read_payload(&conn) {
+    let Payload {
+        header,
+        mut fds,
+        init_args,
+        args,
+    } = match read_payload(&conn) {
         Ok(payload) => payload,
         // Our parent (checked above) died while sending: exit quietly. Its
         // end of the socket closes before we are handed to a new parent,
@@ -200,6 +229,47 @@ fn run_child(marker: &str) -> i32 {
         daemon: header.daemon,
         parent: Some((header.parent_pid, header.parent_name)),
     });
+    if header.memory_note {
+        if let Ok(note) = codec::encode(&Outcome::AllocationFailed) {
+            let mut frame = Vec::new();
+            if codec::write_frame(&mut frame, &note).is_ok() {
+                let _ = sys::startup::note_allocation_failure(conn.as_fd(), frame);
+            }
+        }
+    }
+    install_panic_hook();
+
+    // The start hooks, then the initializer: a failure stops the child
+    // before its worker.
+    setup::set_hooks(header.hooks.clone());
+    let init_fds: Vec<OwnedFd> = fds.drain(..(header.init_fds as usize).min(fds.len())).collect();
+    let mut set_up = header
+        .hooks
+        .iter()
+        .map(|hook| (format!("the start hook `{hook}`"), hook.as_str(), Vec::new(), Vec::new()))
+        .collect::<Vec<_>>();
+    if let (Some(init), Some(init_args)) = (&header.init, init_args) {
+        set_up.push((format!("the initializer `{init}`"), init.as_str(), init_args, init_fds));
+    }
+    for (what, worker, args, fds) in set_up {
+        if let Err((message, location)) = run_setup(worker, &args, fds) {
+            eprintln!(
+                "multiproc: {what} failed in {}{}: {message}",
+                current::identity().name,
+                location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default()
+            );
+            send_outcome(
+                &conn,
+                &Outcome::SetupFailed {
+                    worker: what,
+                    message,
+                    location,
+                },
+                None,
+            );
+            return EXIT_SETUP;
+        }
+    }
 
     let entry = match registry::find(&header.worker) {
         Ok(entry) => entry,
@@ -219,7 +289,6 @@ fn run_child(marker: &str) -> i32 {
         }
     };
 
-    install_panic_hook();
     let run = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&args, fds)));
     let code = match run {
         Ok(Ok(result)) => {
@@ -252,7 +321,33 @@ fn run_child(marker: &str) -> i32 {
     code
 }
 
-fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
+/// What a child reads from its spawn socket.
+pub(crate) struct Payload {
+    pub(crate) header: SpawnHeader,
+    pub(crate) fds: Vec<OwnedFd>,
+    /// The initializer's arguments, when the header names one.
+    pub(crate) init_args: Option<Vec<u8>>,
+    pub(crate) args: Vec<u8>,
+}
+
+/// Runs set-up worker `name` (a start hook or the initializer) with
+/// encoded `args`; on failure, the message and the panic's location.
+fn run_setup(name: &str, args: &[u8], fds: Vec<OwnedFd>) -> Result<(), (String, Option<String>)> {
+    let entry = registry::find(name).map_err(|lookup| {
+        let why = match lookup {
+            Lookup::Missing => "is not in this binary",
+            Lookup::Ambiguous => "is registered more than once in this binary",
+        };
+        (format!("worker `{name}` {why}"), None)
+    })?;
+    match panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(args, fds))) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err((error.to_string(), None)),
+        Err(payload) => Err(caught_panic(payload.as_ref())),
+    }
+}
+
+fn read_payload(conn: &Conn) -> Result<Payload, String> {
     // A stranger's socket may never send, or stall mid-frame: bound every read.
     let patience = TimeVal::new(PAYLOAD_TIMEOUT_SECS, 0);
     setsockopt(conn, sockopt::ReceiveTimeout, &patience)
@@ -264,9 +359,7 @@ fn read_payload(conn: &Conn) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), Str
 
 /// Reads the header frame, the descriptors and the argument frame (no
 /// timeouts, no process state: the fuzz entry points drive it too).
-pub(crate) fn read_payload_frames(
-    conn: &Conn,
-) -> Result<(SpawnHeader, Vec<OwnedFd>, Vec<u8>), String> {
+pub(crate) fn read_payload_frames(conn: &Conn) -> Result<Payload, String> {
     let frame = |limit| match conn.recv_frame(limit) {
         Ok(Some(frame)) => Ok(frame),
         Ok(None) => Err("its socket closed before the payload".to_string()),
@@ -295,8 +388,20 @@ pub(crate) fn read_payload_frames(
     if fds.len() != header.fds as usize {
         return Err("received more descriptors than announced".into());
     }
+    if header.init_fds > header.fds {
+        return Err("the initializer's descriptors are more than all of them".into());
+    }
+    let init_args = match header.init {
+        Some(_) => Some(frame(MAX_FRAME)?),
+        None => None,
+    };
     let args = frame(MAX_FRAME)?;
-    Ok((header, fds, args))
+    Ok(Payload {
+        header,
+        fds,
+        init_args,
+        args,
+    })
 }
 
 fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {

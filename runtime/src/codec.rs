@@ -542,9 +542,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
-/// Writes one frame: the length, then `body` (tests; `Conn` gathers frames
-/// into one write).
-#[cfg(test)]
+/// Writes one frame: the length, then `body` (`Conn` gathers frames into
+/// one write).
 pub(crate) fn write_frame(mut w: impl std::io::Write, body: &[u8]) -> io::Result<()> {
     w.write_all(&(body.len() as u64).to_le_bytes())?;
     w.write_all(body)

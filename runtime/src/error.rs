@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use crate::codec::CodecError;
+use crate::setup::{Limited, Resource};
 use std::io;
 
 /// What can go wrong when starting, waiting for or collecting a process.
@@ -39,12 +40,52 @@ pub enum Error {
         code: i32,
     },
     /// The child was killed by a signal before delivering a result.
-    #[error("process {pid} was killed by signal {signal} ({})", signal_name(*signal))]
+    #[error(
+        "process {pid} was killed by signal {signal} ({}){}",
+        signal_name(*signal),
+        limit.as_ref().map(|l| format!(": {l}")).unwrap_or_default()
+    )]
     Killed {
         /// The child's pid.
         pid: u32,
         /// The signal number (`exitcode` is its negation).
         signal: i32,
+        /// The resource limit it was given and ran into, when the runtime
+        /// can tell (see [`Resource`](crate::Resource)).
+        limit: Option<Limited>,
+    },
+    /// The kernel refused a resource limit asked for with `rlimit` (for
+    /// example a hard limit above this process's own, without the
+    /// privilege to raise it); the child was stopped before it ran anything.
+    #[error("the kernel refused the child's {resource:?} limit (soft {soft}, hard {hard}): {source}")]
+    LimitRefused {
+        /// The resource.
+        resource: Resource,
+        /// The soft limit asked for.
+        soft: u64,
+        /// The hard limit asked for.
+        hard: u64,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// A start hook ([`on_child_start`](crate::on_child_start)) or the
+    /// process's initializer panicked or failed in the child, which then ran
+    /// nothing else.
+    #[error(
+        "{worker} failed in process {pid} before its worker ran{}: {message}",
+        location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default()
+    )]
+    InitializerFailed {
+        /// The child's pid.
+        pid: u32,
+        /// Which set-up failed: "the start hook `name`" or "the initializer
+        /// `name`".
+        worker: String,
+        /// The panic message, or why it could not run.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
     },
     /// The child binary has no worker of that name.
     #[error("the child binary has no worker named `{name}`")]
@@ -162,7 +203,8 @@ impl Error {
             | Error::Exited { pid, .. }
             | Error::WorkerFailed { pid, .. }
             | Error::Panicked { pid, .. }
-            | Error::TaskTimedOut { pid, .. } => Some(*pid),
+            | Error::TaskTimedOut { pid, .. }
+            | Error::InitializerFailed { pid, .. } => Some(*pid),
             _ => None,
         }
     }
@@ -172,9 +214,10 @@ impl Error {
     /// their text).
     pub(crate) fn copy(&self) -> Error {
         match self {
-            Error::Killed { pid, signal } => Error::Killed {
+            Error::Killed { pid, signal, limit } => Error::Killed {
                 pid: *pid,
                 signal: *signal,
+                limit: limit.clone(),
             },
             Error::Exited { pid, code } => Error::Exited {
                 pid: *pid,

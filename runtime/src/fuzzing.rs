@@ -194,7 +194,8 @@ pub fn spawn_payload(bytes: &[u8]) {
     let _ = codec::decode::<crate::child::Outcome>(bytes);
     let Ok(stream) = stream_of(bytes) else { return };
     let conn = Conn::from_fd(OwnedFd::from(stream));
-    if let Ok((_header, fds, args)) = crate::child::read_payload_frames(&conn) {
+    if let Ok(payload) = crate::child::read_payload_frames(&conn) {
+        let (fds, args) = (payload.fds, payload.args);
         assert!(args.len() <= bytes.len());
         assert!(fds.is_empty(), "descriptors out of a stream that had none");
     }

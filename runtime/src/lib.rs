@@ -58,6 +58,7 @@ mod pool;
 mod process;
 mod queue;
 mod registry;
+mod setup;
 mod shared;
 mod sync;
 #[allow(unsafe_code)]
@@ -74,6 +75,7 @@ pub use pool::{AsyncResult, Chunked, Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::{ChildProcess, Process, active_children};
 pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
 pub use registry::Worker;
+pub use setup::{Limited, Resource, Stdio, on_child_start};
 pub use shared::{
     Array, ArrayGuard, OwnerDied, RawArray, RawValue, SharedMemory, Value, ValueGuard,
 };

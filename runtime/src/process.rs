@@ -6,16 +6,20 @@ use crate::conn::Conn;
 use crate::current;
 use crate::error::{Error, Result};
 use crate::handles;
+use crate::pool::Initializer;
 use crate::registry::Worker;
+use crate::setup::{self, ChildSetup, Limit, Limited, Resource, Stdio};
 use crate::sys;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -85,6 +89,10 @@ pub struct Process<W: Worker> {
     daemon: bool,
     child: Option<ChildProcess>,
     result_taken: bool,
+    setup: ChildSetup,
+    init: Option<Result<Initializer>>,
+    /// The parent's ends of piped stdin, stdout and stderr, once started.
+    pipes: [Option<OwnedFd>; 3],
 }
 
 impl<W: Worker> std::fmt::Debug for Process<W> {
@@ -126,7 +134,230 @@ impl<W: Worker> Process<W> {
             daemon: false,
             child: None,
             result_taken: false,
+            setup: ChildSetup::default(),
+            init: None,
+            pipes: [None, None, None],
         }
+    }
+
+    /// Sets environment variable `key` to `value` in the child (as
+    /// [`Command::env`](std::process::Command::env)). The child otherwise
+    /// inherits this process's environment. A key that is empty or holds
+    /// `=` or NUL, a value that holds NUL, or the runtime's own marker
+    /// `MULTIPROC_CHILD`, is [`Error::InvalidArgument`] at
+    /// [`start`](Self::start). Changes after `start` have no effect.
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    ///
+    /// #[worker]
+    /// fn read_env(key: String) -> Option<String> {
+    ///     std::env::var(key).ok()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(read_env, ("GREETING".into(),));
+    /// p.env("GREETING", "hello");
+    /// p.start()?;
+    /// assert_eq!(p.result()?.as_deref(), Some("hello"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.setup.env(key.as_ref(), value.as_ref());
+        self
+    }
+
+    /// Removes environment variable `key` from the child's environment.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn has_home() -> bool { std::env::var_os("HOME").is_some() }
+    /// let mut p = Process::new(has_home, ());
+    /// p.env_remove("HOME");
+    /// p.start()?;
+    /// assert!(!p.result()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.setup.env_remove(key.as_ref());
+        self
+    }
+
+    /// Starts the child with an empty environment, apart from what
+    /// [`env`](Self::env) adds afterwards (and the runtime's own marker,
+    /// which the child removes before anything reads it).
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn env_len() -> usize { std::env::vars_os().count() }
+    /// let mut p = Process::new(env_len, ());
+    /// p.env_clear().env("ONLY", "this");
+    /// p.start()?;
+    /// assert_eq!(p.result()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn env_clear(&mut self) -> &mut Self {
+        self.setup.env_clear();
+        self
+    }
+
+    /// The directory the child starts in (a relative path is relative to
+    /// this process's directory at `start`). A path that does not exist or
+    /// is not a directory is an error from [`start`](Self::start)
+    /// ([`Error::Spawn`] or [`Error::InvalidArgument`]), and nothing starts.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn cwd() -> std::path::PathBuf { std::env::current_dir().unwrap() }
+    /// let mut p = Process::new(cwd, ());
+    /// p.current_dir("/");
+    /// p.start()?;
+    /// assert_eq!(p.result()?, std::path::Path::new("/"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.setup.current_dir(dir.as_ref());
+        self
+    }
+
+    /// The child's standard input: inherited (the default),
+    /// [`Stdio::null`], a file, or [`Stdio::piped`] (then
+    /// [`take_stdin`](Self::take_stdin) gives the writing end).
+    pub fn stdin(&mut self, stdin: impl Into<Stdio>) -> &mut Self {
+        self.setup.stdio[0] = stdin.into().0;
+        self
+    }
+
+    /// The child's standard output; see [`Stdio`] (with
+    /// [`Stdio::piped`], [`take_stdout`](Self::take_stdout) gives the
+    /// reading end).
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    ///
+    /// #[worker]
+    /// fn chatty() {
+    ///     println!("to a file");
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let path = std::env::temp_dir().join(format!("multiproc-doc-{}", std::process::id()));
+    /// let mut p = Process::new(chatty, ());
+    /// p.stdout(std::fs::File::create(&path)?);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, "to a file\n");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stdout(&mut self, stdout: impl Into<Stdio>) -> &mut Self {
+        self.setup.stdio[1] = stdout.into().0;
+        self
+    }
+
+    /// The child's standard error; see [`Stdio`] (with [`Stdio::piped`],
+    /// [`take_stderr`](Self::take_stderr) gives the reading end).
+    pub fn stderr(&mut self, stderr: impl Into<Stdio>) -> &mut Self {
+        self.setup.stdio[2] = stderr.into().0;
+        self
+    }
+
+    /// Limits the child's use of `resource` to `soft` (what the kernel
+    /// enforces) and `hard` (the most the child may raise `soft` to);
+    /// [`Resource::UNLIMITED`] for none. The limits are set on the child
+    /// before it runs anything of the program (any start hook, the
+    /// initializer, the worker), without `unsafe` in user code. A limit the
+    /// kernel refuses (`soft` above `hard`, or `hard` above this process's
+    /// own hard limit without the privilege to raise it) is
+    /// [`Error::LimitRefused`] from [`start`](Self::start), and nothing
+    /// runs. See [`Resource`] for how each limit shows when the child
+    /// reaches it.
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, Resource, worker};
+    ///
+    /// #[worker]
+    /// fn spin() {
+    ///     let mut x = 0u64;
+    ///     loop {
+    ///         x = std::hint::black_box(x.wrapping_add(1));
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(spin, ());
+    /// p.rlimit(Resource::Cpu, 1, 2); // SIGXCPU after 1 s of CPU
+    /// p.start()?;
+    /// assert!(matches!(p.result(), Err(Error::Killed { signal: libc::SIGXCPU, .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rlimit(&mut self, resource: Resource, soft: u64, hard: u64) -> &mut Self {
+        self.setup.rlimit(resource, soft, hard);
+        self
+    }
+
+    /// A worker the child runs with `args` before its own worker, as a
+    /// pool's [`initializer`](crate::PoolBuilder::initializer) does (after
+    /// any [`on_child_start`](crate::on_child_start) hook). Its arguments
+    /// may carry handles. If it panics, the worker does not run, and
+    /// [`result`](Self::result) is [`Error::InitializerFailed`].
+    ///
+    /// ```
+    /// use multiproc::{Process, Queue, worker};
+    ///
+    /// #[worker]
+    /// fn announce(q: Queue<String>) {
+    ///     q.put("initialized".to_string()).unwrap();
+    /// }
+    ///
+    /// #[worker]
+    /// fn work() -> u32 {
+    ///     42
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let q = Queue::new()?;
+    /// let mut p = Process::new(work, ());
+    /// p.initializer(announce, (q.clone(),));
+    /// p.start()?;
+    /// assert_eq!(p.result()?, 42);
+    /// assert_eq!(q.get_timeout(std::time::Duration::from_secs(10)).unwrap(), "initialized");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn initializer<I: Worker>(&mut self, worker: I, args: I::Args) -> &mut Self {
+        let _ = worker;
+        self.init = Some(Initializer::encode(I::NAME, &args));
+        self
+    }
+
+    /// The writing end of the child's stdin, if it was [`Stdio::piped`]
+    /// and the process has started; it moves out (a second call is
+    /// `None`). Drop it to give the child end of file.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.pipes[0].take().map(ChildStdin::from)
+    }
+
+    /// The reading end of the child's stdout, if it was [`Stdio::piped`]
+    /// and the process has started; it moves out (a second call is `None`).
+    /// It reaches end of file when the child (and every process it gave
+    /// its stdout to) has exited.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.pipes[1].take().map(ChildStdout::from)
+    }
+
+    /// The reading end of the child's stderr, if it was [`Stdio::piped`]
+    /// and the process has started; it moves out.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.pipes[2].take().map(ChildStderr::from)
+    }
+
+    /// A pool worker's set-up: its pool's.
+    pub(crate) fn set_setup(&mut self, setup: ChildSetup) {
+        self.setup = setup;
     }
 
     /// The process's name.
@@ -209,19 +440,31 @@ impl<W: Worker> Process<W> {
                 self.name.len()
             )));
         }
+        self.setup.check()?;
+        let init = match &self.init {
+            None => None,
+            Some(Ok(init)) => Some(init),
+            Some(Err(e)) => return Err(e.copy()),
+        };
         // Python's `_cleanup()`: children that have finished are reaped here,
         // so fire-and-forget starts hold no zombies and no descriptors.
         reap_finished();
         let (args, fds) = handles::encode_with_fds(args)?;
         let me = current::identity();
-        let header = SpawnHeader::new(
+        let mut header = SpawnHeader::new(
             W::NAME,
             &self.name,
             &self.path,
             self.daemon,
             (std::process::id(), me.name.clone()),
-            fds.len(),
+            fds.len() + init.map_or(0, |i| i.fds.len()),
         );
+        header.hooks = setup::hooks();
+        header.memory_note = self.setup.memory_limit().is_some();
+        if let Some(init) = init {
+            header.init = Some(init.worker.clone());
+            header.init_fds = init.fds.len() as u32;
+        }
         let header = codec::encode(&header)?;
         if header.len() > MAX_HEADER {
             // Names are bounded above; only a worker name or a nesting depth
@@ -233,8 +476,29 @@ impl<W: Worker> Process<W> {
                 header.len()
             )));
         }
-        let shared = spawn(&header, &args, &fds, self.name.clone(), self.daemon)?;
+        let prepared = self.setup.prepare()?;
+        let all_fds: Vec<BorrowedFd<'_>> = init
+            .into_iter()
+            .flat_map(|i| i.fds.iter())
+            .chain(&fds)
+            .map(AsFd::as_fd)
+            .collect();
+        let payload = Payload {
+            header: &header,
+            init: init.map(|i| i.args.as_slice()),
+            args: &args,
+            fds: &all_fds,
+        };
+        let (shared, pipes) = spawn(
+            payload,
+            prepared,
+            &self.setup.limits,
+            self.name.clone(),
+            self.daemon,
+        )?;
+        self.pipes = pipes;
         self.args = None;
+        self.init = None;
         self.child = Some(ChildProcess { shared });
         Ok(())
     }
@@ -324,7 +588,11 @@ impl<W: Worker> Process<W> {
         let (frames, _) = codec::split_frames(&inbox, MAX_FRAME)?;
         let died = || {
             if code < 0 {
-                Error::Killed { pid, signal: -code }
+                Error::Killed {
+                    pid,
+                    signal: -code,
+                    limit: child.shared.limit_hit(-code, &inbox),
+                }
             } else {
                 Error::Exited { pid, code }
             }
@@ -345,6 +613,18 @@ impl<W: Worker> Process<W> {
             }),
             Outcome::UnknownWorker { name } => Err(Error::UnknownWorker { name }),
             Outcome::Failed { reason } => Err(Error::WorkerFailed { pid, reason }),
+            Outcome::SetupFailed {
+                worker,
+                message,
+                location,
+            } => Err(Error::InitializerFailed {
+                pid,
+                worker,
+                message,
+                location,
+            }),
+            // Written by the abort handler as the child died.
+            Outcome::AllocationFailed => Err(died()),
         }
     }
 }
@@ -445,6 +725,32 @@ impl ChildProcess {
         Ok(self.shared.signal(libc::SIGKILL)?)
     }
 
+    /// For a pool: the limit that explains this child's death by `signal`
+    /// (see `Shared::limit_hit`), after it was reaped.
+    pub(crate) fn limit_hit(&self, signal: i32) -> Option<Limited> {
+        let inbox = self.shared.lock_state().inbox.clone();
+        self.shared.limit_hit(signal, &inbox)
+    }
+
+    /// For a pool: why the child could not start its worker, if it said so
+    /// (a start hook that panicked), after it was reaped.
+    pub(crate) fn setup_failure(&self) -> Option<String> {
+        let state = self.shared.lock_state();
+        let (frames, _) = codec::split_frames(&state.inbox, MAX_FRAME).ok()?;
+        match codec::decode::<Outcome>(frames.first()?).ok()? {
+            Outcome::SetupFailed {
+                worker,
+                message,
+                location,
+            } => Some(format!(
+                "{worker} failed in process {}{}: {message}",
+                self.pid(),
+                location.map(|l| format!(" at {l}")).unwrap_or_default()
+            )),
+            _ => None,
+        }
+    }
+
     /// Sends `signal` through the pidfd (nothing if the child was reaped).
     pub(crate) fn send_signal(&self, signal: libc::c_int) -> Result<()> {
         Ok(self.shared.signal(signal)?)
@@ -513,6 +819,8 @@ struct Shared {
     pid: Pid,
     name: String,
     daemon: bool,
+    /// The resource limits it was given.
+    limits: Vec<Limit>,
     /// The pidfd and our end of the spawn socket; `None` once reaped. Pollers
     /// hold the read lock, so the descriptors stay open while they wait.
     fds: RwLock<Option<Fds>>,
@@ -609,6 +917,31 @@ impl Shared {
         children().retain(|c| !std::ptr::eq(Arc::as_ptr(c), self));
     }
 
+    /// The limit that explains death by `signal`, if one does: `SIGABRT`
+    /// after the abort handler's note (an allocation failed) under a memory
+    /// limit, or `SIGXCPU` under a CPU limit. `inbox` is what the child sent.
+    fn limit_hit(&self, signal: i32, inbox: &[u8]) -> Option<Limited> {
+        match signal {
+            libc::SIGABRT => {
+                let limit = setup::memory_limit(&self.limits)?;
+                let (frames, _) = codec::split_frames(inbox, MAX_FRAME).ok()?;
+                let noted = frames.iter().any(|f| {
+                    matches!(codec::decode::<Outcome>(f), Ok(Outcome::AllocationFailed))
+                });
+                noted.then_some(Limited::Memory {
+                    resource: limit.resource,
+                    limit: limit.soft,
+                })
+            }
+            libc::SIGXCPU => self
+                .limits
+                .iter()
+                .find(|l| l.resource == Resource::Cpu && l.soft != Resource::UNLIMITED)
+                .map(|l| Limited::Cpu { seconds: l.soft }),
+            _ => None,
+        }
+    }
+
     fn signal(&self, signal: libc::c_int) -> io::Result<()> {
         let fds = self.fds.read().unwrap_or_else(|e| e.into_inner());
         let Some(fds) = fds.as_ref() else {
@@ -657,13 +990,22 @@ fn poll_child(fds: &Fds, watch_conn: bool, timeout: Option<Duration>) -> io::Res
 /// The environment variable that tells a re-executed binary it is a child.
 pub(crate) const MARKER: &str = "MULTIPROC_CHILD";
 
+/// What goes down the spawn socket: the header, the handles' descriptors
+/// (the initializer's first), the initializer's arguments, the arguments.
+struct Payload<'a> {
+    header: &'a [u8],
+    init: Option<&'a [u8]>,
+    args: &'a [u8],
+    fds: &'a [BorrowedFd<'a>],
+}
+
 fn spawn(
-    header: &[u8],
-    args: &[u8],
-    fds: &[OwnedFd],
+    payload: Payload<'_>,
+    prepared: setup::Prepared,
+    limits: &[Limit],
     name: String,
     daemon: bool,
-) -> Result<Arc<Shared>> {
+) -> Result<(Arc<Shared>, [Option<OwnedFd>; 3])> {
     static EXIT_HOOK: Once = Once::new();
     EXIT_HOOK.call_once(|| {
         sys::startup::at_exit(exit_hook);
@@ -678,13 +1020,20 @@ fn spawn(
 
     let (ours, theirs) = Conn::pair().map_err(Error::Spawn)?;
     let mut theirs = theirs.into_fd();
-    if std::os::fd::AsRawFd::as_raw_fd(&theirs) == sys::spawn::CHILD_FD {
-        theirs = theirs.try_clone().map_err(Error::Spawn)?; // lands above 3
+    if std::os::fd::AsRawFd::as_raw_fd(&theirs) <= sys::spawn::CHILD_FD {
+        // Above every slot a file action writes to.
+        theirs = sys::proc::dup_from(theirs.as_fd(), sys::spawn::CHILD_FD + 1)
+            .map_err(Error::Spawn)?;
     }
+    let mut envp = prepared.envp;
+    let marker = format!("{MARKER}={},{}", sys::spawn::CHILD_FD, std::process::id());
+    envp.push(CString::new(marker).expect("no NUL"));
     let job = SpawnJob {
         argv: vec![argv0()],
-        envp: child_env(),
+        envp,
         socket: theirs,
+        stdio: prepared.stdio,
+        cwd: prepared.cwd,
     };
     let pid = spawn_on_stable_thread(job).map_err(Error::Spawn)?;
     let pid = Pid::from_raw(pid);
@@ -694,22 +1043,35 @@ fn spawn(
         pid,
         name,
         daemon,
+        limits: limits.to_vec(),
         fds: RwLock::new(Some(Fds { pidfd, conn: ours })),
         state: Mutex::new(State::default()),
     });
     children().push(shared.clone());
+    let stop = |shared: &Shared| {
+        let _ = shared.signal(libc::SIGKILL);
+        let _ = shared.wait(None);
+    };
+    // The child waits for its payload, so it has run nothing of the program
+    // yet: a refused limit stops it here.
+    if let Err(e) = setup::apply_limits(pid.as_raw(), limits) {
+        stop(&shared);
+        return Err(e);
+    }
 
     let send = |conn: &Conn| -> io::Result<()> {
-        if fds.is_empty() {
+        if payload.fds.is_empty() && payload.init.is_none() {
             // One write: each write wakes the child.
-            return conn.send_frames(&[header, args]);
+            return conn.send_frames(&[payload.header, payload.args]);
         }
-        conn.send_frame(header)?;
-        for batch in fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
-            let batch: Vec<_> = batch.iter().map(AsFd::as_fd).collect();
-            sys::fdpass::send_fds(conn.as_fd(), &batch)?;
+        conn.send_frame(payload.header)?;
+        for batch in payload.fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
+            sys::fdpass::send_fds(conn.as_fd(), batch)?;
         }
-        conn.send_frame(args)
+        match payload.init {
+            Some(init) => conn.send_frames(&[init, payload.args]),
+            None => conn.send_frame(payload.args),
+        }
     };
     let fds = shared.fds.read().unwrap_or_else(|e| e.into_inner());
     let conn = &fds.as_ref().expect("not reaped before start returns").conn;
@@ -719,13 +1081,12 @@ fn spawn(
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {}
         Err(e) => {
             drop(fds);
-            let _ = shared.signal(libc::SIGKILL);
-            let _ = shared.wait(None);
+            stop(&shared);
             return Err(Error::Spawn(e));
         }
     }
     drop(fds);
-    Ok(shared)
+    Ok((shared, prepared.pipes))
 }
 
 fn exe() -> &'static CString {
@@ -748,31 +1109,31 @@ fn argv0() -> CString {
         .unwrap_or_else(|| exe().clone())
 }
 
-fn child_env() -> Vec<CString> {
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != MARKER)
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    let marker = format!("{MARKER}={},{}", sys::spawn::CHILD_FD, std::process::id());
-    env.push(CString::new(marker).expect("no NUL"));
-    env
-}
-
 struct SpawnJob {
     argv: Vec<CString>,
     envp: Vec<CString>,
     /// The child's end of the spawn socket; closed here once the child has it.
     socket: OwnedFd,
+    /// The child's stdin, stdout and stderr (see [`setup::Prepared`]);
+    /// closed here once the child has them.
+    stdio: [Option<Option<OwnedFd>>; 3],
+    cwd: Option<CString>,
 }
 
 impl SpawnJob {
     fn run(self) -> io::Result<libc::pid_t> {
-        sys::spawn::spawn(exe(), &self.argv, &self.envp, self.socket.as_fd())
+        fn action(slot: &Option<Option<OwnedFd>>) -> sys::spawn::StdioAction<'_> {
+            match slot {
+                None => sys::spawn::StdioAction::Inherit,
+                Some(None) => sys::spawn::StdioAction::Null,
+                Some(Some(fd)) => sys::spawn::StdioAction::Dup(fd.as_fd()),
+            }
+        }
+        let io = sys::spawn::ChildIo {
+            stdio: [action(&self.stdio[0]), action(&self.stdio[1]), action(&self.stdio[2])],
+            cwd: self.cwd.as_deref(),
+        };
+        sys::spawn::spawn(exe(), &self.argv, &self.envp, self.socket.as_fd(), &io)
     }
 }
 

@@ -21,6 +21,7 @@ use super::wire::{self, InBuf};
 use crate::codec;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
+use crate::setup::{ChildSetup, StdioKind};
 use crate::process::{ChildProcess, Process};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -123,6 +124,9 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) init: Option<Arc<Initializer>>,
     pub(crate) task_timeout: Option<Duration>,
+    /// Every worker's environment, directory, stdio and limits; a pool's
+    /// piped streams are descriptors here until the pool stops.
+    pub(crate) setup: Mutex<ChildSetup>,
 }
 
 /// What the `Pool` handle, its results and the dispatcher share.
@@ -259,6 +263,16 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Once the workers are gone: closes the pool's copies of the child
+    /// ends of piped streams, so that their readers see end of file.
+    pub(crate) fn release_stdio(&self) {
+        for kind in &mut self.config.setup.lock().unwrap_or_else(|e| e.into_inner()).stdio {
+            if matches!(kind, StdioKind::Fd(_)) {
+                *kind = StdioKind::Null;
+            }
+        }
     }
 
     /// The timeout every task gets unless a call sets another.
@@ -963,18 +977,30 @@ impl State {
         }
         if !w.ready {
             self.stats.early_deaths += 1;
-            self.stats.refusals = if code == 2 {
-                self.stats.refusals + 1
+            if let Some(why) = w.child.setup_failure() {
+                // A start hook failed: as an initializer failing, it breaks
+                // the pool if it keeps failing.
+                self.stats.init_failures += 1;
+                self.stats.init_failed = Some(why);
+                self.stats.refusals = 0;
             } else {
-                0
-            };
+                self.stats.refusals = if code == 2 {
+                    self.stats.refusals + 1
+                } else {
+                    0
+                };
+            }
             self.retry_spawn_at = Some(Instant::now() + backoff(self.stats.early_deaths));
         }
         let pid = w.pid;
         let cause = match w.doom {
             Some(Doom::TimedOut(timeout)) => Error::TaskTimedOut { pid, timeout },
             Some(Doom::Cancelled) => Error::Cancelled,
-            None if code < 0 => Error::Killed { pid, signal: -code },
+            None if code < 0 => Error::Killed {
+                pid,
+                signal: -code,
+                limit: w.child.limit_hit(-code),
+            },
             None => Error::Exited { pid, code },
         };
         let begun = match w.board.remains() {
@@ -1020,6 +1046,7 @@ impl Member {
             InitCall(config.init.clone()),
         );
         let mut process = Process::new(serve::pool_worker, args);
+        process.set_setup(config.setup.lock().unwrap_or_else(|e| e.into_inner()).clone());
         let name = process.name().replacen("Process-", "PoolWorker-", 1);
         process.set_name(name);
         process.set_daemon(true)?;

@@ -13,11 +13,15 @@ pub(crate) use serve::{ChunkRun, run_chunk};
 
 use crate::current;
 use crate::error::{Error, Result};
-use crate::handles;
 use crate::registry::Worker;
 use dispatch::{Config, Shared, Task};
 use result::{Part, Sink, Slot, collect_map, collect_one};
-use serve::Initializer;
+pub(crate) use serve::Initializer;
+use crate::setup::{ChildSetup, Resource, Stdio, StdioKind};
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -74,6 +78,8 @@ pub struct Pool {
     shared: Arc<Shared>,
     processes: usize,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+    /// The parent's ends of piped stdin, stdout and stderr.
+    pipes: Mutex<[Option<OwnedFd>; 3]>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -112,6 +118,7 @@ pub struct PoolBuilder {
     initializer: Option<Result<Initializer>>,
     max_tasks_per_child: Option<u64>,
     task_timeout: Option<Duration>,
+    setup: ChildSetup,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -126,6 +133,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("initializer", &init)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("task_timeout", &self.task_timeout)
+            .field("setup", &self.setup)
             .finish()
     }
 }
@@ -172,14 +180,7 @@ impl PoolBuilder {
     /// ```
     pub fn initializer<W: Worker>(mut self, worker: W, args: W::Args) -> Self {
         let _ = worker;
-        let init = handles::encode_with_fds(&args)
-            .map(|(args, fds)| Initializer {
-                worker: W::NAME.to_string(),
-                args,
-                fds,
-            })
-            .map_err(Error::from);
-        self.initializer = Some(init);
+        self.initializer = Some(Initializer::encode(W::NAME, &args));
         self
     }
 
@@ -239,6 +240,129 @@ impl PoolBuilder {
         self
     }
 
+    /// Sets environment variable `key` to `value` in every worker; see
+    /// [`Process::env`](crate::Process::env) (a bad key is an error at
+    /// [`build`](Self::build)).
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn mode() -> Option<String> {
+    ///     std::env::var("MODE").ok()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).env("MODE", "fast").build()?;
+    /// assert_eq!(pool.apply(mode, ())?.as_deref(), Some("fast"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.setup.env(key.as_ref(), value.as_ref());
+        self
+    }
+
+    /// Removes environment variable `key` from every worker's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.setup.env_remove(key.as_ref());
+        self
+    }
+
+    /// Starts every worker with an empty environment, apart from what
+    /// [`env`](Self::env) adds afterwards.
+    pub fn env_clear(mut self) -> Self {
+        self.setup.env_clear();
+        self
+    }
+
+    /// The directory every worker starts in; one that does not exist is an
+    /// error at [`build`](Self::build).
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.setup.current_dir(dir.as_ref());
+        self
+    }
+
+    /// Every worker's stdin. With [`Stdio::piped`], all workers (and their
+    /// replacements) share one pipe, whose writing end
+    /// [`Pool::take_stdin`] gives; each read takes what it finds.
+    pub fn stdin(mut self, stdin: impl Into<Stdio>) -> Self {
+        self.setup.stdio[0] = stdin.into().0;
+        self
+    }
+
+    /// Every worker's stdout. With [`Stdio::piped`], all workers (and their
+    /// replacements) write into one pipe, whose reading end
+    /// [`Pool::take_stdout`] gives: one stream for the whole pool, in which
+    /// a line of up to 4 KiB written at once (as `println!` writes it) is
+    /// never split by another worker's. It reaches end of file once the
+    /// pool has been joined or terminated. Read it while the pool runs (from
+    /// another thread, say): a full pipe (64 KiB) makes writing workers wait.
+    ///
+    /// ```
+    /// use multiproc::{Pool, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn say(x: u32) {
+    ///     println!("input {x}");
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).stdout(Stdio::piped()).build()?;
+    /// let mut out = pool.take_stdout().unwrap();
+    /// pool.map(say, 0..3)?;
+    /// pool.close();
+    /// pool.join()?;
+    /// let mut text = String::new();
+    /// out.read_to_string(&mut text)?;
+    /// let mut lines: Vec<&str> = text.lines().collect();
+    /// lines.sort();
+    /// assert_eq!(lines, ["input 0", "input 1", "input 2"]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn stdout(mut self, stdout: impl Into<Stdio>) -> Self {
+        self.setup.stdio[1] = stdout.into().0;
+        self
+    }
+
+    /// Every worker's stderr; as [`stdout`](Self::stdout), with
+    /// [`Pool::take_stderr`].
+    pub fn stderr(mut self, stderr: impl Into<Stdio>) -> Self {
+        self.setup.stdio[2] = stderr.into().0;
+        self
+    }
+
+    /// Limits every worker's use of `resource`; see
+    /// [`Process::rlimit`](crate::Process::rlimit). A limit the kernel
+    /// refuses is [`Error::LimitRefused`] from [`build`](Self::build). A
+    /// task whose worker dies of its limit fails alone, as any crash does:
+    /// a memory limit shows as [`Error::Killed`] with `signal: 6` and
+    /// `limit: Some(Limited::Memory { .. })`, and the worker is replaced.
+    ///
+    /// ```
+    /// use multiproc::{Error, Limited, Pool, Resource, Stdio, worker};
+    ///
+    /// #[worker]
+    /// fn alloc(mib: usize) -> usize {
+    ///     vec![7u8; mib << 20].len() >> 20
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .processes(1)
+    ///     .rlimit(Resource::AddressSpace, 512 << 20, 512 << 20)
+    ///     .stderr(Stdio::null())
+    ///     .build()?;
+    /// assert_eq!(pool.apply(alloc, (16,))?, 16);
+    /// assert!(matches!(
+    ///     pool.apply(alloc, (4096,)),
+    ///     Err(Error::Killed { signal: 6, limit: Some(Limited::Memory { .. }), .. })
+    /// ));
+    /// assert_eq!(pool.apply(alloc, (16,))?, 16); // a new worker took over
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Self {
+        self.setup.rlimit(resource, soft, hard);
+        self
+    }
+
     /// Starts the workers. They start in the background: `build` returns
     /// once they are spawned, and tasks wait until a worker is ready.
     ///
@@ -260,11 +384,26 @@ impl PoolBuilder {
             ));
         }
         let init = self.initializer.transpose()?.map(Arc::new);
+        let mut setup = self.setup;
+        setup.check()?;
+        // One pipe per piped stream for the whole pool: the workers get
+        // duplicates of its child end, which the pool keeps for
+        // replacements until it stops.
+        let mut pipes = [None, None, None];
+        for (i, kind) in setup.stdio.iter_mut().enumerate() {
+            if matches!(kind, StdioKind::Piped) {
+                let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                let (theirs, ours) = if i == 0 { (read, write) } else { (write, read) };
+                *kind = StdioKind::Fd(Arc::new(theirs));
+                pipes[i] = Some(ours);
+            }
+        }
         let shared = Shared::start(Config {
             processes,
             max_tasks: self.max_tasks_per_child,
             init,
             task_timeout: self.task_timeout,
+            setup: Mutex::new(setup),
         })?;
         let runner = shared.clone();
         let dispatcher = std::thread::Builder::new()
@@ -282,6 +421,7 @@ impl PoolBuilder {
             shared,
             processes,
             dispatcher: Mutex::new(Some(dispatcher)),
+            pipes: Mutex::new(pipes),
         })
     }
 }
@@ -703,6 +843,7 @@ impl Pool {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        self.shared.release_stdio();
         Ok(())
     }
 
@@ -737,6 +878,32 @@ impl Pool {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        self.shared.release_stdio();
+    }
+
+    /// The writing end of the workers' shared stdin, if the pool was built
+    /// with [`stdin(Stdio::piped())`](PoolBuilder::stdin); it moves out (a
+    /// second call is `None`).
+    pub fn take_stdin(&self) -> Option<ChildStdin> {
+        self.take_pipe(0).map(ChildStdin::from)
+    }
+
+    /// The reading end of the workers' shared stdout, if the pool was built
+    /// with [`stdout(Stdio::piped())`](PoolBuilder::stdout); it moves out
+    /// (a second call is `None`). One stream for every worker; it ends once
+    /// the pool has been joined or terminated.
+    pub fn take_stdout(&self) -> Option<ChildStdout> {
+        self.take_pipe(1).map(ChildStdout::from)
+    }
+
+    /// The reading end of the workers' shared stderr, as
+    /// [`take_stdout`](Self::take_stdout).
+    pub fn take_stderr(&self) -> Option<ChildStderr> {
+        self.take_pipe(2).map(ChildStderr::from)
+    }
+
+    fn take_pipe(&self, i: usize) -> Option<OwnedFd> {
+        self.pipes.lock().unwrap_or_else(|e| e.into_inner())[i].take()
     }
 }
 

@@ -36,3 +36,35 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> i
     })
     .map(drop)
 }
+
+/// Sets resource limit `resource` (an `RLIMIT_*` number) of process `pid`
+/// to `soft`/`hard`, by
+/// [`prlimit(2)`](https://man7.org/linux/man-pages/man2/prlimit.2.html).
+pub(crate) fn set_limit(pid: libc::pid_t, resource: libc::c_int, soft: u64, hard: u64) -> io::Result<()> {
+    let new = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `new` is a valid rlimit64 read by the kernel; the old-value
+    // pointer is null, so nothing is written. `resource` is passed through:
+    // the kernel rejects unknown numbers with EINVAL.
+    let ret = unsafe {
+        libc::prlimit64(
+            pid,
+            resource as libc::__rlimit_resource_t,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    cvt(ret.into()).map(drop)
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above, by
+/// `fcntl(F_DUPFD_CLOEXEC)`.
+pub(crate) fn dup_from(fd: BorrowedFd<'_>, min: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl with F_DUPFD_CLOEXEC reads only its integer arguments;
+    // `fd` is open for the call.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) }.into())?;
+    // SAFETY: the kernel just returned this new descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as libc::c_int) })
+}

@@ -8,24 +8,79 @@ use std::ptr;
 /// The descriptor at which a child finds its end of the spawn socket.
 pub(crate) const CHILD_FD: libc::c_int = 3;
 
+/// What a child's stdin, stdout or stderr is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StdioAction<'a> {
+    /// The parent's own descriptor.
+    Inherit,
+    /// `/dev/null`, opened in the child.
+    Null,
+    /// A duplicate of this descriptor, which must be above [`CHILD_FD`] so
+    /// that no earlier action overwrites it.
+    Dup(BorrowedFd<'a>),
+}
+
+/// How a child's descriptors 0–2 and working directory are set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildIo<'a> {
+    /// stdin, stdout and stderr.
+    pub(crate) stdio: [StdioAction<'a>; 3],
+    /// The directory the child starts in; `None` is the parent's.
+    pub(crate) cwd: Option<&'a CStr>,
+}
+
 /// Starts `path` with `argv` and `envp` by
 /// [`posix_spawn(3)`](https://man7.org/linux/man-pages/man3/posix_spawn.3.html),
 /// with `socket` duplicated onto [`CHILD_FD`] and every other descriptor above
 /// stderr closed, signal mask emptied and the usual termination signals reset
 /// to their default action. Returns the child's pid.
 ///
-/// `socket` must not itself be `CHILD_FD` (the dup would not clear CLOEXEC on
-/// old glibc); callers move it first.
+/// `io` chooses descriptors 0–2 (applied first) and the working directory
+/// (entered last; `path` is absolute). A directory that cannot be entered
+/// fails the spawn with that `chdir` error.
+///
+/// `socket` and every descriptor in `io` must be above `CHILD_FD`, so that
+/// no action overwrites the source of a later one (and each dup clears
+/// CLOEXEC, which a dup onto the same number would not on old glibc);
+/// callers move them first.
 pub(crate) fn spawn(
     path: &CStr,
     argv: &[CString],
     envp: &[CString],
     socket: BorrowedFd<'_>,
+    io: &ChildIo<'_>,
 ) -> io::Result<libc::pid_t> {
-    debug_assert_ne!(socket.as_raw_fd(), CHILD_FD);
+    debug_assert!(socket.as_raw_fd() > CHILD_FD);
     let actions = FileActions::new()?;
     let attr = SpawnAttr::new()?;
 
+    for (target, action) in (0..).zip(io.stdio) {
+        match action {
+            StdioAction::Inherit => {}
+            StdioAction::Null => {
+                let flags = if target == 0 { libc::O_RDONLY } else { libc::O_WRONLY };
+                // SAFETY: `actions.0` was initialised by `FileActions::new`;
+                // glibc copies the path string before returning.
+                check(unsafe {
+                    libc::posix_spawn_file_actions_addopen(
+                        actions.ptr(),
+                        target,
+                        c"/dev/null".as_ptr(),
+                        flags,
+                        0,
+                    )
+                })?;
+            }
+            StdioAction::Dup(fd) => {
+                debug_assert!(fd.as_raw_fd() > CHILD_FD);
+                // SAFETY: as above; the descriptor is a plain integer that
+                // glibc records and dups in the child.
+                check(unsafe {
+                    libc::posix_spawn_file_actions_adddup2(actions.ptr(), fd.as_raw_fd(), target)
+                })?;
+            }
+        }
+    }
     // SAFETY: `actions.0` was initialised by `FileActions::new`; the fds are
     // plain integers that glibc only records here and applies in the child.
     check(unsafe {
@@ -33,6 +88,10 @@ pub(crate) fn spawn(
     })?;
     // SAFETY: as above.
     check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.ptr(), CHILD_FD + 1) })?;
+    if let Some(dir) = io.cwd {
+        // SAFETY: as above; glibc copies the path string before returning.
+        check(unsafe { libc::posix_spawn_file_actions_addchdir_np(actions.ptr(), dir.as_ptr()) })?;
+    }
 
     // SAFETY: a `sigset_t` is plain data; `sigemptyset`/`sigaddset` initialise it.
     let mut defaults: libc::sigset_t = unsafe { std::mem::zeroed() };

@@ -1,7 +1,7 @@
 //! What a re-executed child does before `main`, and the process-exit hook.
 
 use std::ffi::OsString;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Removes the environment variable `name` and returns its value.
 ///
@@ -56,4 +56,47 @@ pub(crate) fn at_exit(hook: extern "C" fn()) -> bool {
     // SAFETY: `hook` is a plain `extern "C" fn()` that lives for the whole
     // program; the callers make it catch every panic.
     unsafe { libc::atexit(hook) == 0 }
+}
+
+/// Where the `SIGABRT` handler writes its note, and the note.
+static ABORT_NOTE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+static ABORT_NOTE: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+
+/// Arranges that if this process aborts while `errno` says `ENOMEM` (Rust's
+/// allocation-failure path: malloc fails with ENOMEM, std prints "memory
+/// allocation of N bytes failed" and calls `abort()`), `note` is written to
+/// `fd` first. The process still dies of `SIGABRT`: the handler runs once
+/// (`SA_RESETHAND`) and returns, and `abort()` then raises the signal again
+/// under the default action.
+pub(crate) fn note_allocation_failure(fd: BorrowedFd<'_>, note: Vec<u8>) -> std::io::Result<()> {
+    if ABORT_NOTE.set(Vec::leak(note)).is_err() {
+        return Ok(()); // installed already
+    }
+    ABORT_NOTE_FD.store(fd.as_raw_fd(), std::sync::atomic::Ordering::Release);
+    // SAFETY: `sigaction` is plain data, filled in below before use.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_abort as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESETHAND;
+    // SAFETY: `sa_mask` is a valid, writable sigset.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `action` is initialised; the handler only reads errno, two
+    // atomics/once-set statics and calls write(2), all async-signal-safe.
+    if unsafe { libc::sigaction(libc::SIGABRT, &action, std::ptr::null_mut()) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+extern "C" fn on_abort(_: libc::c_int) {
+    // SAFETY: errno is thread-local and always readable.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno != libc::ENOMEM {
+        return;
+    }
+    let fd = ABORT_NOTE_FD.load(std::sync::atomic::Ordering::Acquire);
+    if let (true, Some(note)) = (fd >= 0, ABORT_NOTE.get()) {
+        // SAFETY: `note` is a leaked, immutable buffer; write(2) only reads
+        // it. A failed write is ignored: the process is dying either way.
+        unsafe { libc::write(fd, note.as_ptr().cast(), note.len()) };
+    }
 }
