@@ -322,6 +322,7 @@ fn run_child(marker: &str) -> i32 {
 }
 
 /// What a child reads from its spawn socket.
+#[derive(Debug)]
 pub(crate) struct Payload {
     pub(crate) header: SpawnHeader,
     pub(crate) fds: Vec<OwnedFd>,

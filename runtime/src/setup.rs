@@ -103,7 +103,9 @@ impl From<OwnedFd> for Stdio {
 ///   allocation fails, and a Rust program aborts on a failed allocation, so
 ///   the child dies of `SIGABRT`: [`Error::Killed`] with `signal: 6`. The
 ///   runtime notices when the abort followed a failed allocation and says so
-///   ([`Limited::Memory`] in the error's `limit`).
+///   ([`Limited::Memory`] in the error's `limit`); it cannot when the child
+///   prints a backtrace on the abort (`RUST_BACKTRACE` set), which erases
+///   the evidence (`errno`), and then `limit` is `None`.
 /// - [`Cpu`](Self::Cpu): `SIGXCPU` at the soft limit (which kills, unless
 ///   handled), `SIGKILL` at the hard one: `Killed { signal: 24 or 9 }`.
 /// - [`OpenFiles`](Self::OpenFiles): opening more descriptors fails with
@@ -170,7 +172,9 @@ impl Resource {
 ///
 /// # fn main() -> multiproc::Result<()> {
 /// let mut p = Process::new(greedy, ());
-/// p.rlimit(Resource::AddressSpace, 256 << 20, 256 << 20).stderr(multiproc::Stdio::null());
+/// p.rlimit(Resource::AddressSpace, 256 << 20, 256 << 20)
+///     .stderr(multiproc::Stdio::null())
+///     .env_remove("RUST_BACKTRACE"); // a backtrace would hide the cause
 /// p.start()?;
 /// match p.result() {
 ///     Err(Error::Killed { signal: 6, limit: Some(Limited::Memory { resource, .. }), .. }) => {

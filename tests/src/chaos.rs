@@ -733,7 +733,7 @@ fn audit_pool(r: &mut Round<'_>, run: &PoolRun) -> HashSet<u32> {
                     r.violation(format!("input {id} succeeded but started {ran} times"));
                 }
             }
-            Err(Error::Killed { pid, signal: 9 }) if run.killed.contains(pid) => {
+            Err(Error::Killed { pid, signal: 9, .. }) if run.killed.contains(pid) => {
                 blamed.entry(*pid).or_default().push(id);
                 match ran {
                     1 => r.event("pool: input failed with its killed worker"),

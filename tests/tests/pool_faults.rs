@@ -75,7 +75,7 @@ fn a_worker_killed_mid_task_fails_its_task_within_100_ms_and_is_replaced() {
     let killed = Instant::now();
     kill(victim);
     match hung.get() {
-        Err(Error::Killed { pid, signal: 9 }) => assert_eq!(pid, victim),
+        Err(Error::Killed { pid, signal: 9, .. }) => assert_eq!(pid, victim),
         other => panic!("{other:?}"),
     }
     let took = killed.elapsed();
@@ -96,7 +96,7 @@ fn a_worker_that_aborts_or_exits_fails_its_task_naming_pid_and_cause() {
     pool.map(square, 0..10).unwrap(); // warm: workers ready
     let start = Instant::now();
     match pool.apply(die, ("abort".to_string(),)) {
-        Err(Error::Killed { pid, signal: 6 }) => assert!(pid > 0),
+        Err(Error::Killed { pid, signal: 6, .. }) => assert!(pid > 0),
         other => panic!("{other:?}"),
     }
     assert!(

@@ -169,7 +169,7 @@ fn check_forty(board: &Board, outcomes: &[multiproc::Result<usize>], how: &str) 
     for (i, r) in outcomes.iter().enumerate() {
         if ABORTS.contains(&i) {
             match r {
-                Err(Error::Killed { pid, signal: 6 }) => {
+                Err(Error::Killed { pid, signal: 6, .. }) => {
                     assert_eq!(*pid, board.pids()[i], "{how}: input {i}'s pid")
                 }
                 other => panic!("{how}: input {i} should have aborted: {other:?}"),
@@ -301,7 +301,7 @@ fn the_map_family_of_forty_with_three_aborts_reports_the_first_and_runs_each_onc
                 };
                 match outcome {
                     Err(Error::TaskFailed { index: 5, source }) => match *source {
-                        Error::Killed { pid, signal: 6 } => {
+                        Error::Killed { pid, signal: 6, .. } => {
                             assert_eq!(pid, board.pids()[5], "{how}")
                         }
                         other => panic!("{how}: {other:?}"),
@@ -402,7 +402,7 @@ fn a_worker_killed_in_the_middle_of_a_long_chunk_fails_only_the_input_it_was_run
         Err(Error::TaskFailed { index, source }) => {
             assert_eq!(*index, f);
             match **source {
-                Error::Killed { pid, signal: 9 } => assert_eq!(pid, victim),
+                Error::Killed { pid, signal: 9, .. } => assert_eq!(pid, victim),
                 ref other => panic!("{other:?}"),
             }
         }

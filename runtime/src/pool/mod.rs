@@ -349,6 +349,7 @@ impl PoolBuilder {
     ///     .processes(1)
     ///     .rlimit(Resource::AddressSpace, 512 << 20, 512 << 20)
     ///     .stderr(Stdio::null())
+    ///     .env_remove("RUST_BACKTRACE") // a backtrace would hide the cause
     ///     .build()?;
     /// assert_eq!(pool.apply(alloc, (16,))?, 16);
     /// assert!(matches!(
