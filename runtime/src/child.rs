@@ -10,6 +10,7 @@
 use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::conn::Conn;
 use crate::current::{self, Identity};
+use crate::logs::{self, LogLink};
 use crate::process::{self, MARKER};
 use crate::registry::{self, Lookup};
 use crate::setup;
@@ -63,6 +64,8 @@ pub(crate) struct SpawnHeader {
     pub(crate) init_fds: u32,
     /// The child has a memory limit: note an allocation failure's abort.
     pub(crate) memory_note: bool,
+    /// Forward logs to the descriptor that comes last among `fds`.
+    pub(crate) logs: Option<LogLink>,
 }
 
 impl SpawnHeader {
@@ -88,6 +91,7 @@ impl SpawnHeader {
             init: None,
             init_fds: 0,
             memory_note: false,
+            logs: None,
         }
     }
 }
@@ -238,25 +242,47 @@ fn run_child(marker: &str) -> i32 {
         }
     }
     install_panic_hook();
+    if let Some(link) = header.logs {
+        if let Some(fd) = fds.pop() {
+            logs::start_in_child(link, fd);
+        }
+    }
 
     // The start hooks, then the initializer: a failure stops the child
     // before its worker.
     setup::set_hooks(header.hooks.clone());
-    let init_fds: Vec<OwnedFd> = fds.drain(..(header.init_fds as usize).min(fds.len())).collect();
+    let init_fds: Vec<OwnedFd> = fds
+        .drain(..(header.init_fds as usize).min(fds.len()))
+        .collect();
     let mut set_up = header
         .hooks
         .iter()
-        .map(|hook| (format!("the start hook `{hook}`"), hook.as_str(), Vec::new(), Vec::new()))
+        .map(|hook| {
+            (
+                format!("the start hook `{hook}`"),
+                hook.as_str(),
+                Vec::new(),
+                Vec::new(),
+            )
+        })
         .collect::<Vec<_>>();
     if let (Some(init), Some(init_args)) = (&header.init, init_args) {
-        set_up.push((format!("the initializer `{init}`"), init.as_str(), init_args, init_fds));
+        set_up.push((
+            format!("the initializer `{init}`"),
+            init.as_str(),
+            init_args,
+            init_fds,
+        ));
     }
     for (what, worker, args, fds) in set_up {
         if let Err((message, location)) = run_setup(worker, &args, fds) {
             eprintln!(
                 "multiproc: {what} failed in {}{}: {message}",
                 current::identity().name,
-                location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default()
+                location
+                    .as_deref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default()
             );
             send_outcome(
                 &conn,
@@ -389,7 +415,7 @@ pub(crate) fn read_payload_frames(conn: &Conn) -> Result<Payload, String> {
     if fds.len() != header.fds as usize {
         return Err("received more descriptors than announced".into());
     }
-    if header.init_fds > header.fds {
+    if header.init_fds as u64 + u64::from(header.logs.is_some()) > header.fds as u64 {
         return Err("the initializer's descriptors are more than all of them".into());
     }
     let init_args = match header.init {

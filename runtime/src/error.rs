@@ -57,7 +57,9 @@ pub enum Error {
     /// The kernel refused a resource limit asked for with `rlimit` (for
     /// example a hard limit above this process's own, without the
     /// privilege to raise it); the child was stopped before it ran anything.
-    #[error("the kernel refused the child's {resource:?} limit (soft {soft}, hard {hard}): {source}")]
+    #[error(
+        "the kernel refused the child's {resource:?} limit (soft {soft}, hard {hard}): {source}"
+    )]
     LimitRefused {
         /// The resource.
         resource: Resource,

@@ -53,6 +53,7 @@ mod conn;
 mod current;
 mod error;
 mod handles;
+mod logs;
 mod pipe;
 mod pool;
 mod process;

@@ -450,6 +450,7 @@ impl<W: Worker> Process<W> {
         // so fire-and-forget starts hold no zombies and no descriptors.
         reap_finished();
         let (args, fds) = handles::encode_with_fds(args)?;
+        let logs = crate::logs::for_child();
         let me = current::identity();
         let mut header = SpawnHeader::new(
             W::NAME,
@@ -457,8 +458,9 @@ impl<W: Worker> Process<W> {
             &self.path,
             self.daemon,
             (std::process::id(), me.name.clone()),
-            fds.len() + init.map_or(0, |i| i.fds.len()),
+            fds.len() + init.map_or(0, |i| i.fds.len()) + usize::from(logs.is_some()),
         );
+        header.logs = logs.as_ref().map(|(link, _)| *link);
         header.hooks = setup::hooks();
         header.memory_note = self.setup.memory_limit().is_some();
         if let Some(init) = init {
@@ -481,6 +483,7 @@ impl<W: Worker> Process<W> {
             .into_iter()
             .flat_map(|i| i.fds.iter())
             .chain(&fds)
+            .chain(logs.as_ref().map(|(_, fd)| fd))
             .map(AsFd::as_fd)
             .collect();
         let payload = Payload {
@@ -925,9 +928,9 @@ impl Shared {
             libc::SIGABRT => {
                 let limit = setup::memory_limit(&self.limits)?;
                 let (frames, _) = codec::split_frames(inbox, MAX_FRAME).ok()?;
-                let noted = frames.iter().any(|f| {
-                    matches!(codec::decode::<Outcome>(f), Ok(Outcome::AllocationFailed))
-                });
+                let noted = frames
+                    .iter()
+                    .any(|f| matches!(codec::decode::<Outcome>(f), Ok(Outcome::AllocationFailed)));
                 noted.then_some(Limited::Memory {
                     resource: limit.resource,
                     limit: limit.soft,
@@ -1022,8 +1025,8 @@ fn spawn(
     let mut theirs = theirs.into_fd();
     if std::os::fd::AsRawFd::as_raw_fd(&theirs) <= sys::spawn::CHILD_FD {
         // Above every slot a file action writes to.
-        theirs = sys::proc::dup_from(theirs.as_fd(), sys::spawn::CHILD_FD + 1)
-            .map_err(Error::Spawn)?;
+        theirs =
+            sys::proc::dup_from(theirs.as_fd(), sys::spawn::CHILD_FD + 1).map_err(Error::Spawn)?;
     }
     let mut envp = prepared.envp;
     let marker = format!("{MARKER}={},{}", sys::spawn::CHILD_FD, std::process::id());
@@ -1130,7 +1133,11 @@ impl SpawnJob {
             }
         }
         let io = sys::spawn::ChildIo {
-            stdio: [action(&self.stdio[0]), action(&self.stdio[1]), action(&self.stdio[2])],
+            stdio: [
+                action(&self.stdio[0]),
+                action(&self.stdio[1]),
+                action(&self.stdio[2]),
+            ],
             cwd: self.cwd.as_deref(),
         };
         sys::spawn::spawn(exe(), &self.argv, &self.envp, self.socket.as_fd(), &io)

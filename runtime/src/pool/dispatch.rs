@@ -21,8 +21,8 @@ use super::wire::{self, InBuf};
 use crate::codec;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::setup::{ChildSetup, StdioKind};
 use crate::process::{ChildProcess, Process};
+use crate::setup::{ChildSetup, StdioKind};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -268,7 +268,13 @@ impl Shared {
     /// Once the workers are gone: closes the pool's copies of the child
     /// ends of piped streams, so that their readers see end of file.
     pub(crate) fn release_stdio(&self) {
-        for kind in &mut self.config.setup.lock().unwrap_or_else(|e| e.into_inner()).stdio {
+        for kind in &mut self
+            .config
+            .setup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stdio
+        {
             if matches!(kind, StdioKind::Fd(_)) {
                 *kind = StdioKind::Null;
             }
@@ -1046,7 +1052,13 @@ impl Member {
             InitCall(config.init.clone()),
         );
         let mut process = Process::new(serve::pool_worker, args);
-        process.set_setup(config.setup.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        process.set_setup(
+            config
+                .setup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        );
         let name = process.name().replacen("Process-", "PoolWorker-", 1);
         process.set_name(name);
         process.set_daemon(true)?;

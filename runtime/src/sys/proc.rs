@@ -40,7 +40,12 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> i
 /// Sets resource limit `resource` (an `RLIMIT_*` number) of process `pid`
 /// to `soft`/`hard`, by
 /// [`prlimit(2)`](https://man7.org/linux/man-pages/man2/prlimit.2.html).
-pub(crate) fn set_limit(pid: libc::pid_t, resource: libc::c_int, soft: u64, hard: u64) -> io::Result<()> {
+pub(crate) fn set_limit(
+    pid: libc::pid_t,
+    resource: libc::c_int,
+    soft: u64,
+    hard: u64,
+) -> io::Result<()> {
     let new = libc::rlimit64 {
         rlim_cur: soft,
         rlim_max: hard,

@@ -58,7 +58,11 @@ pub(crate) fn spawn(
         match action {
             StdioAction::Inherit => {}
             StdioAction::Null => {
-                let flags = if target == 0 { libc::O_RDONLY } else { libc::O_WRONLY };
+                let flags = if target == 0 {
+                    libc::O_RDONLY
+                } else {
+                    libc::O_WRONLY
+                };
                 // SAFETY: `actions.0` was initialised by `FileActions::new`;
                 // glibc copies the path string before returning.
                 check(unsafe {
