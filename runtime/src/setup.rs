@@ -304,6 +304,12 @@ impl ChildSetup {
     pub(crate) fn check(&self) -> Result<()> {
         for (key, value) in &self.env {
             check_env_key(key)?;
+            if value.is_some() && key == MARKER {
+                return Err(Error::InvalidArgument(format!(
+                    "environment variable name {key:?} is the runtime's own marker, which it \
+                     sets for every child"
+                )));
+            }
             if let Some(value) = value {
                 if value.as_bytes().contains(&0) {
                     return Err(Error::InvalidArgument(format!(
@@ -426,8 +432,6 @@ fn check_env_key(key: &OsStr) -> Result<()> {
         "contains '='"
     } else if bytes.contains(&0) {
         "contains a NUL byte"
-    } else if key == MARKER {
-        "is the runtime's own marker, which it sets for every child"
     } else {
         return Ok(());
     };
