@@ -25,7 +25,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
 const MAGIC: [u8; 4] = *b"MPRC";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 /// How long a child waits for each read of its payload. The parent writes it
 /// right after spawning, so only a stranger's socket is this slow.
 const PAYLOAD_TIMEOUT_SECS: i64 = 30;
