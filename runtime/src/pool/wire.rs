@@ -329,8 +329,10 @@ impl InBuf {
         Ok(self.recv_some(fd, nonblocking)?.0)
     }
 
-    /// As [`recv`](Self::recv), also saying whether the read filled the free
-    /// space (so more may be waiting; a short read drained the socket).
+    /// Receives once into the free space (`MSG_DONTWAIT` if `nonblocking`),
+    /// also saying whether the read filled it (so more may be waiting; a
+    /// short read drained the socket). `Ok((0, _))` is the end of the stream
+    /// (or a reset: the peer is gone). The parent's read of replies.
     pub(crate) fn recv_some(
         &mut self,
         fd: BorrowedFd<'_>,
