@@ -459,7 +459,8 @@ fn pool_reply(body: &[u8]) {
 }
 
 /// Byte streams as a receiver reads them: a pipe end (`recv`, `try_recv`,
-/// `recv_bytes`, `recv_bytes_max`) and a pool socket (`InBuf`), over a
+/// `recv_bytes`, `recv_bytes_max`) and a pool socket (`InBuf`, as the pool
+/// worker reads it, with `Arrivals`), over a
 /// socket holding `bytes`. The first byte picks the sequence of calls.
 pub fn stream_recv(bytes: &[u8]) {
     let mut input = Input(bytes);
@@ -495,10 +496,14 @@ pub fn stream_recv(bytes: &[u8]) {
     }
     // Pool frames.
     if let Ok(reader) = stream_of(stream) {
+        // As the pool worker reads: `recvmsg`, each frame taking the
+        // descriptors it announces (none come here: a frame announcing some
+        // is a broken framing).
         let mut inbuf = wire::InBuf::new();
+        let mut arrivals = wire::Arrivals::new();
         let mut taken = 0usize;
         'read: loop {
-            match inbuf.recv(reader.as_fd(), true) {
+            match inbuf.recv_with_fds(reader.as_fd(), &mut arrivals) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -507,6 +512,11 @@ pub fn stream_recv(bytes: &[u8]) {
                     Ok(Some(frame)) => {
                         taken += 8 + frame.len();
                         assert!(taken <= stream.len(), "InBuf: frames beyond the input");
+                        let announced = wire::task_fds(frame);
+                        match arrivals.take(frame.len(), announced) {
+                            Ok(fds) => assert!(announced == 0 && fds.is_empty()),
+                            Err(_) => break 'read,
+                        }
                         if let Some(parts) = wire::parse_task(frame) {
                             let _ = codec::decode::<Vec<(u64,)>>(parts.items);
                         }

@@ -1,11 +1,17 @@
 //! Handle passing: how `Queue`, `Pipe`, `Lock`... travel to a child.
 //!
-//! While `Process::start` encodes the worker's arguments, every handle inside
-//! them (at any depth) duplicates its descriptors into an outgoing table and
-//! serializes only their indices. The table goes to the child with
-//! `SCM_RIGHTS`; while the child decodes the arguments, each handle takes its
-//! descriptors back out of the incoming table. Anywhere else, serializing a
-//! handle is an error that says so.
+//! A handle travels in three places: a worker's arguments
+//! (`Process::start`), a pool task's arguments (`Pool::apply`, `map`,
+//! `imap`... at any chunk size) and a pool initializer's arguments. While
+//! those arguments encode, every handle inside them (at any depth)
+//! duplicates its descriptors into an outgoing table and serializes only
+//! their indices. The table goes to the child with `SCM_RIGHTS`: over the
+//! spawn socket for a worker's (and so an initializer's) arguments, over the
+//! pool worker's task socket for a task's (`pool/wire.rs` says how they are
+//! matched to their task). While the child decodes the arguments, each
+//! handle takes its descriptors back out of the incoming table; descriptors
+//! no handle claimed are closed. Anywhere else, serializing a handle is an
+//! error that says so.
 
 use crate::codec::{self, CodecError};
 use serde::Serialize;
@@ -15,21 +21,60 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// The message every handle gives when serialized outside a spawn.
 pub(crate) const NOT_IN_A_SPAWN: &str = "a multiproc handle (Queue, Pipe, Lock, ...) can only be \
-    sent to a child as (part of) a worker's arguments; it cannot be serialized anywhere else";
+    sent to a child as (part of) a worker's arguments, a pool task's arguments or an \
+    initializer's arguments; it cannot be serialized anywhere else";
+
+/// The descriptors of one decoding: each is taken out by the handle whose
+/// index it is.
+pub(crate) type FdTable = Vec<Option<OwnedFd>>;
 
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<FdTable>> = const { RefCell::new(None) };
+}
+
+/// Puts back the outgoing table that was in place before a collection, even
+/// if the encoding panicked.
+struct Collecting {
+    previous: Option<Vec<OwnedFd>>,
+}
+
+impl Collecting {
+    fn start() -> Collecting {
+        Collecting {
+            previous: OUTGOING.with(|t| t.borrow_mut().replace(Vec::new())),
+        }
+    }
+
+    fn finish(mut self) -> Vec<OwnedFd> {
+        let previous = self.previous.take();
+        let fds = OUTGOING.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
+        std::mem::forget(self);
+        fds.unwrap_or_default()
+    }
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        OUTGOING.with(|t| *t.borrow_mut() = previous);
+    }
+}
+
+/// Runs `encode`, collecting the descriptors of the handles it serializes.
+/// Costs no allocation and no system call when there are none.
+pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    let collecting = Collecting::start();
+    let value = encode();
+    (value, collecting.finish())
 }
 
 /// Encodes `value`, collecting the descriptors of the handles inside it.
 pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), CodecError> {
-    let previous = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
-    let bytes = codec::encode(value);
-    let fds = OUTGOING.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
-    Ok((bytes?, fds.unwrap_or_default()))
+    let (bytes, fds) = collecting(|| codec::encode(value));
+    Ok((bytes?, fds))
 }
 
 /// Decodes `bytes`, handing `fds` to the handles inside. Descriptors no
@@ -38,11 +83,33 @@ pub(crate) fn decode_with_fds<T: DeserializeOwned>(
     bytes: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<T, CodecError> {
-    let table = fds.into_iter().map(Some).collect();
-    let previous = INCOMING.with(|t| t.borrow_mut().replace(table));
-    let value = codec::decode(bytes);
-    INCOMING.with(|t| *t.borrow_mut() = previous);
-    value
+    let mut table = fds.into_iter().map(Some).collect();
+    with_incoming(&mut table, || codec::decode(bytes))
+}
+
+/// Puts the incoming table back where it came from, even if the decoding
+/// panicked.
+struct Lending<'a> {
+    table: &'a mut FdTable,
+    previous: Option<FdTable>,
+}
+
+impl Drop for Lending<'_> {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let lent = INCOMING.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
+        *self.table = lent.unwrap_or_default();
+    }
+}
+
+/// Runs `decode` with `table` as the incoming table, so that the handles it
+/// decodes take their descriptors out of it; what they leave stays in
+/// `table` (a pool chunk decodes its calls one at a time, from one table).
+pub(crate) fn with_incoming<R>(table: &mut FdTable, decode: impl FnOnce() -> R) -> R {
+    let lent = std::mem::take(table);
+    let previous = INCOMING.with(|t| t.borrow_mut().replace(lent));
+    let _lending = Lending { table, previous };
+    decode()
 }
 
 /// For a handle's `Serialize`: duplicates `fd` into the outgoing table and

@@ -828,10 +828,11 @@ fn check_len(len: u64) -> Result<(), SendError> {
 /// typed.
 ///
 /// Sends and receives values of `T`. Clones are cheap handles to the same
-/// end; a handle passes to a child as (part of) a worker's arguments, at any
-/// depth. The other end sees [`RecvError::Closed`] once every copy of this
-/// end is closed or dropped — in every process, including the parent's copy
-/// of an end it gave a child; keep no copy you do not use.
+/// end; a handle passes to a child as (part of) a worker's arguments, a pool
+/// task's arguments or an initializer's arguments, at any depth. The other
+/// end sees [`RecvError::Closed`] once every copy of this end is closed or
+/// dropped — in every process, including the parent's copy of an end it gave
+/// a child; keep no copy you do not use.
 ///
 /// Bytes this handle has already read from the socket and not yet delivered
 /// stay with this process's handle when a copy is sent to a child. Two
@@ -1170,9 +1171,10 @@ macro_rules! common {
         }
 
         /// A handle serializes only while [`Process::start`](crate::Process::start)
-        /// encodes a worker's arguments: its descriptor travels to the child
-        /// with `SCM_RIGHTS`. Anywhere else serializing it is an error that
-        /// says so.
+        /// encodes a worker's arguments, or a [`Pool`](crate::Pool) a task's
+        /// or an initializer's: its descriptor travels to the child with
+        /// `SCM_RIGHTS`. Anywhere else serializing it is an error that says
+        /// so.
         impl<T> Serialize for $ty<T> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 self.inner.serialize(serializer)

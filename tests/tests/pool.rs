@@ -176,20 +176,6 @@ fn map_waits_for_all_tasks_before_reporting() {
 }
 
 #[test]
-fn handles_go_through_the_initializer_not_task_arguments() {
-    #[worker]
-    fn put_one(q: Queue<u64>) {
-        q.put(1).unwrap();
-    }
-    let pool = pool(1);
-    let q = Queue::new().unwrap();
-    match pool.apply(put_one, (q,)) {
-        Err(Error::Codec(e)) => assert!(e.to_string().contains("worker's arguments"), "{e}"),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
 fn a_panicking_task_fails_alone_and_its_worker_lives_on() {
     let pool = pool(1);
     let (_, _, pid) = pool.apply(whoami, ()).unwrap();

@@ -23,6 +23,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::process::{ChildProcess, Process};
 use crate::setup::{ChildSetup, StdioKind};
+use crate::sys::fdpass;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -60,10 +61,24 @@ const STEAL_AFTER: Duration = Duration::from_millis(50);
 const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long `terminate` lets a worker die of SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(1);
+/// The most descriptors of task arguments a worker holds written and not
+/// yet answered (a task with more still goes, alone): descriptors in a
+/// socket count against the sending user's `RLIMIT_NOFILE` until read.
+const FDS_WRITTEN: usize = fdpass::MAX_FDS_PER_MESSAGE;
+/// How soon the dispatcher tries again to write a task whose descriptors
+/// waited (for room in `FDS_WRITTEN`, or after `ETOOMANYREFS`: too many
+/// descriptors of the user in flight).
+const FDS_RETRY: Duration = Duration::from_millis(2);
 
 /// A task: a whole frame for the worker, and who wants the reply.
 pub(crate) struct Task {
     frame: Vec<u8>,
+    /// The descriptors of the handles in the task's arguments (`None` for
+    /// most tasks), written with the frame each time it is written: to a
+    /// replacement after a death (the rest of a chunk too) or to another
+    /// worker after a steal (whose copy left behind shares them). Closed
+    /// once every copy of the task is answered.
+    fds: Option<Arc<[OwnedFd]>>,
     sink: Sink,
     /// A chunk of several calls: worth pipelining (two per worker) however
     /// long it runs, since moving its data takes time too.
@@ -78,13 +93,15 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub(crate) fn new(frame: Vec<u8>, sink: Sink, batch: bool, len: usize) -> Task {
+    pub(crate) fn new(frame: wire::TaskFrame, sink: Sink, batch: bool, len: usize) -> Task {
+        let (frame, fds) = frame;
         let timeout = match wire::task_timeout_ns(&frame) {
             0 => None,
             ns => Some(Duration::from_nanos(ns)),
         };
         Task {
             frame,
+            fds: (!fds.is_empty()).then(|| Arc::from(fds)),
             sink,
             batch,
             len,
@@ -781,6 +798,9 @@ impl State {
             if let Some(check) = self.timed.then(|| w.next_deadline_check()).flatten() {
                 timeout = Some(timeout.map_or(check, |t| t.min(check)));
             }
+            if w.fds_waiting() {
+                timeout = Some(timeout.map_or(FDS_RETRY, |t| t.min(FDS_RETRY)));
+            }
             if w.io.pidfd.is_none() {
                 // No pidfd (Linux < 5.3): look at the exit status now and then.
                 let slice = Duration::from_millis(10);
@@ -864,6 +884,7 @@ impl State {
                     w.board.cancel(seq);
                     taken.push(Task {
                         frame: task.frame.clone(),
+                        fds: task.fds.clone(),
                         sink: task.sink.detach(),
                         batch: task.batch,
                         len: task.len,
@@ -1112,21 +1133,48 @@ impl Member {
 
     /// Writes as much of the unwritten tasks as the socket takes now;
     /// returns whether it would block with bytes left.
+    ///
+    /// A task with descriptors is written by a `sendmsg` of its own for each
+    /// batch of them, batch `b` with byte `b` of its frame (see `wire.rs`);
+    /// how far its frame is written says which batches went.
     fn flush(&mut self) -> bool {
         self.blocked = false;
         while self.unwritten() > 0 && !self.write_failed {
-            let mut iov = Vec::with_capacity(self.unwritten().min(64));
-            for (i, task) in self.inflight.iter().skip(self.written).take(64).enumerate() {
-                let skip = if i == 0 { self.out_off } else { 0 };
-                iov.push(IoSlice::new(&task.frame[skip..]));
-            }
-            let sent = socket::sendmsg::<()>(
-                self.io.sock.as_raw_fd(),
-                &iov,
-                &[],
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                None,
-            );
+            let head = &self.inflight[self.written];
+            let sent = match &head.fds {
+                Some(fds) if self.out_off == 0 && !self.fds_fit(fds.len()) => {
+                    return false; // after a reply, or in `FDS_RETRY`
+                }
+                Some(fds) if self.out_off < wire::fd_batches(fds.len()) => {
+                    let batch = self.out_off;
+                    let last = batch + 1 == wire::fd_batches(fds.len());
+                    let end = if last { head.frame.len() } else { batch + 1 };
+                    let from = batch * fdpass::MAX_FDS_PER_MESSAGE;
+                    let to = fds.len().min(from + fdpass::MAX_FDS_PER_MESSAGE);
+                    fdpass::send_with_fds(
+                        self.io.sock.as_fd(),
+                        &head.frame[batch..end],
+                        &fds[from..to],
+                    )
+                }
+                _ => {
+                    let mut iov = Vec::with_capacity(self.unwritten().min(64));
+                    for (i, task) in self.inflight.iter().skip(self.written).take(64).enumerate() {
+                        if i > 0 && task.fds.is_some() {
+                            break; // its descriptors go with its first byte
+                        }
+                        let skip = if i == 0 { self.out_off } else { 0 };
+                        iov.push(IoSlice::new(&task.frame[skip..]));
+                    }
+                    socket::sendmsg::<()>(
+                        self.io.sock.as_raw_fd(),
+                        &iov,
+                        &[],
+                        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                        None,
+                    )
+                }
+            };
             match sent {
                 Ok(mut n) => {
                     while n > 0 {
@@ -1146,11 +1194,40 @@ impl Member {
                     return true;
                 }
                 Err(Errno::EINTR) => {}
+                // The user has too many descriptors in flight: they drain as
+                // workers read; nothing was sent.
+                Err(Errno::ETOOMANYREFS) => return false, // in `FDS_RETRY`
                 // EPIPE, ECONNRESET: the worker is dying; its pidfd will say so.
                 Err(_) => self.write_failed = true,
             }
         }
         false
+    }
+
+    /// Whether a task of `fds` descriptors may be written now: it fits in
+    /// `FDS_WRITTEN` with those of the tasks written and not yet answered,
+    /// or they have none.
+    fn fds_fit(&self, fds: usize) -> bool {
+        let written: usize = self
+            .inflight
+            .iter()
+            .take(self.written)
+            .filter_map(|task| task.fds.as_ref())
+            .map(|fds| fds.len())
+            .sum();
+        written == 0 || written + fds <= FDS_WRITTEN
+    }
+
+    /// Whether the next task to write carries descriptors and waits: for
+    /// room in `FDS_WRITTEN`, or after `ETOOMANYREFS`.
+    fn fds_waiting(&self) -> bool {
+        !self.blocked
+            && !self.write_failed
+            && self.out_off == 0
+            && self
+                .inflight
+                .get(self.written)
+                .is_some_and(|task| task.fds.is_some())
     }
 
     /// Stops the worker (`SIGSTOP`) and waits until it has stopped, so its

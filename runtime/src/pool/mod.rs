@@ -63,8 +63,16 @@ use std::time::Duration;
 /// - A task that panics fails alone with [`Error::Panicked`] (message and
 ///   location); its worker lives on.
 /// - The `imap`s are lazy over their input, with bounded prefetch.
-/// - Queued tasks cost memory, never descriptors: a pool holds a few
-///   descriptors per worker, however much work waits.
+/// - Task arguments may hold handles (a [`Queue`](crate::Queue),
+///   [`Pipe`](crate::Pipe) ends, a [`Lock`](crate::Lock), an
+///   [`Event`](crate::Event), shared memory), at any depth, in every method
+///   and at any chunk size (see [`apply`](Self::apply)). Python refuses them
+///   (`RuntimeError`): there they go only through the initializer.
+/// - Queued tasks cost memory, not descriptors: a pool holds a few
+///   descriptors per worker, however much work waits. The exception is a
+///   task whose arguments hold handles: it keeps a duplicate of their
+///   descriptors until it is answered (a `map` whose inputs all hold one
+///   holds one per input at once; an `imap` only those of its prefetch).
 ///
 /// # Drop
 ///
@@ -512,12 +520,37 @@ impl Pool {
     /// assert_eq!(pool.apply(divide, (9, 3))?, 3); // the worker lived on
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// The arguments (of `apply` and of every other method) may hold
+    /// handles, at any depth: a [`Queue`](crate::Queue),
+    /// [`Pipe`](crate::Pipe) ends, a [`Lock`](crate::Lock), an
+    /// [`Event`](crate::Event), shared memory. Their descriptors go to the
+    /// worker with the task (again with it if a worker's death or a steal
+    /// sends it to another); the worker's copies close when the call
+    /// returns, the pool's once the task is answered.
+    ///
+    /// ```
+    /// use multiproc::{Pool, Queue, worker};
+    /// use std::time::Duration;
+    ///
+    /// #[worker]
+    /// fn report(q: Queue<u32>, x: u32) {
+    ///     q.put(x * 10).unwrap();
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).build()?;
+    /// let q = Queue::new()?;
+    /// pool.apply(report, (q.clone(), 4))?;
+    /// assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), 40);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply<W: Worker>(&self, worker: W, args: W::Args) -> Result<W::Output> {
         self.chunked(None).apply(worker, args)
     }
 
     /// Queues `worker(args)` and returns at once with a handle to its result:
-    /// Python's `apply_async`. Queued tasks hold memory, never descriptors.
+    /// Python's `apply_async`. Queued tasks hold memory, and descriptors
+    /// only for the handles in their arguments.
     ///
     /// Completion callbacks are left to Rust's own tools: wait on the handle
     /// from another thread, or use [`imap_unordered`](Self::imap_unordered)

@@ -6,12 +6,22 @@
 //! descriptors travel by `SCM_RIGHTS`). It runs the initializer, says
 //! `READY`, then answers task frames in order until the parent closes the
 //! socket, keeping its replies in the board's buffer until they are sent.
+//!
+//! The descriptors of the handles in a task's arguments come on the same
+//! socket, with the task frame's own bytes (`wire.rs` says how). The worker
+//! reads with `recvmsg`, gives each frame the descriptors it announces,
+//! lends them to the decoding of each call of the chunk in turn (and only
+//! to the decoding: a call's own work never sees the table), and closes
+//! what no handle claimed when the task ends; the handles that claimed
+//! theirs are dropped with their call's arguments. A frame whose
+//! descriptors are missing, or descriptors with no frame, end the worker,
+//! as any broken framing does.
 
 use super::progress::{BoardFd, Tracker, now_ns};
-use super::wire::{self, InBuf, TaskFailure};
+use super::wire::{self, Arrivals, InBuf, TaskFailure};
 use crate::child;
 use crate::codec::{self, CodecError, Items};
-use crate::handles;
+use crate::handles::{self, FdTable};
 use crate::registry::{self, Worker, WorkerEntry};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -102,6 +112,9 @@ pub(crate) struct ChunkRun<'a> {
     /// Where the reply frame starts in the buffer.
     at: usize,
     timeout_ns: u64,
+    /// The descriptors the task carries, for the handles in its calls'
+    /// arguments (empty for most tasks).
+    fds: FdTable,
 }
 
 impl ChunkRun<'_> {
@@ -115,15 +128,22 @@ impl ChunkRun<'_> {
 
 /// Runs the calls of one chunk: what `WorkerEntry::chunk` points at.
 ///
-/// Decodes the calls one at a time and appends each one's value as it
-/// returns (see the module `wire` for the layout), telling the tracker
-/// where each call begins and ends, so a death mid-chunk costs only the
-/// call that was running.
+/// Decodes the calls one at a time (each with the task's descriptors for
+/// the handles in it) and appends each one's value as it returns (see the
+/// module `wire` for the layout), telling the tracker where each call
+/// begins and ends, so a death mid-chunk costs only the call that was
+/// running.
 pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Result<(), CodecError> {
     let mut calls = Items::new(items)?;
     let mut index = 0u64;
     let mut failed = false;
-    while let Some(args) = calls.next::<W::Args>() {
+    loop {
+        let args = if run.fds.is_empty() {
+            calls.next::<W::Args>()
+        } else {
+            handles::with_incoming(&mut run.fds, || calls.next::<W::Args>())
+        };
+        let Some(args) = args else { break };
         if run.tracker.cut() {
             break; // its owner is gone: the calls not begun never run
         }
@@ -192,6 +212,7 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
     }
 
     let mut inbuf = InBuf::new();
+    let mut arrivals = Arrivals::new();
     let mut last: Option<&'static WorkerEntry> = None;
     let mut seq = 0u64;
     loop {
@@ -201,12 +222,17 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
                 Ok(None) => break,
                 Err(_) => return, // not our parent's framing: stop
             };
+            let fds = match arrivals.take(frame.len(), wire::task_fds(frame)) {
+                Ok(fds) => fds,
+                Err(_) => return, // descriptors that do not match the frames: stop
+            };
             let took = if tracker.begin_task(seq) {
-                match run_task(frame, &mut last, &mut tracker) {
+                match run_task(frame, fds, &mut last, &mut tracker) {
                     Some(took) => took,
                     None => return, // no room for a reply: the parent sees a death
                 }
             } else {
+                drop(fds); // a cancelled task's descriptors close unused
                 let ok = tracker.extend_from_slice(&1u64.to_le_bytes()).is_ok()
                     && tracker.extend_from_slice(&[wire::SKIPPED]).is_ok();
                 if !ok {
@@ -224,7 +250,7 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
         if !tracker.is_empty() && !send(fd, &mut tracker, seq) {
             return;
         }
-        match inbuf.recv(fd, false) {
+        match inbuf.recv_with_fds(fd, &mut arrivals) {
             Ok(0) | Err(_) => return, // the pool closed our socket: done
             Ok(_) => {}
         }
@@ -247,10 +273,12 @@ fn initialize(init: Arc<Initializer>) -> Result<(), (String, Option<String>)> {
     }
 }
 
-/// Runs one task frame, appending its reply to the tracker's buffer;
-/// returns how long the calls took, or `None` if no reply could be written.
+/// Runs one task frame with its descriptors (closed when it ends),
+/// appending its reply to the tracker's buffer; returns how long the calls
+/// took, or `None` if no reply could be written.
 fn run_task(
     frame: &[u8],
+    fds: FdTable,
     last: &mut Option<&'static WorkerEntry>,
     tracker: &mut Tracker,
 ) -> Option<Duration> {
@@ -278,6 +306,7 @@ fn run_task(
                     tracker: &mut *tracker,
                     at,
                     timeout_ns: parts.timeout_ns,
+                    fds,
                 };
                 (entry.chunk)(parts.items, &mut run).map_err(|e| e.to_string())
             })
@@ -302,4 +331,223 @@ fn run_task(
         place.copy_from_slice(&len.to_le_bytes());
     }
     Some(took)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Conn;
+    use crate::pool::progress::Board;
+    use crate::sys::fdpass;
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::thread::JoinHandle;
+
+    const BOUND: Duration = Duration::from_secs(30);
+
+    /// `serve` on a thread, as a pool worker without an initializer, and
+    /// the parent's end of its socket (its `READY` already read).
+    struct Peer {
+        sock: Conn,
+        board: Board,
+        inbuf: InBuf,
+        worker: JoinHandle<()>,
+    }
+
+    impl Peer {
+        fn start() -> Peer {
+            let (ours, theirs) = Conn::pair().unwrap();
+            let board = Board::new().unwrap();
+            let board_fd = board.fd().try_clone_to_owned().unwrap();
+            let worker =
+                std::thread::spawn(move || serve(theirs.into_fd(), board_fd, InitCall(None)));
+            let mut peer = Peer {
+                sock: ours,
+                board,
+                inbuf: InBuf::new(),
+                worker,
+            };
+            assert_eq!(peer.reply().expect("READY")[0], wire::READY);
+            peer
+        }
+
+        /// The next reply frame, or `None` at the end of the stream.
+        fn reply(&mut self) -> Option<Vec<u8>> {
+            loop {
+                if let Some(frame) = self.inbuf.next_frame().unwrap() {
+                    return Some(frame.to_vec());
+                }
+                let mut polled = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+                let ready = nix::poll::poll(&mut polled, PollTimeout::from(10_000u16)).unwrap();
+                assert!(
+                    ready > 0,
+                    "the worker neither replied nor closed its socket"
+                );
+                if self.inbuf.recv(self.sock.as_fd(), false).unwrap() == 0 {
+                    return None;
+                }
+            }
+        }
+
+        /// Sends `bytes` in one `sendmsg`, carrying `fds` with the first.
+        fn send(&self, bytes: &[u8], fds: &[OwnedFd]) {
+            let n = if fds.is_empty() {
+                wire::send_all(self.sock.as_fd(), bytes).unwrap();
+                bytes.len()
+            } else {
+                fdpass::send_with_fds(self.sock.as_fd(), bytes, fds).unwrap()
+            };
+            assert_eq!(n, bytes.len());
+        }
+
+        /// Sends a task as the pool does: batch `b` of its descriptors with
+        /// byte `b` of its frame.
+        fn send_task(&self, frame: &[u8], fds: &[OwnedFd]) {
+            let batches = wire::fd_batches(fds.len());
+            for (b, batch) in fds.chunks(fdpass::MAX_FDS_PER_MESSAGE).enumerate() {
+                let end = if b + 1 == batches { frame.len() } else { b + 1 };
+                self.send(&frame[b..end], batch);
+            }
+            if fds.is_empty() {
+                self.send(frame, &[]);
+            }
+        }
+
+        /// The worker returned (it stops on its own), within the bound.
+        fn stopped(self) -> bool {
+            let start = std::time::Instant::now();
+            while !self.worker.is_finished() {
+                if start.elapsed() > BOUND {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            self.worker.join().is_ok()
+        }
+    }
+
+    /// A pipe whose write end goes to the worker: `closed` says whether
+    /// every copy of it is closed (the read end sees the end of the stream).
+    struct Probe {
+        read: OwnedFd,
+    }
+
+    impl Probe {
+        fn new() -> (Probe, OwnedFd) {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+            (Probe { read }, write)
+        }
+
+        fn closed(&self) -> bool {
+            let mut polled = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut polled, PollTimeout::from(10_000u16));
+            polled[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+        }
+    }
+
+    /// Where `task_with`'s frames hold their descriptor count.
+    const COUNT_AT: usize = 8 + 8 + 2 + "no::such::worker".len();
+
+    /// A task for a worker no binary has, whose single call carries `fds`
+    /// (as handles of the internal `Channel` type).
+    fn task_with(fds: Vec<OwnedFd>) -> wire::TaskFrame {
+        let args: Vec<Channel> = fds.into_iter().map(Channel).collect();
+        let (frame, fds) = wire::task_frame("no::such::worker", 0, &[(args,)]).unwrap();
+        assert!(wire::task_fds(&frame[8..]) as usize == fds.len());
+        (frame, fds)
+    }
+
+    #[test]
+    fn a_tasks_descriptors_close_when_it_ends_claimed_or_not() {
+        let mut peer = Peer::start();
+        // The worker is missing: nothing claims the descriptors, the task
+        // fails, and they close; the worker goes on.
+        let (probe, write) = Probe::new();
+        let (frame, fds) = task_with(vec![write]);
+        peer.send_task(&frame, &fds);
+        drop(fds);
+        assert_eq!(peer.reply().unwrap()[0], wire::FAILED);
+        assert!(probe.closed(), "the worker kept an unclaimed descriptor");
+        // A cancelled task's descriptors close too.
+        peer.board.cancel(1);
+        let (probe, write) = Probe::new();
+        let (frame, fds) = task_with(vec![write]);
+        peer.send_task(&frame, &fds);
+        drop(fds);
+        assert_eq!(peer.reply().unwrap()[0], wire::SKIPPED);
+        assert!(
+            probe.closed(),
+            "the worker kept a skipped task's descriptor"
+        );
+        // More than one message's worth, and a task without any after it.
+        let probes: Vec<(Probe, OwnedFd)> = (0..300).map(|_| Probe::new()).collect();
+        let (probes, writes): (Vec<Probe>, Vec<OwnedFd>) = probes.into_iter().unzip();
+        let (frame, fds) = task_with(writes);
+        peer.send_task(&frame, &fds);
+        drop(fds);
+        assert_eq!(peer.reply().unwrap()[0], wire::FAILED);
+        assert!(probes.iter().all(Probe::closed));
+        let (frame, _) = wire::task_frame("no::such::worker", 0, &[(1u8,)]).unwrap();
+        peer.send_task(&frame, &[]);
+        assert_eq!(peer.reply().unwrap()[0], wire::FAILED);
+        drop(peer.sock);
+        assert!(peer.worker.join().is_ok());
+    }
+
+    #[test]
+    fn announced_descriptors_that_never_come_stop_the_worker() {
+        for announced in [1, 2, u32::MAX] {
+            let mut peer = Peer::start();
+            let (mut frame, fds) = task_with(vec![Probe::new().1]);
+            drop(fds);
+            frame[COUNT_AT..COUNT_AT + 4].copy_from_slice(&announced.to_le_bytes());
+            assert_eq!(wire::task_fds(&frame[8..]), announced);
+            peer.send_task(&frame, &[]);
+            assert_eq!(peer.reply(), None, "announced {announced}");
+            assert!(peer.stopped(), "announced {announced}");
+        }
+        // Fewer than announced: those that came close.
+        let mut peer = Peer::start();
+        let (probe, write) = Probe::new();
+        let (mut frame, fds) = task_with(vec![write]);
+        frame[COUNT_AT..COUNT_AT + 4].copy_from_slice(&2u32.to_le_bytes());
+        peer.send_task(&frame, &fds);
+        drop(fds);
+        assert_eq!(peer.reply(), None);
+        assert!(peer.stopped());
+        assert!(probe.closed());
+    }
+
+    #[test]
+    fn descriptors_no_frame_owns_stop_the_worker() {
+        // With the bytes of a task that announces none.
+        let mut peer = Peer::start();
+        let (probe, write) = Probe::new();
+        let (frame, _) = wire::task_frame("no::such::worker", 0, &[(1u8,)]).unwrap();
+        peer.send(&frame, &[write]);
+        assert_eq!(peer.reply(), None);
+        assert!(peer.stopped());
+        assert!(probe.closed());
+        // With a task that takes fewer than came.
+        let mut peer = Peer::start();
+        let (probe, write) = Probe::new();
+        let (frame, mut fds) = task_with(vec![Probe::new().1]);
+        fds.push(write);
+        peer.send(&frame, &fds);
+        drop(fds);
+        assert_eq!(peer.reply(), None);
+        assert!(peer.stopped());
+        assert!(probe.closed());
+        // With the start of a frame the peer never finishes.
+        let peer = Peer::start();
+        let (probe, write) = Probe::new();
+        let (frame, _) = task_with(vec![Probe::new().1]);
+        peer.send(&frame[..12], &[write]);
+        assert!(!peer.worker.is_finished());
+        drop(peer.sock);
+        let worker = peer.worker;
+        assert!(worker.join().is_ok());
+        assert!(probe.closed());
+    }
 }
