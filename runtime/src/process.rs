@@ -885,6 +885,9 @@ impl Shared {
             };
             if let Some(code) = reaped {
                 self.release();
+                // In a root that collects children's logs: the child's last
+                // records are re-emitted before its exit is reported.
+                crate::logs::flush();
                 return Ok(Some(code));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -1,0 +1,291 @@
+//! Records of the `log` crate emitted in children reach the parent's logger
+//! (feature `log`): `env_logger`, set up in the test process only, with a
+//! captured writer.
+//!
+//! The logger is global to the process and the tests run as its threads, so
+//! it is installed once (at `info`), and each test finds its own records by
+//! a tag of its own and its children's pids.
+
+use log::{debug, info, trace, warn};
+use multiproc::{Pool, Process, current_process, worker};
+use multiproc_tests::{join, run_self, wait_until};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the parent's logger printed so far.
+fn captured() -> &'static Mutex<Vec<u8>> {
+    static OUT: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Info)
+            .target(env_logger::Target::Pipe(Box::new(Capture(Arc::clone(
+                &out,
+            )))))
+            .init();
+        out
+    })
+}
+
+/// The lines printed so far that contain `needle`.
+fn lines_with(needle: &str) -> Vec<String> {
+    let out = captured().lock().unwrap();
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `count` lines contain `needle`; returns them.
+fn wait_for_lines(needle: &str, count: usize) -> Vec<String> {
+    wait_until(BOUND, || lines_with(needle).len() >= count);
+    lines_with(needle)
+}
+
+#[worker]
+fn say(tag: String) -> (String, u32) {
+    info!("hello {tag}");
+    warn!(target: "elsewhere", "careful {tag}");
+    info!(answer = 42, word = "w"; "with fields {tag}");
+    let me = current_process();
+    (me.name().to_string(), me.pid())
+}
+
+#[test]
+fn a_child_process_info_reaches_the_parent_with_its_name_pid_level_and_target() {
+    captured();
+    let tag = "t-process";
+    let mut p = Process::new(say, (tag.to_string(),));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let (name, pid) = p.result().unwrap();
+    assert_eq!(Some(pid), p.pid());
+    assert!(name.starts_with("Process-"), "{name}");
+    // Joined: its records have been logged already.
+    let lines = lines_with(tag);
+    assert_eq!(
+        lines,
+        [
+            format!("[INFO  logs] {name}[{pid}]: hello {tag} child.name={name} child.pid={pid}"),
+            format!(
+                "[WARN  elsewhere] {name}[{pid}]: careful {tag} child.name={name} child.pid={pid}"
+            ),
+            format!(
+                "[INFO  logs] {name}[{pid}]: with fields {tag} answer=42 word=w \
+                 child.name={name} child.pid={pid}"
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_pool_workers_records_reach_the_parent() {
+    captured();
+    let tag = "t-pool";
+    let pool = Pool::builder().processes(1).build().unwrap();
+    let (name, pid) = pool.apply(say, (tag.to_string(),)).unwrap();
+    assert!(name.starts_with("PoolWorker-"), "{name}");
+    assert_eq!(pool.pids(), [pid]);
+    // A task's result may come before its records: wait for them.
+    let lines = wait_for_lines(tag, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!("[INFO  logs] {name}[{pid}]: hello {tag} child.name={name} child.pid={pid}")
+    );
+}
+
+#[worker]
+fn start_one_that_says(tag: String) -> (String, u32) {
+    let mut p = Process::new(say, (tag,));
+    p.start().unwrap();
+    p.result().unwrap()
+}
+
+#[test]
+fn a_grandchilds_records_reach_the_root_named_by_the_grandchild() {
+    captured();
+    let tag = "t-grandchild";
+    let mut p = Process::new(start_one_that_says, (tag.to_string(),));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let (name, pid) = p.result().unwrap();
+    assert_eq!(name, format!("{}:1", p.name()));
+    assert_ne!(Some(pid), p.pid());
+    let lines = lines_with(tag);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[1],
+        format!("[WARN  elsewhere] {name}[{pid}]: careful {tag} child.name={name} child.pid={pid}")
+    );
+}
+
+/// This process's count of write syscalls (`write`, `writev`, ...).
+fn syscw() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The write syscalls of 1000 `trace!` and 1000 `debug!` (below the
+/// parent's level), then of one `info!`.
+#[worker]
+fn cost_of_quiet_records(tag: String) -> (u64, u64) {
+    let before = syscw();
+    for i in 0..1000 {
+        trace!("not sent {tag} {i}");
+        debug!("not sent {tag} {i}");
+    }
+    let quiet = syscw() - before;
+    let before = syscw();
+    info!("sent {tag}");
+    (quiet, syscw() - before)
+}
+
+#[test]
+fn records_below_the_parents_level_are_not_sent_and_cost_no_syscall() {
+    captured();
+    let tag = "t-quiet";
+    let mut p = Process::new(cost_of_quiet_records, (tag.to_string(),));
+    p.start().unwrap();
+    let (quiet, loud) = p.result().unwrap();
+    assert_eq!(
+        quiet, 0,
+        "trace!/debug! below the filter made write syscalls"
+    );
+    assert!(
+        loud >= 1,
+        "an info! made no write syscall: is syscw counting?"
+    );
+    let lines = lines_with(tag);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&format!("sent {tag}")), "{lines:?}");
+}
+
+#[worker]
+fn numbered(tag: String, count: u32) {
+    for i in 0..count {
+        info!("{tag} {i}");
+    }
+}
+
+/// The numbers at the end of the lines of `tag` from process `pid`.
+fn numbers(tag: &str, pid: u32) -> Vec<u64> {
+    let prefix = format!("[{pid}]: {tag} ");
+    lines_with(&prefix)
+        .iter()
+        .map(|l| {
+            let rest = &l[l.find(&prefix).unwrap() + prefix.len()..];
+            rest.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn ten_thousand_records_of_a_child_arrive_all_and_in_order() {
+    captured();
+    let tag = "t-order";
+    let mut p = Process::new(numbered, (tag.to_string(), 10_000));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let got = numbers(tag, p.pid().unwrap());
+    assert_eq!(got.len(), 10_000);
+    assert!(got.iter().copied().eq(0..10_000), "out of order");
+}
+
+const PAD: &str = "padding-padding-padding-padding-padding-padding-padding-padding";
+
+#[worker]
+fn log_forever(tag: String) {
+    for i in 0u64.. {
+        info!("{tag} {i} {PAD}");
+    }
+}
+
+#[test]
+fn a_child_killed_while_logging_leaves_a_prefix_and_the_collector_working() {
+    captured();
+    let tag = "t-killed";
+    let mut p = Process::new(log_forever, (tag.to_string(),));
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    assert!(
+        wait_until(BOUND, || numbers(tag, pid).len() >= 1000),
+        "the child's records did not arrive"
+    );
+    p.kill().unwrap();
+    assert_eq!(join(&p), -9);
+    // Every line whole, the numbers a prefix of what was sent.
+    let prefix = format!("[{pid}]: {tag} ");
+    let lines = lines_with(&prefix);
+    for (i, line) in lines.iter().enumerate() {
+        let name = p.name();
+        assert_eq!(
+            line,
+            &format!(
+                "[INFO  logs] {name}[{pid}]: {tag} {i} {PAD} child.name={name} child.pid={pid}"
+            )
+        );
+    }
+    // The next child is heard.
+    let after = "t-after-kill";
+    let mut q = Process::new(say, (after.to_string(),));
+    q.start().unwrap();
+    assert_eq!(join(&q), 0);
+    assert_eq!(lines_with(after).len(), 3);
+}
+
+/// Set in the copy of this test binary that `children_not_joined...` runs.
+const EXIT_MODE: &str = "MULTIPROC_TEST_LOGS_EXIT";
+
+#[test]
+fn records_of_children_left_running_are_logged_before_the_root_exits() {
+    if std::env::var_os(EXIT_MODE).is_some() {
+        // The program: a logger to stderr, a child that logs, no join; the
+        // exit handling joins it and waits for its records.
+        env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Info)
+            .target(env_logger::Target::Stderr)
+            .init();
+        let mut p = Process::new(numbered, ("at-exit".to_string(), 500));
+        p.start().unwrap();
+        std::mem::forget(p);
+        return;
+    }
+    let name = "records_of_children_left_running_are_logged_before_the_root_exits";
+    let out = run_self(
+        &["--exact", name, "--nocapture"],
+        &[(EXIT_MODE, "1")],
+        BOUND,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rfind(|l| l.contains("at-exit "));
+    assert!(
+        last.is_some_and(|l| l.contains("at-exit 499 ")),
+        "the last record is missing: {stderr}"
+    );
+    assert_eq!(stderr.matches("at-exit ").count(), 500, "{stderr}");
+}
