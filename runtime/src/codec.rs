@@ -63,7 +63,7 @@ thread_local! {
 pub(crate) fn custom_ser_error<E: serde::ser::Error>(message: impl std::fmt::Display) -> E {
     let message = message.to_string();
     let error = E::custom(&message);
-    CUSTOM.with(|c| *c.borrow_mut() = Some(message));
+    let _ = CUSTOM.try_with(|c| *c.borrow_mut() = Some(message));
     error
 }
 
@@ -71,12 +71,12 @@ pub(crate) fn custom_ser_error<E: serde::ser::Error>(message: impl std::fmt::Dis
 pub(crate) fn custom_de_error<E: serde::de::Error>(message: impl std::fmt::Display) -> E {
     let message = message.to_string();
     let error = E::custom(&message);
-    CUSTOM.with(|c| *c.borrow_mut() = Some(message));
+    let _ = CUSTOM.try_with(|c| *c.borrow_mut() = Some(message));
     error
 }
 
 fn explain(error: postcard::Error) -> String {
-    let ours = CUSTOM.with(|c| c.borrow_mut().take());
+    let ours = CUSTOM.try_with(|c| c.borrow_mut().take()).ok().flatten();
     match error {
         postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom => {
             ours.unwrap_or_else(|| {
@@ -95,7 +95,7 @@ fn explain(error: postcard::Error) -> String {
 
 /// Encodes `value` with postcard.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     postcard::to_stdvec(value).map_err(|e| CodecError::Unencodable {
         type_name: std::any::type_name::<T>(),
         reason: explain(e),
@@ -148,7 +148,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let start = buf.len();
     postcard::serialize_with_flavor(value, Append::new(buf)).map_err(|e| {
         buf.truncate(start);
@@ -198,7 +198,7 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(
             Ok(self.0)
         }
     }
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let mut counted = 0;
     let result = postcard::serialize_with_flavor(value, Count(0, limit)).inspect(|&n| counted = n);
     match result {
@@ -297,7 +297,7 @@ pub(crate) fn encode_to<T: Serialize + ?Sized>(
     len: usize,
     mut sink: impl FnMut(&[u8]) -> bool,
 ) -> Result<(), CodecError> {
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let mut written = 0;
     let counted = Sink {
         sink: |bytes: &[u8]| {
@@ -372,7 +372,7 @@ pub(crate) fn encode_into_capped<T: Serialize + ?Sized>(
     cap: usize,
     limit: u64,
 ) -> Result<bool, CodecError> {
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let start = buf.len();
     let hard = usize::try_from(limit)
         .unwrap_or(usize::MAX)
@@ -409,11 +409,12 @@ thread_local! {
 /// Runs `f` with this thread's scratch buffer, emptied. Re-entrant (a nested
 /// call gets a fresh buffer); a buffer grown past 16 MiB is not kept.
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = SCRATCH.with(|s| s.take());
+    // Fresh when this thread's locals are gone (a record logged at exit).
+    let mut buf = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
     buf.clear();
     let result = f(&mut buf);
     if buf.capacity() <= 16 << 20 {
-        SCRATCH.with(|s| s.set(buf));
+        let _ = SCRATCH.try_with(|s| s.set(buf));
     }
     result
 }
@@ -513,7 +514,7 @@ pub(crate) fn decode_run<T: DeserializeOwned>(
         type_name: std::any::type_name::<T>(),
         reason,
     };
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let mut de = postcard::Deserializer::from_bytes(bytes);
     serde::de::DeserializeSeed::deserialize(Run(count, push, std::marker::PhantomData), &mut de)
         .map_err(|e| corrupt(explain(e)))?;
@@ -534,7 +535,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         type_name: std::any::type_name::<T>(),
         reason,
     };
-    CUSTOM.with(|c| c.borrow_mut().take());
+    let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| corrupt(explain(e)))?;
     if !rest.is_empty() {
         return Err(corrupt(format!("{} trailing bytes", rest.len())));

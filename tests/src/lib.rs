@@ -83,25 +83,48 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
     run_bounded_with_stdin(cmd, timeout)
 }
 
-/// As [`run_bounded`], keeping whatever stdin `cmd` was given.
+/// As [`run_bounded`], keeping whatever stdin `cmd` was given. Its output is
+/// read while it runs, so a child that prints more than a pipe holds does
+/// not block.
 pub fn run_bounded_with_stdin(mut cmd: Command, timeout: Duration) -> Output {
+    use std::io::Read;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let pid = child.id();
+    fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = from.read_to_end(&mut all);
+            all
+        })
+    }
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} (pid {pid}) did not finish in {timeout:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    // The pipes end when the child and anything that inherited them exit.
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{cmd:?} (pid {pid}) did not finish in {timeout:?}; stderr: {}",
+            String::from_utf8_lossy(&stderr)
+        ),
     }
 }
 
