@@ -32,6 +32,26 @@
 //! | `Pool(n, initializer, initargs, maxtasksperchild)` | `Pool::builder().processes(n).initializer(f, args).max_tasks_per_child(m).build()?` |
 //! | `pool.map(f, xs)`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async` | same names; `pool.chunksize(c).map(f, xs)` for `chunksize=c` |
 //! | `with Pool() as pool:` (terminate on exit) | dropping the [`Pool`] terminates it |
+//!
+//! # Features
+//!
+//! Off by default; without them the crate depends on no logging crate.
+//!
+//! - `log`: records of the [`log`](https://docs.rs/log) crate emitted in any
+//!   child (a [`Process`] or a [`Pool`] worker, at any depth) are re-emitted
+//!   in the root process's logger, with `child.name` and `child.pid` as
+//!   key-values and `NAME[PID]: ` before the message.
+//! - `tracing`: events of [`tracing`](https://docs.rs/tracing) emitted in any
+//!   child are dispatched to the root's subscriber with their own target,
+//!   location and fields, plus `child.name` and `child.pid`. Spans are not
+//!   forwarded.
+//!
+//! The child is given the parent's level, so a record the parent would drop
+//! costs it no syscall; a child's records keep their order and have been
+//! re-emitted when `join()` returns; a child that logs faster than the
+//! parent's logger writes waits for it. With a logger in the parent, a
+//! child's own `log::set_logger` or `tracing::subscriber::set_global_default`
+//! fails: set logging up in `main` only.
 
 #![warn(missing_docs)]
 // Unsafe code lives in `sys` only.

@@ -7,9 +7,10 @@
 //! a tag of its own and its children's pids.
 
 use log::{debug, info, trace, warn};
-use multiproc::{Pool, Process, current_process, worker};
+use multiproc::{Pool, Process, RawValue, current_process, worker};
 use multiproc_tests::{join, run_self, wait_until};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -288,4 +289,143 @@ fn records_of_children_left_running_are_logged_before_the_root_exits() {
         "the last record is missing: {stderr}"
     );
     assert_eq!(stderr.matches("at-exit ").count(), 500, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Set in the copy of this test binary that the flood test runs.
+const FLOOD_MODE: &str = "MULTIPROC_TEST_LOGS_FLOOD";
+const FLOOD: u64 = 50_000;
+
+/// Closed: the parent's logger is stuck in its writer.
+static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// A writer that waits (60 s at most) until the gate opens.
+struct Gated;
+
+impl Write for Gated {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let stuck = std::time::Instant::now();
+        while !GATE_OPEN.load(Ordering::Acquire) && stuck.elapsed() < BOUND {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::io::stderr().write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[worker]
+fn flood(progress: RawValue<u64>) {
+    for i in 0..FLOOD {
+        info!("flood {i} {PAD}");
+        progress.store(i + 1);
+    }
+}
+
+#[test]
+fn a_child_that_floods_a_stuck_logger_waits_and_loses_nothing() {
+    if std::env::var_os(FLOOD_MODE).is_some() {
+        env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Info)
+            .target(env_logger::Target::Pipe(Box::new(Gated)))
+            .init();
+        let progress = RawValue::new(0u64).unwrap();
+        let mut p = Process::new(flood, (progress.clone(),));
+        p.start().unwrap();
+        // Wait until the child stops getting on (500 ms without a record).
+        let mut last = u64::MAX;
+        let stalled = wait_until(BOUND, || {
+            let now = progress.load();
+            let still = now == last;
+            last = now;
+            if !still {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            still
+        });
+        let held = progress.load();
+        assert!(stalled, "the child never waited");
+        // Far fewer than all: the kernel holds a socket buffer of them.
+        assert!(
+            held < FLOOD / 2,
+            "the child sent {held} records into a stuck logger"
+        );
+        println!("stalled at {held}");
+        GATE_OPEN.store(true, Ordering::Release);
+        assert_eq!(join(&p), 0);
+        assert_eq!(progress.load(), FLOOD);
+        return;
+    }
+    let name = "a_child_that_floods_a_stuck_logger_waits_and_loses_nothing";
+    let out = run_self(
+        &["--exact", name, "--nocapture"],
+        &[(FLOOD_MODE, "1")],
+        BOUND * 2,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stalled at "), "{stdout}");
+    let got: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| l.split("]: flood ").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got.len() as u64, FLOOD, "records were lost");
+    assert!(got.iter().copied().eq(0..FLOOD), "out of order");
+}
+
+/// Set in the copy of this test binary that the no-logger test runs.
+const ALONE_MODE: &str = "MULTIPROC_TEST_LOGS_ALONE";
+
+struct Own;
+
+impl log::Log for Own {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!("own logger: {}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+/// With no logger in the parent, nothing is installed in the child: it can
+/// set its own.
+#[worker]
+fn set_own_logger() -> bool {
+    let ok = log::set_logger(&Own).is_ok();
+    log::set_max_level(log::LevelFilter::Info);
+    info!("a record of its own");
+    ok
+}
+
+#[test]
+fn a_parent_without_a_logger_forwards_nothing_and_the_child_may_set_its_own() {
+    if std::env::var_os(ALONE_MODE).is_some() {
+        let mut p = Process::new(set_own_logger, ());
+        p.start().unwrap();
+        assert!(p.result().unwrap(), "the child could not set a logger");
+        println!("child set its own");
+        return;
+    }
+    let name = "a_parent_without_a_logger_forwards_nothing_and_the_child_may_set_its_own";
+    let out = run_self(
+        &["--exact", name, "--nocapture"],
+        &[(ALONE_MODE, "1")],
+        BOUND,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("child set its own"), "{stdout}");
+    assert!(
+        stderr.contains("own logger: a record of its own"),
+        "{stderr}"
+    );
 }
