@@ -1,10 +1,9 @@
 //! Runs the `parsers` example (a pool of crash-prone parsers under a memory
 //! limit and a task timeout, with `tracing` from the workers) and checks
 //! what it prints.
-#![cfg(feature = "tracing")]
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn each_bad_document_fails_alone_and_the_workers_events_reach_the_parent() {
@@ -28,21 +27,7 @@ fn each_bad_document_fails_alone_and_the_workers_events_reach_the_parent() {
         .parent()
         .unwrap()
         .join("examples/parsers");
-    let mut child = Command::new(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the example did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = multiproc_tests::run_bounded(Command::new(path), Duration::from_secs(60));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

@@ -8,38 +8,22 @@
 
 use log::{debug, info, trace, warn};
 use multiproc::{Pool, Process, RawValue, current_process, worker};
-use multiproc_tests::{join, run_self, wait_until};
+use multiproc_tests::{Capture, join, run_self, syscw, wait_until};
 use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(60);
 
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// What the parent's logger printed so far.
-fn captured() -> &'static Mutex<Vec<u8>> {
-    static OUT: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn captured() -> &'static Capture {
+    static OUT: OnceLock<Capture> = OnceLock::new();
     OUT.get_or_init(|| {
-        let out = Arc::new(Mutex::new(Vec::new()));
+        let out = Capture::default();
         env_logger::Builder::new()
             .filter_level(log::LevelFilter::Info)
-            .target(env_logger::Target::Pipe(Box::new(Capture(Arc::clone(
-                &out,
-            )))))
+            .target(env_logger::Target::Pipe(Box::new(out.clone())))
             .init();
         out
     })
@@ -47,12 +31,7 @@ fn captured() -> &'static Mutex<Vec<u8>> {
 
 /// The lines printed so far that contain `needle`.
 fn lines_with(needle: &str) -> Vec<String> {
-    let out = captured().lock().unwrap();
-    String::from_utf8_lossy(&out)
-        .lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_string)
-        .collect()
+    captured().lines_with(needle)
 }
 
 /// Waits until `count` lines contain `needle`; returns them.
@@ -137,17 +116,6 @@ fn a_grandchilds_records_reach_the_root_named_by_the_grandchild() {
         lines[1],
         format!("[WARN  elsewhere] {name}[{pid}]: careful {tag} child.name={name} child.pid={pid}")
     );
-}
-
-/// This process's count of write syscalls (`write`, `writev`, ...).
-fn syscw() -> u64 {
-    let io = std::fs::read_to_string("/proc/self/io").unwrap();
-    io.lines()
-        .find_map(|l| l.strip_prefix("syscw: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// The write syscalls of 1000 `trace!` and 1000 `debug!` (below the

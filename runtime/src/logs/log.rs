@@ -40,15 +40,13 @@ static FORWARDER: Forwarder = Forwarder;
 /// that raises the latter still sends nothing the parent does not want).
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
-/// In a child: becomes its logger, at the parent's level. `false` if the
-/// child had one already.
-pub(super) fn install(level: u8) -> bool {
+/// In a child: becomes its logger, at the parent's level (nothing if the
+/// child had one already).
+pub(super) fn install(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
-    if ::log::set_logger(&FORWARDER).is_err() {
-        return false;
+    if ::log::set_logger(&FORWARDER).is_ok() {
+        ::log::set_max_level(to_filter(level));
     }
-    ::log::set_max_level(to_filter(level));
-    true
 }
 
 impl Log for Forwarder {

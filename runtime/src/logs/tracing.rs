@@ -86,13 +86,13 @@ struct Forwarder {
     level: LevelFilter,
 }
 
-/// In a child: becomes the global default, at the parent's level. `false`
-/// if the child had one already.
-pub(super) fn install(level: u8) -> bool {
+/// In a child: becomes the global default, at the parent's level (nothing
+/// if the child had one already).
+pub(super) fn install(level: u8) {
     let forwarder = Forwarder {
         level: to_filter(level),
     };
-    dispatcher::set_global_default(Dispatch::new(forwarder)).is_ok()
+    let _ = dispatcher::set_global_default(Dispatch::new(forwarder));
 }
 
 impl Forwarder {
