@@ -189,6 +189,21 @@ pub enum Error {
     /// A `Barrier` is broken (aborted, reset, timed out, a party died).
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// The peer of a [`Listener`](crate::Listener) or
+    /// [`Client`](crate::Client) connection failed the authkey challenge, or
+    /// rejected ours (Python's `AuthenticationError`). Only that connection
+    /// is lost: the listener goes on accepting.
+    #[error("authentication failed: {reason}")]
+    AuthenticationFailed {
+        /// What went wrong: a wrong digest, a digest the other side
+        /// rejected, an unsupported digest, or a malformed handshake.
+        reason: String,
+    },
+    /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown),
+    /// Python's `queue.ShutDown`): it takes no new items, and once empty
+    /// gives none.
+    #[error("the queue is shut down")]
+    ShutDown,
     /// Encoding or decoding failed.
     #[error(transparent)]
     Codec(#[from] CodecError),

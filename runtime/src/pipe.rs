@@ -912,6 +912,14 @@ impl<T> Connection<T> {
             _items: PhantomData,
         }
     }
+
+    /// A connection over a connected stream socket (Unix or TCP) that a
+    /// [`Listener`](crate::Listener) accepted or a
+    /// [`Client`](crate::Client) connected, after its handshake.
+    #[allow(dead_code)] // used by the `connection` module, next
+    pub(crate) fn from_socket(socket: std::os::fd::OwnedFd) -> Self {
+        Connection::from_inner(Inner::new(UnixStream::from(socket)))
+    }
 }
 
 /// The sending half, shared by [`Connection`] and [`PipeWriter`].
