@@ -163,6 +163,32 @@ def case_queue_small(ctx, iters, size, warmup):
     return "1/s", [iters / many_to_one(ctx, 1, iters, 0)]
 
 
+def produce_records(control, q, count):
+    ready_then_wait_for_go(control)
+    for i in range(count):
+        q.put({"id": i, "name": f"item-{i}", "tags": ["alpha", "beta"], "score": i * 0.5})
+
+
+def case_queue_record(ctx, iters, size, warmup):
+    """Queue put/get of a small dict (a record), 1 -> 1; records/s."""
+    del size
+
+    def once(count):
+        q = ctx.Queue()
+        crew = Crew(ctx, produce_records, [(q, count)])
+        t0 = time.perf_counter()
+        crew.go()
+        got = sum(q.get()["id"] for _ in range(count))
+        elapsed = time.perf_counter() - t0
+        crew.join()
+        if got != count * (count - 1) // 2:
+            raise RuntimeError(f"the record ids sum to {got}")
+        return elapsed
+
+    once(warmup)
+    return "1/s", [iters / once(iters)]
+
+
 def case_queue_4to1(ctx, iters, size, warmup):
     """Queue put/get of small ints, 4 producers -> 1 consumer; msgs/s."""
     del size, warmup  # starting the 4 children is warm-up enough
@@ -318,6 +344,9 @@ CASES = {
     "queue_small": case_queue_small,
     "queue_1mib": case_queue_1mib,
     "queue_4to1": case_queue_4to1,
+    "queue_record": case_queue_record,
+    # The same Python run: only multiproc's codec differs.
+    "queue_record_self_describing": case_queue_record,
     "lock_contended": case_lock_contended,
     "lock_uncontended": case_lock_uncontended,
     "event_pingpong": case_event_pingpong,

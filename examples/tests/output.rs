@@ -120,3 +120,28 @@ fn progress_bar_counts_primes() {
         "2262 primes below 20000\n"
     );
 }
+
+#[test]
+fn listener_serves_a_python_client() {
+    let found = Command::new("python3")
+        .args(["-c", "import multiprocessing.connection"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("skipped: python3 (with multiprocessing) not found on PATH");
+        return;
+    }
+    let stdout = String::from_utf8(run("listener").stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines[0].starts_with("listening on 127.0.0.1:"), "{stdout}");
+    assert_eq!(
+        lines[1..],
+        [
+            "served \"the quick brown fox\": 4 words",
+            "served \"jumps over the lazy dog\": 5 words",
+            "served \"multiproc speaks python\": 3 words",
+            "the Python client checked every answer and exited with 0",
+        ]
+    );
+}

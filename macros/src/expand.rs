@@ -91,10 +91,12 @@ fn generate(worker: &Worker<'_>) -> TokenStream {
         _ => paren.span.join(),
     };
     let args_ty = tuple(&tys, args_span);
+    let about = about(worker);
 
     quote! {
         #(#cfg_attrs)*
         #(#doc_attrs)*
+        #[doc = #about]
         #[allow(non_camel_case_types)]
         #[derive(::core::clone::Clone, ::core::marker::Copy)]
         #vis struct #ident {}
@@ -135,6 +137,15 @@ fn generate(worker: &Worker<'_>) -> TokenStream {
             impl ::multiproc::Worker for #ident {
                 const NAME: &'static str =
                     ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
+                const ID: &'static str = ::core::concat!(
+                    ::core::module_path!(),
+                    "::",
+                    ::core::stringify!(#ident),
+                    "@",
+                    ::core::line!(),
+                    ":",
+                    ::core::column!()
+                );
                 type Args = #args_ty;
                 type Output = #out_ty;
                 fn call(__multiproc_args: Self::Args) -> Self::Output {
@@ -156,4 +167,68 @@ fn tuple(tys: &[&syn::Type], span: Span) -> Group {
     let mut group = Group::new(Delimiter::Parenthesis, quote!(#(#tys,)*));
     group.set_span(span);
     group
+}
+
+/// The paragraph added to the worker's docs: rustdoc shows the item as a
+/// struct, so its documentation says which function it is and how it runs.
+fn about(worker: &Worker<'_>) -> String {
+    let name = worker.ident.to_string();
+    let params: Vec<String> = worker
+        .params
+        .iter()
+        .map(|p| format!("{}: {}", tidy(p.pat), tidy(p.ty)))
+        .collect();
+    let output = match worker.output {
+        ReturnType::Default => String::new(),
+        ReturnType::Type(_, ty) => format!(" -> {}", tidy(ty)),
+    };
+    let args: Vec<String> = worker
+        .params
+        .iter()
+        .map(|p| match p.pat {
+            syn::Pat::Ident(i) => i.ident.to_string(),
+            _ => "_".to_string(),
+        })
+        .collect();
+    let tuple = match args.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", args.join(", ")),
+    };
+    let gap = if worker.attrs.iter().any(|a| a.path().is_ident("doc")) {
+        "\n\n"
+    } else {
+        ""
+    };
+    format!(
+        "{gap}A [worker](multiproc::worker) function:\n\n\
+         ```text\nfn {name}({params}){output}\n```\n\n\
+         It runs in a child process with `Process::new({name}, {tuple})` (or in a \
+         `Pool`), and `{name}({call})` calls it in this process.",
+        params = params.join(", "),
+        call = args.join(", "),
+    )
+}
+
+/// Tokens as a person writes them: `Vec<String>`, not `Vec < String >`.
+fn tidy(tokens: &impl ToTokens) -> String {
+    let mut s = tokens.to_token_stream().to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" ;", ";"),
+        ("mut  ", "mut "),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
 }

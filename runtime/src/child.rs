@@ -25,7 +25,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
 const MAGIC: [u8; 4] = *b"MPRC";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 /// How long a child waits for each read of its payload. The parent writes it
 /// right after spawning, so only a stranger's socket is this slow.
 const PAYLOAD_TIMEOUT_SECS: i64 = 30;
@@ -66,6 +66,8 @@ pub(crate) struct SpawnHeader {
     pub(crate) memory_note: bool,
     /// Forward logs to the descriptor that comes last among `fds`.
     pub(crate) logs: Option<LogLink>,
+    /// The child's authkey (`current_process().authkey()`).
+    pub(crate) authkey: Vec<u8>,
 }
 
 impl SpawnHeader {
@@ -92,6 +94,7 @@ impl SpawnHeader {
             init_fds: 0,
             memory_note: false,
             logs: None,
+            authkey: Vec::new(),
         }
     }
 }
@@ -233,6 +236,7 @@ fn run_child(marker: &str) -> i32 {
         daemon: header.daemon,
         parent: Some((header.parent_pid, header.parent_name)),
     });
+    current::set_authkey(header.authkey);
     if header.memory_note {
         if let Ok(note) = codec::encode(&Outcome::AllocationFailed) {
             let mut frame = Vec::new();
@@ -445,6 +449,34 @@ fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {
 thread_local! {
     /// `file:line:column` of the last panic on this thread.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Set while a pool task runs: its panics are its result, not output.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The backtrace of the last quiet panic, when `RUST_BACKTRACE` asked.
+    static LAST_TRACE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a pool task under `catch_unwind`) with its panics kept quiet:
+/// the hook records the location and, if `RUST_BACKTRACE` asks, the
+/// backtrace for [`take_backtrace`], and prints nothing.
+pub(crate) fn quiet_panics<R>(f: impl FnOnce() -> R) -> R {
+    struct Loud;
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            QUIET.with(|q| q.set(false));
+        }
+    }
+    QUIET.with(|q| q.set(true));
+    let _loud = Loud;
+    f()
+}
+
+/// The backtrace of the quiet panic just caught on this thread, if any.
+pub(crate) fn take_backtrace() -> Option<String> {
+    LAST_TRACE.with(|t| t.borrow_mut().take())
+}
+
+fn backtrace_wanted() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
 fn install_panic_hook() {
@@ -452,6 +484,12 @@ fn install_panic_hook() {
     panic::set_hook(Box::new(move |info| {
         let location = info.location().map(|l| l.to_string());
         LAST_PANIC.with(|l| *l.borrow_mut() = location.clone());
+        if QUIET.with(|q| q.get()) {
+            let trace =
+                backtrace_wanted().then(|| std::backtrace::Backtrace::force_capture().to_string());
+            LAST_TRACE.with(|t| *t.borrow_mut() = trace);
+            return;
+        }
         // The worker runs on the main thread before `main`, which std has
         // not named yet: say 'main', as it would, not '<unnamed>'.
         let tid = nix::unistd::gettid().as_raw();
@@ -460,8 +498,7 @@ fn install_panic_hook() {
         }
         let message = panic_message(info.payload());
         let at = location.unwrap_or_else(|| "an unknown location".into());
-        let wanted = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
-        let trace = if wanted {
+        let trace = if backtrace_wanted() {
             let trace = std::backtrace::Backtrace::force_capture();
             format!("stack backtrace:\n{trace}")
         } else {

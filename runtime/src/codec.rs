@@ -75,22 +75,84 @@ pub(crate) fn custom_de_error<E: serde::de::Error>(message: impl std::fmt::Displ
     error
 }
 
+/// How to carry a value postcard cannot: in [`SelfDescribing`](crate::SelfDescribing),
+/// which needs the `self-describing` feature.
+#[cfg(feature = "self-describing")]
+pub(crate) const WRAP: &str = "wrap the value in `multiproc::SelfDescribing`";
+/// How to carry a value postcard cannot: in `SelfDescribing`, which needs
+/// the `self-describing` feature.
+#[cfg(not(feature = "self-describing"))]
+pub(crate) const WRAP: &str = "enable multiproc's `self-describing` feature and wrap the value \
+    in `multiproc::SelfDescribing`";
+
+/// What makes the bytes of one type not line up with another.
+const SHIFTED: &str = "a field with `#[serde(skip_serializing_if = ...)]` or \
+    `#[serde(skip_serializing)]` (postcard writes no field names, so a skipped field shifts \
+    every later one), or a sender and a receiver whose types differ";
+
+/// Turns a postcard error into a message: postcard's own text, the serde
+/// feature that likely caused it, and the fix.
 fn explain(error: postcard::Error) -> String {
+    use postcard::Error as E;
     let ours = CUSTOM.try_with(|c| c.borrow_mut().take()).ok().flatten();
-    match error {
-        postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom => {
-            ours.unwrap_or_else(|| {
-                "the type's own serde implementation returned an error (postcard does not keep \
-             its message)"
-                    .to_string()
-            })
+    let (cause, fix) = match &error {
+        E::SerdeSerCustom | E::SerdeDeCustom if ours.is_some() => {
+            return ours.unwrap_or_default();
         }
-        postcard::Error::WontImplement => "the type needs `deserialize_any` (an untagged enum, \
-            `#[serde(flatten)]` or a self-describing type such as `serde_json::Value`), which \
-            postcard's compact format cannot support; use an externally tagged enum or plain fields"
-            .to_string(),
-        other => other.to_string(),
-    }
+        E::SerdeSerCustom => {
+            return "the type's own Serialize implementation returned an error (postcard does \
+                    not keep its message)"
+                .to_string();
+        }
+        E::SerdeDeCustom => {
+            return format!(
+                "the type's own Deserialize implementation returned an error (postcard does not \
+                 keep its message). For a derived Deserialize that is an enum variant index or \
+                 a length out of range, which the likely cause is: {SHIFTED}. Fix: remove the \
+                 attribute (or use one type on both sides), or {WRAP}, which carries field names"
+            );
+        }
+        E::SerializeSeqLengthUnknown => (
+            "`#[serde(flatten)]`, or a Serialize impl that calls `serialize_seq(None)` or \
+             `serialize_map(None)`: postcard writes the length of a map or sequence before its \
+             items"
+                .to_string(),
+            format!(
+                "remove `#[serde(flatten)]` (keep the inner struct as a plain field) or give \
+                 the length, or {WRAP}"
+            ),
+        ),
+        E::DeserializeBadOption
+        | E::DeserializeBadBool
+        | E::DeserializeBadEnum
+        | E::DeserializeBadVarint
+        | E::DeserializeUnexpectedEnd
+        | E::DeserializeBadUtf8
+        | E::DeserializeBadChar => (
+            SHIFTED.to_string(),
+            format!(
+                "remove the attribute (or use one type on both sides), or {WRAP}, which \
+                 carries field names"
+            ),
+        ),
+        E::WontImplement => (
+            "the type needs `deserialize_any`, which postcard's compact format cannot give \
+             (it carries no types to look at): `#[serde(untagged)]`, `#[serde(tag = \"...\")]` \
+             (an internally tagged enum), `#[serde(flatten)]` and `serde_json::Value` need it"
+                .to_string(),
+            format!("use an externally tagged enum (no attribute) and plain fields, or {WRAP}"),
+        ),
+        other => return other.to_string(),
+    };
+    format!("{error} (postcard). Likely cause: {cause}. Fix: {fix}")
+}
+
+/// Why bytes were left over after a value: the message for trailing bytes.
+fn trailing(count: usize) -> String {
+    format!(
+        "{count} trailing bytes: the receiving type read less than the sender wrote. Likely \
+         cause: {SHIFTED}. Fix: remove the attribute (or use one type on both sides), or {WRAP}"
+    )
 }
 
 /// Encodes `value` with postcard.
@@ -457,7 +519,7 @@ impl<'a> Items<'a> {
             self.rest = &[];
             return Some(Err(CodecError::Corrupt {
                 type_name: std::any::type_name::<T>(),
-                reason: format!("{trailing} trailing bytes"),
+                reason: self::trailing(trailing),
             }));
         }
         self.left -= 1;
@@ -538,7 +600,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let _ = CUSTOM.try_with(|c| c.borrow_mut().take());
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| corrupt(explain(e)))?;
     if !rest.is_empty() {
-        return Err(corrupt(format!("{} trailing bytes", rest.len())));
+        return Err(corrupt(trailing(rest.len())));
     }
     Ok(value)
 }
@@ -776,6 +838,79 @@ mod tests {
         assert!(err.to_string().contains("trailing"), "{err}");
         let err = decode::<String>(&[2, 0xff, 0xfe]).unwrap_err();
         assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn every_postcard_error_names_its_likely_serde_cause_and_the_fix() {
+        use postcard::Error as E;
+        #[cfg(feature = "self-describing")]
+        assert_eq!(WRAP, "wrap the value in `multiproc::SelfDescribing`");
+        #[cfg(not(feature = "self-describing"))]
+        assert!(
+            WRAP.starts_with("enable multiproc's `self-describing` feature and wrap the value"),
+            "{WRAP}"
+        );
+        let check = |error: E, causes: &[&str]| {
+            let text = explain(error.clone());
+            assert!(text.starts_with(&error.to_string()), "{text}");
+            for cause in causes {
+                assert!(text.contains(cause), "{error:?}: no `{cause}` in {text}");
+            }
+            assert!(text.contains(WRAP), "{text}");
+        };
+        check(
+            E::SerializeSeqLengthUnknown,
+            &[
+                "#[serde(flatten)]",
+                "serialize_seq(None)",
+                "serialize_map(None)",
+            ],
+        );
+        for shifted in [
+            E::DeserializeBadOption,
+            E::DeserializeBadBool,
+            E::DeserializeBadEnum,
+            E::DeserializeBadVarint,
+            E::DeserializeUnexpectedEnd,
+            E::DeserializeBadUtf8,
+            E::DeserializeBadChar,
+        ] {
+            check(
+                shifted,
+                &[
+                    "#[serde(skip_serializing_if",
+                    "#[serde(skip_serializing)]",
+                    "no field names",
+                    "types differ",
+                ],
+            );
+        }
+        check(
+            E::WontImplement,
+            &[
+                "deserialize_any",
+                "#[serde(untagged)]",
+                "#[serde(tag = \"...\")]",
+                "#[serde(flatten)]",
+                "serde_json::Value",
+            ],
+        );
+        // A custom error postcard dropped the text of: the shift is the
+        // likely cause for a derived Deserialize.
+        let text = explain(E::SerdeDeCustom);
+        assert!(text.contains("does not keep its message"), "{text}");
+        assert!(text.contains("#[serde(skip_serializing_if"), "{text}");
+        assert!(text.contains(WRAP), "{text}");
+        // One of ours keeps its text, alone.
+        let _: E = custom_de_error("our own words");
+        assert_eq!(explain(E::SerdeDeCustom), "our own words");
+        let _: E = custom_ser_error("ours again");
+        assert_eq!(explain(E::SerdeSerCustom), "ours again");
+        // Trailing bytes name the same causes.
+        let text = decode::<u8>(&[1, 2]).unwrap_err().to_string();
+        assert!(text.contains("1 trailing bytes"), "{text}");
+        assert!(text.contains("#[serde(skip_serializing_if"), "{text}");
+        assert!(text.contains(WRAP), "{text}");
     }
 
     #[test]

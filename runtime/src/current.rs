@@ -1,7 +1,13 @@
 //! Who this process is: `current_process()`, `parent_process()`, `cpu_count()`.
 
+use crate::error::Result;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// This process's place in the tree, fixed before any user code runs.
 #[derive(Debug)]
@@ -15,6 +21,30 @@ pub(crate) struct Identity {
 
 static IDENTITY: OnceLock<Identity> = OnceLock::new();
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
+/// This process's authkey: 32 random bytes in the main process, the
+/// parent's choice in a child. Kept apart from [`Identity`], which prints.
+static AUTHKEY: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// This process's authkey, made on first use in the main process.
+pub(crate) fn authkey() -> &'static [u8] {
+    AUTHKEY.get_or_init(|| {
+        let mut key = vec![0; 32];
+        // As Python's `os.urandom(32)`, which raises when the system has no
+        // randomness to give.
+        if let Err(e) = getrandom::fill(&mut key) {
+            panic!("cannot make this process's authkey: getrandom failed: {e}");
+        }
+        key
+    })
+}
+
+/// Called once in a child, before the worker runs, with the key from its
+/// spawn header (an empty one, which no parent sends, leaves a random key).
+pub(crate) fn set_authkey(key: Vec<u8>) {
+    if !key.is_empty() {
+        let _ = AUTHKEY.set(key);
+    }
+}
 
 pub(crate) fn identity() -> &'static Identity {
     IDENTITY.get_or_init(|| Identity {
@@ -62,7 +92,39 @@ impl CurrentProcess {
         std::process::id()
     }
 
-    /// Whether the parent started this process as a daemon.
+    /// This process's authentication key (Python's
+    /// `current_process().authkey`): 32 random bytes in the main process,
+    /// made on first use, and in a child what its parent gave it: the
+    /// parent's own key, or the one set with
+    /// [`Process::set_authkey`](crate::Process::set_authkey). So every
+    /// process of a tree shares one secret unless told otherwise, the
+    /// secret a [`Listener`](crate::Listener) and
+    /// [`Client`](crate::Client) can authenticate each other with.
+    ///
+    /// ```
+    /// use multiproc::{Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn my_key() -> Vec<u8> {
+    ///     current_process().authkey().to_vec()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let key = current_process().authkey();
+    /// assert_eq!(key.len(), 32);
+    /// let mut p = Process::new(my_key, ());
+    /// p.start()?;
+    /// assert_eq!(p.result()?, key);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn authkey(&self) -> &'static [u8] {
+        authkey()
+    }
+
+    /// Whether the parent started this process as a daemon (`false` in the
+    /// main process). A [`Process`](crate::Process) created here starts
+    /// with this flag.
     pub fn daemon(&self) -> bool {
         self.identity.daemon
     }
@@ -80,6 +142,40 @@ pub fn current_process() -> CurrentProcess {
 }
 
 /// The process that started this one, as seen by `parent_process()`.
+///
+/// A child can watch its parent: [`is_alive`](Self::is_alive),
+/// [`join_timeout`](Self::join_timeout) and [`sentinel`](Self::sentinel),
+/// as Python's `parent_process()` offers. They go by a pidfd of the
+/// parent, opened the first time one of them is called and kept for the
+/// life of the process; it is opened only while the parent is still this
+/// process's parent (`getppid`), so a pid reused after the parent's death
+/// is never mistaken for it.
+///
+/// A multiproc child normally dies with its parent (`SIGKILL`, by
+/// `PR_SET_PDEATHSIG`), and a parent that exits normally first joins its
+/// non-daemon children and terminates its daemon ones, so a child sees its
+/// parent exit only in the moment before its own end, or if it turned
+/// the death signal off (`prctl(PR_SET_PDEATHSIG, 0)`, e.g. with
+/// `nix::sys::prctl::set_pdeathsig(None)`).
+///
+/// ```
+/// use multiproc::{Process, parent_process, worker};
+/// use std::time::Duration;
+///
+/// #[worker]
+/// fn check_parent() -> (bool, bool) {
+///     let parent = parent_process().unwrap();
+///     (parent.is_alive(), parent.join_timeout(Duration::ZERO).unwrap())
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::new(check_parent, ());
+/// p.start()?;
+/// // Alive, and not joined: it is waiting for us.
+/// assert_eq!(p.result()?, (true, false));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ParentProcess {
     pid: u32,
@@ -96,6 +192,139 @@ impl ParentProcess {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// Whether the parent is still running (Python's
+    /// `parent_process().is_alive()`).
+    pub fn is_alive(&self) -> bool {
+        !matches!(self.join_timeout(Duration::ZERO), Ok(true))
+    }
+
+    /// Waits until the parent has exited: Python's
+    /// `parent_process().join()`.
+    pub fn join(&self) -> Result<()> {
+        // An endless deadline: returns only once the parent has exited.
+        self.join_timeout(Duration::MAX).map(drop)
+    }
+
+    /// Waits at most `timeout` for the parent to exit: `true` if it has,
+    /// `false` if it is still running. A zero timeout only checks. (The
+    /// parent is not this process's child: its exit code cannot be had.)
+    ///
+    /// ```
+    /// use multiproc::{Process, parent_process, worker};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// #[worker]
+    /// fn wait_for_parent(ms: u64) -> bool {
+    ///     parent_process().unwrap().join_timeout(Duration::from_millis(ms)).unwrap()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(wait_for_parent, (20,));
+    /// p.start()?;
+    /// assert!(!p.result()?); // we outlived its wait
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now().checked_add(timeout);
+        let Some(watch) = parent_watch(self.pid) else {
+            // No pidfd: our parent has exited once we are someone else's
+            // child. Check every few milliseconds.
+            loop {
+                if reparented(self.pid) {
+                    return Ok(true);
+                }
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Ok(false);
+                }
+                let slice = Duration::from_millis(5);
+                std::thread::sleep(left.map_or(slice, |l| l.min(slice)));
+            }
+        };
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = match left {
+                None => PollTimeout::NONE,
+                // Round up, so a short wait does not spin at zero.
+                Some(t) => {
+                    PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut polled = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+            match nix::poll::poll(&mut polled, timeout) {
+                Ok(n) if n > 0 => return Ok(true),
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if left.is_some_and(|l| l.is_zero()) || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// A descriptor that polls readable (`POLLIN`) once the parent has
+    /// exited (Python's `parent_process().sentinel`), for `poll`, `epoll`
+    /// or [`wait`](crate::wait); lent for the life of the process, do not
+    /// close it. An [`Error::Io`](crate::Error::Io) of kind `Unsupported` on
+    /// a kernel without pidfds (before Linux 5.3) or when none could be
+    /// opened.
+    ///
+    /// ```
+    /// use multiproc::{Process, parent_process, wait, worker};
+    /// use std::time::Duration;
+    ///
+    /// #[worker]
+    /// fn parent_exited() -> bool {
+    ///     let sentinel = parent_process().unwrap().sentinel().unwrap();
+    ///     !wait(&[sentinel], Some(Duration::ZERO)).unwrap().is_empty()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(parent_exited, ());
+    /// p.start()?;
+    /// assert!(!p.result()?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sentinel(&self) -> Result<BorrowedFd<'static>> {
+        match parent_watch(self.pid) {
+            Some(fd) => Ok(fd.as_fd()),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no pidfd of the parent could be opened (pidfds came in Linux 5.3)",
+            )
+            .into()),
+        }
+    }
+}
+
+/// Whether this process is no longer the child of `pid` (it was reparented
+/// when its parent exited).
+fn reparented(pid: u32) -> bool {
+    nix::unistd::getppid().as_raw() as u32 != pid
+}
+
+/// The descriptor a child watches its parent by, opened on first use: a
+/// pidfd of the parent, or, if the parent had already exited, a descriptor
+/// that is readable already. `None` where no pidfd could be opened (then
+/// `getppid` tells).
+fn parent_watch(pid: u32) -> Option<&'static OwnedFd> {
+    static WATCH: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    WATCH
+        .get_or_init(|| {
+            let pidfd = crate::sys::proc::pidfd_open(pid as libc::pid_t);
+            // The parent was alive when this process started (the child
+            // checks at start-up). If it is still our parent after the open,
+            // it was alive during the open, so its pid was not reused and
+            // the pidfd is the parent's. If not, it has exited.
+            if reparented(pid) {
+                return crate::process::readable_fd().ok();
+            }
+            pidfd.ok().flatten()
+        })
+        .as_ref()
 }
 
 /// Returns the parent of this process if multiproc started it, `None` in the

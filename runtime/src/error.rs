@@ -29,6 +29,13 @@ pub enum Error {
         message: String,
         /// `file:line:column` of the panic, when known.
         location: Option<String>,
+        /// The child's backtrace of the panic, for a pool task in a child
+        /// whose `RUST_BACKTRACE` asked for one. A pool worker prints
+        /// nothing when a task panics (as Python's pool prints nothing when
+        /// a task raises): the panic is the task's result, and this is
+        /// where its trace goes (`{:?}` shows it). A `Process` child
+        /// prints its panic as a main thread would, and this is `None`.
+        backtrace: Option<String>,
     },
     /// The child exited without delivering a result (for example it called
     /// `std::process::exit`).
@@ -158,9 +165,18 @@ pub enum Error {
     /// An argument is out of range (a pool of 0 processes, a chunk size of 0).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// A queue or connection handle was closed.
+    /// A queue or connection handle was closed, or a
+    /// [`Process`](crate::Process) after [`close`](crate::Process::close)
+    /// (Python's `ValueError: process object is closed`).
     #[error("the handle is closed")]
     Closed,
+    /// [`Process::close`](crate::Process::close) was called while the
+    /// child is running (Python's `ValueError`): join or terminate it first.
+    #[error("cannot close process {pid} while it is still running: join() or terminate() it first")]
+    StillRunning {
+        /// The child's pid.
+        pid: u32,
+    },
     /// A bounded queue stayed full (Python's `queue.Full`).
     #[error("the queue is full")]
     Full,
@@ -204,6 +220,27 @@ pub enum Error {
     /// gives none.
     #[error("the queue is shut down")]
     ShutDown,
+    /// An index past the end of a fixed-length
+    /// [`ShareableList`](crate::ShareableList) (Python's `IndexError`).
+    #[error("index {index} is out of range for a list of {len} items")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The list's length.
+        len: usize,
+    },
+    /// A `str` or `bytes` item of a [`ShareableList`](crate::ShareableList)
+    /// longer than its slot (Python's `ValueError`, "bytes/str item exceeds
+    /// available storage").
+    #[error("item {index}: {len} bytes do not fit in its slot of {capacity} bytes")]
+    ItemTooLong {
+        /// The item's position.
+        index: usize,
+        /// The length of the value, in bytes (UTF-8 for a `str`).
+        len: usize,
+        /// The most its slot holds.
+        capacity: usize,
+    },
     /// Encoding or decoding failed.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -248,10 +285,12 @@ impl Error {
                 pid,
                 message,
                 location,
+                backtrace,
             } => Error::Panicked {
                 pid: *pid,
                 message: message.clone(),
                 location: location.clone(),
+                backtrace: backtrace.clone(),
             },
             Error::TaskTimedOut { pid, timeout } => Error::TaskTimedOut {
                 pid: *pid,

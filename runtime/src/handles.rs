@@ -1,14 +1,17 @@
 //! Handle passing: how `Queue`, `Pipe`, `Lock`... travel to a child.
 //!
-//! A handle travels in three places: a worker's arguments
+//! A handle travels in four places: a worker's arguments
 //! (`Process::start`), a pool task's arguments (`Pool::apply`, `map`,
-//! `imap`... at any chunk size) and a pool initializer's arguments. While
+//! `imap`... at any chunk size), a pool initializer's arguments, and a
+//! message sent over a live `Connection` or `PipeWriter` (a Unix socket:
+//! the descriptors ride with the frame's first byte, and the receiver
+//! keeps those that come while it reads that frame; `pipe.rs`). While
 //! those arguments encode, every handle inside them (at any depth)
 //! duplicates its descriptors into an outgoing table and serializes only
 //! their indices. The table goes to the child with `SCM_RIGHTS`: over the
 //! spawn socket for a worker's (and so an initializer's) arguments, over the
 //! pool worker's task socket for a task's (`pool/wire.rs` says how they are
-//! matched to their task). While the child decodes the arguments, each
+//! matched to their task), with the frame of a message. While the child decodes the arguments, each
 //! handle takes its descriptors back out of the incoming table; descriptors
 //! no handle claimed are closed. Anywhere else, serializing a handle is an
 //! error that says so.
@@ -21,8 +24,9 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// The message every handle gives when serialized outside a spawn.
 pub(crate) const NOT_IN_A_SPAWN: &str = "a multiproc handle (Queue, Pipe, Lock, ...) can only be \
-    sent to a child as (part of) a worker's arguments, a pool task's arguments or an \
-    initializer's arguments; it cannot be serialized anywhere else";
+    sent as (part of) a worker's arguments, a pool task's arguments, an initializer's \
+    arguments, or a message sent over a Pipe or a Unix-socket Connection; it cannot be \
+    serialized anywhere else";
 
 /// The descriptors of one decoding: each is taken out by the handle whose
 /// index it is.

@@ -28,15 +28,43 @@
 //! | `p.start()`, `p.join()`, `p.join(timeout)` | `p.start()?`, `p.join()?`, `p.join_timeout(d)?` |
 //! | `p.is_alive()`, `p.pid`, `p.exitcode`, `p.name`, `p.daemon` | same names, as methods |
 //! | `p.terminate()`, `p.kill()` | same |
+//! | `p.sentinel`, `p.close()`, `p.authkey` | `p.sentinel()?` (a `BorrowedFd`), `p.close()?`, `p.authkey()` / `p.set_authkey(k)?` |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | same |
+//! | `parent_process().is_alive()`, `.join(t)` | `.is_alive()`, `.join_timeout(d)?` (`true` once it has exited) |
+//! | `connection.wait([conn, p.sentinel, sock], t)` | `wait(&[&conn as &dyn Waitable, &p, &sock], Some(d))?` |
 //! | `Pool(n, initializer, initargs, maxtasksperchild)` | `Pool::builder().processes(n).initializer(f, args).max_tasks_per_child(m).build()?` |
 //! | `pool.map(f, xs)`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async` | same names; `pool.chunksize(c).map(f, xs)` for `chunksize=c` |
 //! | `with Pool() as pool:` (terminate on exit) | dropping the [`Pool`] terminates it |
 //!
+//! # What can cross the boundary
+//!
+//! Arguments, results and messages are encoded with postcard, which is
+//! compact and fast but not self-describing: it writes no field names and no
+//! types. Plain structs, tuples, `Vec`s, maps, `Option`s, externally tagged
+//! enums (serde's default), `#[serde(rename)]`, `#[serde(default)]`,
+//! `#[serde(with)]`, `#[serde(transparent)]` and `#[serde(skip)]` (on both
+//! sides) work as they are. These need a self-describing format, and fail
+//! at run time with an error that names the attribute and the fix:
+//!
+//! | serde feature | what goes wrong with postcard |
+//! |---|---|
+//! | `#[serde(skip_serializing_if = ...)]`, `#[serde(skip_serializing)]` | a skipped field shifts every later one: the receiver misreads them (a decode error) |
+//! | `#[serde(flatten)]` | encoding fails: "the length of a sequence must be known" |
+//! | `#[serde(untagged)]`, `#[serde(tag = "...")]`, `serde_json::Value` | decoding fails: they need `deserialize_any` |
+//!
+//! Wrap such a value in `SelfDescribing` (feature `self-describing`,
+//! below), which carries it as MessagePack with field names. A worker that
+//! can fail returns `Result<T, RemoteError>`: `std::io::Error` and most
+//! error types cannot be serialized ([`RemoteError`] says why).
+//!
 //! # Features
 //!
-//! Off by default; without them the crate depends on no logging crate.
+//! Off by default; without them the crate depends on no logging crate, and
+//! on no format but postcard.
 //!
+//! - `self-describing`: [`SelfDescribing<T>`](https://docs.rs/multiproc/latest/multiproc/struct.SelfDescribing.html)
+//!   carries `T` as MessagePack with field names (with `rmp-serde`), so that
+//!   the serde features above cross the boundary.
 //! - `log`: records of the [`log`](https://docs.rs/log) crate emitted in any
 //!   child (a [`Process`] or a [`Pool`] worker, at any depth) are re-emitted
 //!   in the root process's logger, with `child.name` and `child.pid` as
@@ -70,6 +98,7 @@ pub mod __fuzz;
 mod child;
 mod codec;
 mod conn;
+mod connection;
 mod current;
 mod error;
 mod handles;
@@ -79,6 +108,9 @@ mod pool;
 mod process;
 mod queue;
 mod registry;
+mod remote_error;
+#[cfg(feature = "self-describing")]
+mod self_describing;
 mod setup;
 mod shared;
 mod sync;
@@ -87,6 +119,7 @@ mod sys;
 mod wait;
 
 pub use codec::CodecError;
+pub use connection::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, IntoAddress, Listener};
 pub use current::{CurrentProcess, ParentProcess, cpu_count, current_process, parent_process};
 pub use error::{Error, Result};
 pub use pipe::{
@@ -96,9 +129,13 @@ pub use pool::{AsyncResult, Chunked, Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::{ChildProcess, Process, active_children};
 pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
 pub use registry::Worker;
+pub use remote_error::RemoteError;
+#[cfg(feature = "self-describing")]
+pub use self_describing::SelfDescribing;
 pub use setup::{Limited, Resource, Stdio, on_child_start};
 pub use shared::{
-    Array, ArrayGuard, OwnerDied, RawArray, RawValue, SharedMemory, Value, ValueGuard,
+    Array, ArrayGuard, OwnerDied, RawArray, RawValue, ShareableList, ShareableValue, SharedMemory,
+    Value, ValueGuard,
 };
 pub use sync::{
     AcquireResult, AcquireTimeoutError, Barrier, BarrierBuilder, BarrierWaitError,
@@ -173,6 +210,7 @@ mod tests {
     #[test]
     fn panics_in_unit_test_children_are_reported() {
         let mut p = Process::new(boom, ());
+        p.env("RUST_BACKTRACE", "0"); // it panics on purpose
         p.start().unwrap();
         match p.result() {
             Err(Error::Panicked {

@@ -1,41 +1,44 @@
 //! `Pipe`: typed two-way (or one-way) connections between processes,
 //! Python's `multiprocessing.Pipe`.
 //!
-//! A pipe is a close-on-exec `SOCK_STREAM` socketpair carrying codec frames
-//! (an 8-byte little-endian length, then the body). Every handle keeps a
-//! receive buffer: a blocking `recv` reads whatever is available in one
-//! syscall, and a timeout in the middle of a frame loses nothing. A send is
-//! one `sendmsg` (header and body together) under a per-handle mutex, so
-//! sends from several threads never interleave.
+//! A pipe is a close-on-exec `SOCK_STREAM` socketpair carrying CPython's
+//! frames (`multiprocessing.connection`): a 4-byte big-endian signed length,
+//! then the body; a body longer than `i32::MAX` bytes has the length -1, then
+//! an 8-byte big-endian length. A typed message's body is its postcard
+//! encoding. So every connection, a pipe's or one that a
+//! [`Listener`](crate::Listener) accepted, exchanges `send_bytes` and
+//! `recv_bytes` with Python byte for byte. Every handle keeps a receive
+//! buffer: a blocking `recv` reads whatever is available in one syscall, and
+//! a timeout in the middle of a frame loses nothing. A send is one `sendmsg`
+//! (header and body together) under a per-handle mutex, so sends from several
+//! threads never interleave.
 
 use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::error::Error;
 use crate::handles;
+use crate::sys::fdpass::{self, CmsgSpace};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice};
 use std::marker::PhantomData;
-use std::ops::Range;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-/// Length of a frame header.
-const HEADER: usize = 8;
-/// First size of a receive buffer.
+/// Length of a frame header: a big-endian `i32` (Python's `struct.pack("!i", n)`).
+const SHORT: usize = 4;
+/// Length of the header of a body longer than `i32::MAX` bytes: -1, then a
+/// big-endian `u64` (Python's `"!i"` -1, then `"!Q"` n).
+const LONG: usize = 12;
+/// The most a body buffer grows by before that much has arrived.
 const INITIAL_BUF: usize = 64 * 1024;
-/// A receive buffer larger than this is freed once empty.
+/// A body buffer larger than this is freed once its frame is delivered.
 const KEEP_BUF: usize = 4 << 20;
-/// Read at least this much at a time (compact the buffer otherwise).
-const MIN_READ: usize = 4 * 1024;
-/// A blocking receive with at least this much of a frame still to come reads
-/// it straight into the returned body (no buffer, no zeroing, no copy).
-const BIG: usize = 256 * 1024;
 
 /// Creates pipes: Python's `multiprocessing.Pipe()`.
 ///
@@ -156,6 +159,14 @@ pub enum SendError {
     /// The operating system refused.
     #[error("pipe send failed: {0}")]
     Io(io::Error),
+    /// The message holds handles (a `Queue`, a `Pipe` end, a `Lock`, ... or
+    /// a descriptor given to `send_handle`), whose descriptors only a
+    /// Unix-socket connection carries; this one is TCP. Nothing was sent.
+    #[error(
+        "the message holds multiproc handles, whose descriptors only a Unix-socket \
+         connection carries (this one is TCP); nothing was sent"
+    )]
+    HandlesNeedUnixSocket,
 }
 
 /// Why a blocking receive failed.
@@ -244,6 +255,10 @@ impl From<SendError> for Error {
             SendError::Closed => Error::Closed,
             SendError::Encode(e) => Error::Codec(e),
             SendError::Io(e) => Error::Io(e),
+            SendError::HandlesNeedUnixSocket => Error::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                SendError::HandlesNeedUnixSocket.to_string(),
+            )),
         }
     }
 }
@@ -376,254 +391,320 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()
     }
 }
 
-/// What the receive buffer holds.
-enum Status {
-    /// A whole frame; its body is `buf[body]`.
-    Frame { body: Range<usize>, len: u64 },
-    /// A header announcing more than any frame may hold: the stream is out
-    /// of step, and every receive fails at once.
-    Poisoned(u64),
-    /// `need` bytes from `start` are needed for the next step (the header,
-    /// or the whole frame whose body is `len` bytes).
-    Partial { need: usize, len: Option<u64> },
+/// The header of a body of `len` bytes, as Python writes it: the bytes, and
+/// how many of them are used.
+fn frame_header(len: u64) -> ([u8; LONG], usize) {
+    let mut header = [0u8; LONG];
+    match i32::try_from(len) {
+        Ok(short) => {
+            header[..SHORT].copy_from_slice(&short.to_be_bytes());
+            (header, SHORT)
+        }
+        Err(_) => {
+            header[..SHORT].copy_from_slice(&(-1i32).to_be_bytes());
+            header[SHORT..].copy_from_slice(&len.to_be_bytes());
+            (header, LONG)
+        }
+    }
 }
 
-/// Where a received frame is.
-enum Frame {
-    Buffered(Range<usize>),
-    Owned(Vec<u8>),
+/// What the first bytes of a frame say.
+enum Header {
+    /// At least this many bytes are needed to read the header.
+    Incomplete(usize),
+    /// A header of `size` bytes announcing a body of `len` bytes.
+    Whole { size: usize, len: u64 },
+    /// A negative length other than -1: not a frame.
+    Negative(i32),
 }
 
-/// The bytes received and not yet consumed, `buf[start..end]`. `buf` is
-/// fully initialised (safe code cannot read into spare capacity); it grows
-/// only with bytes actually received, so a lying header costs at most what
-/// the peer really sends.
+fn parse_header(bytes: &[u8]) -> Header {
+    let Some(short) = bytes.first_chunk::<SHORT>() else {
+        return Header::Incomplete(SHORT);
+    };
+    match i32::from_be_bytes(*short) {
+        n if n >= 0 => Header::Whole {
+            size: SHORT,
+            len: n as u64,
+        },
+        -1 => match bytes.get(SHORT..LONG) {
+            Some(long) => Header::Whole {
+                size: LONG,
+                len: u64::from_be_bytes(long.try_into().expect("8 bytes")),
+            },
+            None => Header::Incomplete(LONG),
+        },
+        n => Header::Negative(n),
+    }
+}
+
+/// A header that no frame may have: the stream is out of step.
+#[derive(Clone, Copy)]
+enum Bad {
+    /// It announces more than any frame may hold.
+    Oversized(u64),
+    /// It announces a negative length other than -1.
+    Negative(i32),
+}
+
+impl Bad {
+    fn error(self) -> CodecError {
+        match self {
+            Bad::Oversized(len) => CodecError::Oversized {
+                len,
+                limit: MAX_FRAME,
+            },
+            Bad::Negative(n) => CodecError::Corrupt {
+                type_name: "a frame header",
+                reason: format!("the peer announced a negative length, {n}"),
+            },
+        }
+    }
+}
+
+/// The frame being received, as far as it has arrived. Reads never go past
+/// the end of the frame in progress: the socket may be shared with other
+/// processes (a handle passed to a child while the parent keeps a copy), and
+/// whenever this handle holds no part of a frame the socket is at a frame
+/// boundary for whoever reads next. The body grows only with bytes actually
+/// received, so a lying header costs at most what the peer really sends.
 #[derive(Default)]
 struct RecvState {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// The header's bytes received so far.
+    head: Vec<u8>,
+    /// The body's bytes received so far (reused between frames).
+    body: Vec<u8>,
+    /// Descriptors that came with the frame's bytes.
+    fds: Vec<OwnedFd>,
+    /// Descriptors were lost in transit (`MSG_CTRUNC`) during this frame.
+    lost: bool,
+    /// The stream held a header no frame may have: every receive fails.
+    poisoned: Option<Bad>,
     /// The peer closed its end (every copy of it).
     eof: bool,
     /// Bytes still to drop of a frame refused by `recv_bytes_max`.
     skip: u64,
+    /// `recvmsg`'s control buffer, made at the first read.
+    space: Option<CmsgSpace>,
+}
+
+/// What [`RecvState::ready`] found.
+enum Readiness {
+    /// A receive would return at once.
+    Ready,
+    /// It would wait; `queued`: bytes of an unfinished frame wait in the
+    /// socket (so readability says nothing).
+    Waiting { queued: bool },
 }
 
 impl RecvState {
-    fn avail(&self) -> usize {
-        self.end - self.start
+    fn header(&self) -> Header {
+        parse_header(&self.head)
     }
 
-    fn header(&self) -> u64 {
-        let mut header = [0u8; HEADER];
-        header.copy_from_slice(&self.buf[self.start..self.start + HEADER]);
-        u64::from_le_bytes(header)
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.buf.len() > KEEP_BUF {
-                self.buf = Vec::new();
-            }
-        }
-    }
-
-    /// Drops what is buffered of a refused frame, then says what is left.
-    fn status(&mut self) -> Status {
-        if self.skip > 0 {
-            let dropped = self.skip.min(self.avail() as u64);
-            self.consume(dropped as usize);
-            self.skip -= dropped;
-            if self.skip > 0 {
-                return Status::Partial { need: 1, len: None };
-            }
-        }
-        let avail = self.avail();
-        if avail < HEADER {
-            return Status::Partial {
-                need: HEADER,
-                len: None,
-            };
-        }
-        let len = self.header();
-        let total = match usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_add(HEADER))
-        {
-            Some(total) if len <= MAX_FRAME => total,
-            _ => return Status::Poisoned(len),
-        };
-        if avail >= total {
-            Status::Frame {
-                body: self.start + HEADER..self.start + total,
-                len,
-            }
+    /// Forgets the frame in progress (its descriptors close).
+    fn reset(&mut self) {
+        self.head.clear();
+        if self.body.capacity() > KEEP_BUF {
+            self.body = Vec::new();
         } else {
-            Status::Partial {
-                need: total,
-                len: Some(len),
-            }
+            self.body.clear();
         }
+        self.fds.clear();
+        self.lost = false;
     }
 
-    /// Makes room to read into, for `need` bytes from `start`: compacts, or
-    /// grows by at most doubling.
-    fn make_room(&mut self, need: usize) -> io::Result<()> {
-        if self.start > 0
-            && (self.buf.len() - self.start < need || self.buf.len() - self.end < MIN_READ)
-        {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        // Grow only when full: with the data received, not with the header.
-        if self.end == self.buf.len() {
-            let target = (self.start + need)
-                .min(self.buf.len().saturating_mul(2))
-                .max(INITIAL_BUF)
-                .max(self.end + 1);
-            self.buf
-                .try_reserve_exact(target - self.buf.len())
-                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-            self.buf.resize(target, 0);
-        }
-        Ok(())
-    }
-
-    /// Reads once: blocking without deadline (no poll first), else without
-    /// blocking and then polling until the deadline.
-    fn fill(&mut self, stream: &UnixStream, need: usize, deadline: Deadline) -> Result<(), Fail> {
-        self.make_room(need).map_err(Fail::Io)?;
+    /// Reads once, at most `max` bytes, appending to `head` or `body`
+    /// (`into_body`), which has room: blocking without deadline, else
+    /// without blocking and then polling until the deadline. Descriptors
+    /// that come are kept with the frame.
+    fn read(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        into_body: bool,
+        max: usize,
+        deadline: Deadline,
+    ) -> Result<usize, Fail> {
+        let space = self.space.get_or_insert_with(CmsgSpace::new);
+        let buf = if into_body {
+            &mut self.body
+        } else {
+            &mut self.head
+        };
+        let fds = &mut self.fds;
         loop {
-            let end = self.end;
-            let spare = &mut self.buf[end..];
-            let got = match deadline {
-                Deadline::Forever => (&mut &*stream).read(spare),
-                Deadline::At(_) => socket::recv(stream.as_raw_fd(), spare, MsgFlags::MSG_DONTWAIT)
-                    .map_err(io::Error::from),
-            };
-            match got {
-                Ok(0) => {
+            let wait = matches!(deadline, Deadline::Forever);
+            match fdpass::recv_append(fd, buf, max, wait, space, |fd| fds.push(fd)) {
+                Ok((0, _)) => {
                     self.eof = true;
-                    return Ok(());
+                    return Ok(0);
                 }
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(());
+                Ok((n, lost)) => {
+                    self.lost |= lost;
+                    return Ok(n);
                 }
-                Err(e) => match e.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    // The peer died with data of ours unread: it is gone.
-                    io::ErrorKind::ConnectionReset => {
-                        self.eof = true;
-                        return Ok(());
-                    }
-                    io::ErrorKind::WouldBlock => {
-                        let left = deadline.remaining()?;
-                        wait_readable(stream.as_fd(), left).map_err(Fail::Io)?;
-                    }
-                    _ => return Err(Fail::Io(e)),
-                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.remaining()?;
+                    wait_readable(fd, left).map_err(Fail::Io)?;
+                }
+                Err(e) => return Err(Fail::Io(e)),
             }
         }
+    }
+
+    /// Drops what is left of a refused frame as it arrives.
+    fn drain_skip(&mut self, fd: BorrowedFd<'_>, deadline: Deadline) -> Result<(), Fail> {
+        while self.skip > 0 && !self.eof {
+            self.body.clear();
+            let step = self.skip.min(INITIAL_BUF as u64) as usize;
+            self.body.reserve(step);
+            let n = self.read(fd, true, step, deadline)?;
+            self.skip -= n as u64;
+            self.reset();
+        }
+        self.skip = 0;
+        Ok(())
     }
 
     /// The end of the stream came in the middle of a frame (or of nothing).
     fn cut_short(&mut self) -> Fail {
-        self.skip = 0;
-        let avail = self.avail();
-        if avail == 0 {
-            return Fail::Closed;
-        }
-        let (expected, got) = if avail < HEADER {
-            (HEADER as u64, avail as u64)
-        } else {
-            (self.header(), (avail - HEADER) as u64)
+        let fail = match self.header() {
+            Header::Incomplete(_) if self.head.is_empty() => Fail::Closed,
+            Header::Incomplete(need) => truncated(need as u64, self.head.len()),
+            Header::Whole { len, .. } => truncated(len, self.body.len()),
+            // Poisoned before the end was seen.
+            Header::Negative(_) => Fail::Closed,
         };
-        self.consume(avail);
-        Fail::Decode(CodecError::Truncated { expected, got })
+        self.reset();
+        fail
     }
 
-    /// Refuses the frame at `start` (its body is `len` bytes): it is dropped
-    /// as it arrives.
+    /// Refuses the frame in progress (its body is `len` bytes): the rest of
+    /// it is dropped as it arrives.
     fn refuse(&mut self, len: u64, max: u64) -> Fail {
-        self.consume(HEADER);
-        self.skip = len;
-        self.status();
+        self.skip = len - self.body.len() as u64;
+        self.reset();
         Fail::Decode(CodecError::Oversized { len, limit: max })
     }
 
-    /// The next whole frame of at most `max` bytes.
-    fn next_frame(
-        &mut self,
-        stream: &UnixStream,
-        max: u64,
-        deadline: Deadline,
-    ) -> Result<Frame, Fail> {
+    fn poison(&mut self, bad: Bad) -> Fail {
+        self.poisoned = Some(bad);
+        self.reset();
+        Fail::Decode(bad.error())
+    }
+
+    /// Receives until the frame in progress, of at most `max` bytes, is
+    /// whole in `head`, `body` and `fds`.
+    fn next_frame(&mut self, fd: BorrowedFd<'_>, max: u64, deadline: Deadline) -> Result<(), Fail> {
         loop {
-            match self.status() {
-                Status::Frame { len, .. } if len > max => return Err(self.refuse(len, max)),
-                Status::Frame { body, .. } => return Ok(Frame::Buffered(body)),
-                Status::Poisoned(len) => {
-                    return Err(Fail::Decode(CodecError::Oversized {
-                        len,
-                        limit: MAX_FRAME,
-                    }));
+            if let Some(bad) = self.poisoned {
+                return Err(Fail::Decode(bad.error()));
+            }
+            self.drain_skip(fd, deadline)?;
+            match self.header() {
+                Header::Incomplete(need) => {
+                    if self.eof {
+                        return Err(self.cut_short());
+                    }
+                    self.head.reserve_exact(LONG);
+                    self.read(fd, false, need - self.head.len(), deadline)?;
                 }
-                Status::Partial { len: Some(len), .. } if len > max => {
-                    return Err(self.refuse(len, max));
+                Header::Negative(n) => return Err(self.poison(Bad::Negative(n))),
+                Header::Whole { len, .. } if len > MAX_FRAME || usize::try_from(len).is_err() => {
+                    return Err(self.poison(Bad::Oversized(len)));
                 }
-                Status::Partial { .. } if self.eof => return Err(self.cut_short()),
-                Status::Partial { need, len } => {
-                    if let (Deadline::Forever, Some(len)) = (deadline, len) {
-                        if need - self.avail() >= BIG {
-                            return self.read_big(stream, len);
+                Header::Whole { len, .. } if len > max => return Err(self.refuse(len, max)),
+                Header::Whole { len, .. } => {
+                    let (len, have) = (len as usize, self.body.len());
+                    if have == len {
+                        return Ok(());
+                    }
+                    if self.eof {
+                        return Err(self.cut_short());
+                    }
+                    if self.body.capacity() == have {
+                        // Grow with the data received, by at most doubling.
+                        let step = (len - have).min(have.max(INITIAL_BUF));
+                        if self.body.try_reserve_exact(step).is_err() {
+                            self.skip = (len - have) as u64;
+                            self.reset();
+                            return Err(Fail::Io(io::ErrorKind::OutOfMemory.into()));
                         }
                     }
-                    self.fill(stream, need, deadline)?;
+                    self.read(fd, true, len - have, deadline)?;
                 }
             }
         }
     }
 
-    /// Reads the rest of a large frame (header buffered) straight into its
-    /// own vector, growing it with the data received.
-    fn read_big(&mut self, stream: &UnixStream, len: u64) -> Result<Frame, Fail> {
-        let oom = || Fail::Io(io::ErrorKind::OutOfMemory.into());
-        let total = len as usize; // checked against usize by `status`
-        let mut body = Vec::new();
-        let have = self.avail() - HEADER;
-        body.try_reserve_exact(have).map_err(|_| oom())?;
-        body.extend_from_slice(&self.buf[self.start + HEADER..self.end]);
-        self.consume(self.avail());
-        while body.len() < total {
-            let step = (total - body.len()).min(body.len().max(1 << 20));
-            if body.try_reserve_exact(step).is_err() {
-                self.skip = (total - body.len()) as u64;
-                return Err(oom());
-            }
-            // `read_to_end` reads into spare capacity (no zeroing) and
-            // retries interrupted reads.
-            match (&mut &*stream).take(step as u64).read_to_end(&mut body) {
-                Ok(n) if n == step => {}
-                Ok(_) => {
-                    self.eof = true;
-                    return Err(truncated(len, body.len()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    self.eof = true;
-                    return Err(truncated(len, body.len()));
-                }
-                Err(e) => {
-                    self.skip = (total - body.len()) as u64;
-                    return Err(Fail::Io(e));
-                }
-            }
+    /// Whether a receive would return at once, found without taking a byte
+    /// of a frame not begun out of the socket (other processes may read
+    /// it): the header is peeked (`MSG_PEEK`), and the bytes waiting are
+    /// counted (`FIONREAD`). Only the rest of a frame this handle refused is
+    /// read, and dropped.
+    fn ready(&mut self, fd: BorrowedFd<'_>) -> Readiness {
+        if self.poisoned.is_some() || self.eof {
+            return Readiness::Ready;
         }
-        Ok(Frame::Owned(body))
+        match self.drain_skip(fd, Deadline::now()) {
+            Ok(()) if self.eof => return Readiness::Ready,
+            Ok(()) => {}
+            Err(Fail::Timeout) => return Readiness::Waiting { queued: false },
+            Err(_) => return Readiness::Ready,
+        }
+        let Ok(queued) = fdpass::queued(fd) else {
+            return Readiness::Ready; // a receive would fail
+        };
+        let missing = match self.header() {
+            Header::Negative(_) => return Readiness::Ready,
+            Header::Whole { len, .. } if len > MAX_FRAME => return Readiness::Ready,
+            Header::Whole { len, .. } => len - self.body.len() as u64,
+            Header::Incomplete(_) => {
+                let mut head = [0u8; LONG];
+                let have = self.head.len();
+                head[..have].copy_from_slice(&self.head);
+                let peeked = loop {
+                    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+                    match socket::recv(fd.as_raw_fd(), &mut head[have..], flags) {
+                        Ok(n) => break n,
+                        Err(Errno::EINTR) => {}
+                        Err(Errno::EAGAIN) => return Readiness::Waiting { queued: false },
+                        // A receive would see the end, or fail.
+                        Err(_) => return Readiness::Ready,
+                    }
+                };
+                if peeked == 0 {
+                    return Readiness::Ready; // the end: `Closed` or truncated
+                }
+                match parse_header(&head[..have + peeked]) {
+                    Header::Whole { size, len } if len <= MAX_FRAME => (size - have) as u64 + len,
+                    Header::Whole { .. } | Header::Negative(_) => return Readiness::Ready,
+                    // A peek stops at bytes that carry descriptors: with more
+                    // queued than a header, a receive goes on at once.
+                    Header::Incomplete(_) if queued >= LONG - have => return Readiness::Ready,
+                    Header::Incomplete(_) => u64::MAX,
+                }
+            }
+        };
+        if queued as u64 >= missing || peer_closed(fd) {
+            Readiness::Ready
+        } else {
+            Readiness::Waiting { queued: queued > 0 }
+        }
+    }
+}
+
+/// Whether the peer has closed its end (so a frame cut short never ends).
+fn peer_closed(fd: BorrowedFd<'_>) -> bool {
+    let mut polled = [PollFd::new(
+        fd,
+        PollFlags::from_bits_retain(libc::POLLRDHUP),
+    )];
+    match nix::poll::poll(&mut polled, PollTimeout::ZERO) {
+        Ok(_) => polled[0].revents().is_some_and(|r| {
+            r.intersects(PollFlags::from_bits_retain(libc::POLLRDHUP) | PollFlags::POLLHUP)
+        }),
+        Err(_) => true,
     }
 }
 
@@ -642,14 +723,20 @@ struct Inner {
     /// Serialises sends, so frames from several threads never interleave.
     send: Mutex<()>,
     recv: Mutex<RecvState>,
+    /// A Unix socket, which carries descriptors (TCP does not).
+    unix: bool,
 }
 
 impl Inner {
     fn new(stream: UnixStream) -> Arc<Inner> {
+        let unix = socket::getsockname::<socket::SockaddrStorage>(stream.as_raw_fd())
+            .map(|a| a.as_unix_addr().is_some())
+            .unwrap_or(false);
         Arc::new(Inner {
             stream: Mutex::new(Some(Arc::new(stream))),
             send: Mutex::new(()),
             recv: Mutex::new(RecvState::default()),
+            unix,
         })
     }
 
@@ -684,41 +771,88 @@ impl Inner {
     fn write(&self, parts: &mut [IoSlice<'_>]) -> Result<(), SendError> {
         let stream = self.stream().ok_or(SendError::Closed)?;
         let _serial = lock(&self.send);
-        let mut parts = parts;
-        IoSlice::advance_slices(&mut parts, 0);
-        while !parts.is_empty() {
-            let fd = stream.as_raw_fd();
-            let sent = match parts {
-                // `send` is cheaper than `sendmsg` for one buffer.
-                [one] => socket::send(fd, one, MsgFlags::MSG_NOSIGNAL),
-                _ => socket::sendmsg::<()>(fd, parts, &[], MsgFlags::MSG_NOSIGNAL, None),
-            };
-            match sent {
-                Ok(n) => IoSlice::advance_slices(&mut parts, n),
-                Err(Errno::EINTR) => {}
-                Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(SendError::Closed),
-                Err(e) => return Err(SendError::Io(e.into())),
-            }
-        }
-        Ok(())
+        write_all(&stream, parts)
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
         codec::with_scratch(|frame| {
-            frame.extend_from_slice(&[0; HEADER]);
-            codec::encode_into(value, frame).map_err(SendError::Encode)?;
-            let len = (frame.len() - HEADER) as u64;
+            // Room for the longer header; the frame starts where its header does.
+            frame.extend_from_slice(&[0; LONG]);
+            // The handles inside `value` give their descriptors to `fds`.
+            let (encoded, fds) = handles::collecting(|| codec::encode_into(value, frame));
+            encoded.map_err(SendError::Encode)?;
+            let len = (frame.len() - LONG) as u64;
             check_len(len)?;
-            frame[..HEADER].copy_from_slice(&len.to_le_bytes());
-            self.write(&mut [IoSlice::new(frame)])
+            let (header, size) = frame_header(len);
+            let at = LONG - size;
+            frame[at..LONG].copy_from_slice(&header[..size]);
+            if fds.is_empty() {
+                self.write(&mut [IoSlice::new(&frame[at..])])
+            } else {
+                self.write_with_fds(&frame[at..], &fds, std::any::type_name::<T>())
+            }
         })
+    }
+
+    /// Writes `bytes` with `fds` attached to their first byte, so that they
+    /// reach the receiver with the frame that names them.
+    fn write_with_fds(
+        &self,
+        bytes: &[u8],
+        fds: &[OwnedFd],
+        type_name: &'static str,
+    ) -> Result<(), SendError> {
+        if !self.unix {
+            return Err(SendError::HandlesNeedUnixSocket);
+        }
+        if fds.len() > fdpass::MAX_FDS_PER_MESSAGE {
+            return Err(SendError::Encode(CodecError::Unencodable {
+                type_name,
+                reason: format!(
+                    "it holds handles of {} descriptors; one message carries at most {}",
+                    fds.len(),
+                    fdpass::MAX_FDS_PER_MESSAGE
+                ),
+            }));
+        }
+        let stream = self.stream().ok_or(SendError::Closed)?;
+        let _serial = lock(&self.send);
+        let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let rights = [socket::ControlMessage::ScmRights(&raw)];
+        let sent = loop {
+            let iov = [IoSlice::new(bytes)];
+            match socket::sendmsg::<()>(
+                stream.as_raw_fd(),
+                &iov,
+                &rights,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(SendError::Closed),
+                Err(e) => return Err(SendError::Io(e.into())),
+            }
+        };
+        // The descriptors went with the first byte; the rest is plain.
+        write_all(&stream, &mut [IoSlice::new(&bytes[sent..])])
+    }
+
+    /// Python's `reduction.send_handle`: one byte (the count of
+    /// descriptors, 1) outside any frame, with `fd` attached.
+    fn send_handle(&self, fd: BorrowedFd<'_>) -> Result<(), SendError> {
+        if !self.unix {
+            return Err(SendError::HandlesNeedUnixSocket);
+        }
+        let dup = fd.try_clone_to_owned().map_err(SendError::Io)?;
+        self.write_with_fds(&[1], &[dup], "OwnedFd")
     }
 
     fn send_bytes(&self, body: &[u8]) -> Result<(), SendError> {
         let len = body.len() as u64;
         check_len(len)?;
-        let header = len.to_le_bytes();
-        self.write(&mut [IoSlice::new(&header), IoSlice::new(body)])
+        let (header, size) = frame_header(len);
+        self.write(&mut [IoSlice::new(&header[..size]), IoSlice::new(body)])
     }
 
     /// Takes the receive lock, waiting at most until `deadline` for another
@@ -744,33 +878,70 @@ impl Inner {
     fn recv<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T, Fail> {
         let mut state = self.lock_recv(deadline)?;
         let stream = self.stream().ok_or(Fail::Closed)?;
-        match state.next_frame(&stream, MAX_FRAME, deadline)? {
-            Frame::Buffered(body) => {
-                let value = codec::decode(&state.buf[body.clone()]);
-                let used = body.end - state.start;
-                state.consume(used);
-                value.map_err(Fail::Decode)
-            }
-            Frame::Owned(body) => codec::decode(&body).map_err(Fail::Decode),
+        state.next_frame(stream.as_fd(), MAX_FRAME, deadline)?;
+        if state.lost {
+            state.reset();
+            return Err(Fail::Io(io::Error::other(
+                "the descriptors that came with the message were lost (this process's \
+                 descriptor table is full?); the message was dropped",
+            )));
+        }
+        let fds = std::mem::take(&mut state.fds);
+        // The handles inside take their descriptors; the rest close.
+        let value = handles::decode_with_fds(&state.body, fds);
+        state.reset();
+        value.map_err(Fail::Decode)
+    }
+
+    /// Python's `reduction.recv_handle`: the one byte `send_handle` wrote,
+    /// and the descriptor that came with it.
+    fn recv_handle(&self) -> Result<OwnedFd, Fail> {
+        let mut state = self.lock_recv(Deadline::Forever)?;
+        let stream = self.stream().ok_or(Fail::Closed)?;
+        if !state.head.is_empty() || state.skip > 0 {
+            return Err(Fail::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "recv_handle in the middle of a message (a receive timed out half-way)",
+            )));
+        }
+        if state.eof {
+            return Err(Fail::Closed);
+        }
+        state.head.reserve_exact(LONG);
+        let n = state.read(stream.as_fd(), false, 1, Deadline::Forever)?;
+        let byte = state.head.first().copied();
+        let lost = state.lost;
+        let mut fds = std::mem::take(&mut state.fds);
+        state.reset();
+        if n == 0 {
+            return Err(Fail::Closed);
+        }
+        match (byte, fds.len(), lost) {
+            (Some(1), 1, false) => Ok(fds.pop().expect("one descriptor")),
+            _ => Err(Fail::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "expected one descriptor sent by send_handle, got the byte {byte:?} with {} \
+                     descriptor(s){}",
+                    fds.len(),
+                    if lost { " (some lost)" } else { "" }
+                ),
+            ))),
         }
     }
 
     fn recv_bytes(&self, max: u64, deadline: Deadline) -> Result<Vec<u8>, Fail> {
         let mut state = self.lock_recv(deadline)?;
         let stream = self.stream().ok_or(Fail::Closed)?;
-        match state.next_frame(&stream, max, deadline)? {
-            Frame::Buffered(body) => {
-                let bytes = state.buf[body.clone()].to_vec();
-                let used = body.end - state.start;
-                state.consume(used);
-                Ok(bytes)
-            }
-            Frame::Owned(body) => Ok(body),
-        }
+        state.next_frame(stream.as_fd(), max, deadline)?;
+        let body = std::mem::take(&mut state.body);
+        state.reset();
+        Ok(body)
     }
 
     /// Whether a receive would return before `deadline`: a whole message is
-    /// (or becomes) available, or the receive would fail at once.
+    /// (or becomes) available, or the receive would fail at once. Takes no
+    /// byte of a message out of the socket.
     fn poll(&self, deadline: Deadline) -> bool {
         let Ok(mut state) = self.lock_recv(deadline) else {
             return false; // another thread is receiving
@@ -778,17 +949,34 @@ impl Inner {
         let Some(stream) = self.stream() else {
             return true; // closed: a receive fails at once
         };
+        let mut pause = Duration::from_micros(50);
         loop {
-            let need = match state.status() {
-                Status::Frame { .. } | Status::Poisoned(_) => return true,
-                Status::Partial { .. } if state.eof => return true,
-                Status::Partial { need, .. } => need,
+            let queued = match state.ready(stream.as_fd()) {
+                Readiness::Ready => return true,
+                Readiness::Waiting { queued } => queued,
             };
-            match state.fill(&stream, need, deadline) {
-                Ok(()) => {}
-                Err(Fail::Timeout) => return false,
-                Err(_) => return true,
+            let Ok(left) = deadline.remaining() else {
+                return false;
+            };
+            if queued {
+                // The socket stays readable with part of a frame in it:
+                // look again, more and more slowly.
+                std::thread::sleep(pause.min(left.unwrap_or(pause)));
+                pause = (pause * 2).min(Duration::from_millis(5));
+            } else if wait_readable(stream.as_fd(), left).is_err() {
+                return true;
             }
+        }
+    }
+
+    /// For `wait`: the socket to poll, unless bytes of an unfinished frame
+    /// wait in it (it then polls readable while no message is ready, and
+    /// `wait` must look again after a while instead).
+    fn wait_stream(&self) -> Option<Arc<UnixStream>> {
+        let stream = self.stream()?;
+        match fdpass::queued(stream.as_fd()) {
+            Ok(0) => Some(stream),
+            _ => None,
         }
     }
 
@@ -812,6 +1000,29 @@ impl Inner {
             .field("fd", &self.stream().map(|s| s.as_raw_fd()))
             .finish()
     }
+}
+
+/// Writes `parts` to `stream` (the send lock held) as one stream of bytes:
+/// one `sendmsg` when the socket has room, with `MSG_NOSIGNAL` so a closed
+/// peer is an error, not a signal.
+fn write_all(stream: &UnixStream, parts: &mut [IoSlice<'_>]) -> Result<(), SendError> {
+    let mut parts = parts;
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let fd = stream.as_raw_fd();
+        let sent = match parts {
+            // `send` is cheaper than `sendmsg` for one buffer.
+            [one] => socket::send(fd, one, MsgFlags::MSG_NOSIGNAL),
+            _ => socket::sendmsg::<()>(fd, parts, &[], MsgFlags::MSG_NOSIGNAL, None),
+        };
+        match sent {
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(SendError::Closed),
+            Err(e) => return Err(SendError::Io(e.into())),
+        }
+    }
+    Ok(())
 }
 
 fn check_len(len: u64) -> Result<(), SendError> {
@@ -916,7 +1127,6 @@ impl<T> Connection<T> {
     /// A connection over a connected stream socket (Unix or TCP) that a
     /// [`Listener`](crate::Listener) accepted or a
     /// [`Client`](crate::Client) connected, after its handshake.
-    #[allow(dead_code)] // used by the `connection` module, next
     pub(crate) fn from_socket(socket: std::os::fd::OwnedFd) -> Self {
         Connection::from_inner(Inner::new(UnixStream::from(socket)))
     }
@@ -961,6 +1171,36 @@ macro_rules! send_methods {
             /// ```
             pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
                 self.inner.send_bytes(bytes)
+            }
+
+            /// Sends a duplicate of `fd` (any open descriptor: a file, a
+            /// socket, a pipe), which the other end takes with `recv_handle`
+            /// (Python's `multiprocessing.reduction.send_handle`, byte for
+            /// byte: one byte outside any message, the descriptor attached
+            /// with `SCM_RIGHTS`). `fd` stays open here.
+            ///
+            /// Only a Unix-socket connection carries descriptors: over TCP
+            /// this is [`SendError::HandlesNeedUnixSocket`].
+            ///
+            /// ```
+            /// use std::io::{Read, Seek, Write};
+            /// use std::os::fd::AsFd;
+            #[doc = concat!("let (rx, tx) = ", "multiproc::Pipe::<()>::", $new, "()?;")]
+            /// let path = std::env::temp_dir().join(format!("send-handle-{}", std::process::id()));
+            /// let mut file = std::fs::File::options()
+            ///     .read(true).write(true).create(true).truncate(true).open(&path)?;
+            /// std::fs::remove_file(&path)?;
+            /// file.write_all(b"hello")?;
+            /// tx.send_handle(file.as_fd())?;
+            /// let mut same = std::fs::File::from(rx.recv_handle()?);
+            /// same.rewind()?; // one open file, one offset
+            /// let mut text = String::new();
+            /// same.read_to_string(&mut text)?;
+            /// assert_eq!(text, "hello");
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn send_handle(&self, fd: BorrowedFd<'_>) -> Result<(), SendError> {
+                self.inner.send_handle(fd)
             }
         }
     };
@@ -1036,6 +1276,32 @@ macro_rules! recv_methods {
                 Ok(self.inner.recv_bytes(MAX_FRAME, Deadline::Forever)?)
             }
 
+            /// Waits for a descriptor sent with `send_handle` (Python's
+            /// `multiprocessing.reduction.recv_handle`) and returns it, open
+            /// and close-on-exec in this process.
+            ///
+            /// Every copy of the other end closed is [`RecvError::Closed`];
+            /// anything but one byte with one descriptor attached (a
+            /// message sent with `send`, say) is [`RecvError::Io`] of kind
+            /// `InvalidData`, and that byte is consumed.
+            ///
+            /// ```
+            /// use std::os::fd::AsFd;
+            #[doc = concat!("let (rx, tx) = ", "multiproc::Pipe::<()>::", $new, "()?;")]
+            /// let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+            /// tx.send_handle(theirs.as_fd())?;
+            /// drop(theirs);
+            /// let got = std::os::unix::net::UnixStream::from(rx.recv_handle()?);
+            /// std::io::Write::write_all(&mut ours, b"x")?;
+            /// let mut byte = [0];
+            /// std::io::Read::read_exact(&mut &got, &mut byte)?;
+            /// assert_eq!(&byte, b"x");
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn recv_handle(&self) -> Result<OwnedFd, RecvError> {
+                Ok(self.inner.recv_handle()?)
+            }
+
             /// As [`recv_bytes`](Self::recv_bytes), but a message longer than
             /// `max_len` is an error (Python's `maxlength`):
             /// [`RecvError::Decode`] with [`CodecError::Oversized`]. That
@@ -1098,7 +1364,7 @@ macro_rules! recv_methods {
             /// For `wait`: the socket to poll, kept open while it is used
             /// (`None` once closed).
             pub(crate) fn wait_stream(&self) -> Option<Arc<UnixStream>> {
-                self.inner.stream()
+                self.inner.wait_stream()
             }
         }
     };
@@ -1157,8 +1423,9 @@ macro_rules! common {
         }
 
         /// Wraps one end of a connected Unix stream socket; the other end
-        /// must speak the same frames (another multiproc pipe end, or code
-        /// writing an 8-byte little-endian length before each message).
+        /// must speak the same frames (another multiproc pipe end, Python's
+        /// `multiprocessing.connection.Connection`, or code writing a
+        /// 4-byte big-endian length before each message).
         ///
         /// ```
         /// use std::os::unix::net::UnixStream;
@@ -1222,9 +1489,9 @@ mod tests {
     fn a_timeout_mid_frame_loses_nothing() {
         let (conn, mut raw) = raw_pair::<String>();
         let body = codec::encode(&"hello".to_string()).unwrap();
-        let mut frame = (body.len() as u64).to_le_bytes().to_vec();
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
-        for split in [3, 8, 10] {
+        for split in [3, 4, 8] {
             raw.write_all(&frame[..split]).unwrap();
             let r = conn.recv_timeout(Duration::from_millis(5));
             assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "split {split}");
@@ -1237,11 +1504,13 @@ mod tests {
     #[test]
     fn buffer_grows_with_data_not_with_the_header() {
         let (conn, mut raw) = raw_pair::<Vec<u8>>();
-        // Announce 4 GiB, send 10 bytes: the buffer stays small.
-        raw.write_all(&MAX_FRAME.to_le_bytes()).unwrap();
+        // Announce 4 GiB (Python's long form), send 10 bytes: the buffer
+        // stays small.
+        raw.write_all(&(-1i32).to_be_bytes()).unwrap();
+        raw.write_all(&MAX_FRAME.to_be_bytes()).unwrap();
         raw.write_all(&[0; 10]).unwrap();
         assert!(conn.recv_timeout(Duration::from_millis(20)).is_err());
-        assert!(conn.inner.recv.lock().unwrap().buf.len() <= INITIAL_BUF);
+        assert!(conn.inner.recv.lock().unwrap().body.capacity() <= INITIAL_BUF);
         drop(raw);
         match conn.recv() {
             Err(RecvError::Decode(CodecError::Truncated { expected, got })) => {
@@ -1250,6 +1519,62 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(conn.recv(), Err(RecvError::Closed)));
+    }
+
+    #[test]
+    fn frames_are_pythons_on_the_wire() {
+        use std::io::Read;
+        let (conn, mut raw) = raw_pair::<String>();
+        conn.send_bytes(b"abc").unwrap();
+        conn.send_bytes(b"").unwrap();
+        conn.send(&"hi".to_string()).unwrap();
+        let mut wire = [0u8; 4 + 3 + 4 + 4 + 3];
+        raw.read_exact(&mut wire).unwrap();
+        assert_eq!(
+            wire,
+            [
+                0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 0, 0, 0, 0, 3, 2, b'h', b'i'
+            ]
+        );
+        // Python's reader accepts the long form for any length; so do we.
+        raw.write_all(&(-1i32).to_be_bytes()).unwrap();
+        raw.write_all(&3u64.to_be_bytes()).unwrap();
+        raw.write_all(&[2, b'o', b'k']).unwrap();
+        raw.write_all(&[0, 0, 0, 1, b'x']).unwrap();
+        assert_eq!(conn.recv_timeout(Duration::from_secs(5)).unwrap(), "ok");
+        assert_eq!(conn.recv_bytes().unwrap(), b"x");
+    }
+
+    #[test]
+    fn the_long_header_is_written_only_past_i32_max() {
+        assert_eq!(frame_header(0).1, SHORT);
+        assert_eq!(frame_header(i32::MAX as u64).1, SHORT);
+        assert_eq!(
+            &frame_header(i32::MAX as u64).0[..SHORT],
+            &[0x7f, 0xff, 0xff, 0xff]
+        );
+        let (header, size) = frame_header(i32::MAX as u64 + 1);
+        assert_eq!(size, LONG);
+        assert_eq!(header, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_negative_length_is_a_typed_error_every_time() {
+        let (conn, mut raw) = raw_pair::<Vec<u8>>();
+        raw.write_all(&(-2i32).to_be_bytes()).unwrap();
+        for _ in 0..2 {
+            match conn.recv_timeout(Duration::from_secs(5)) {
+                Err(RecvTimeoutError::Decode(CodecError::Corrupt { reason, .. })) => {
+                    assert!(reason.contains("negative length, -2"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(conn.poll());
+        assert!(matches!(
+            conn.recv_bytes(),
+            Err(RecvError::Decode(CodecError::Corrupt { .. }))
+        ));
     }
 
     #[test]
@@ -1280,7 +1605,7 @@ mod tests {
                 Err(RecvError::Decode(CodecError::Oversized { len, limit: 1024 })) if len == 5 << 20
             ));
             assert_eq!(b.recv_bytes_max(1024).unwrap(), b"next");
-            assert!(b.inner.recv.lock().unwrap().buf.len() <= 2 * INITIAL_BUF);
+            assert!(b.inner.recv.lock().unwrap().body.capacity() <= 2 * INITIAL_BUF);
         });
     }
 }

@@ -88,11 +88,18 @@ pub struct Process<W: Worker> {
     name: String,
     daemon: bool,
     child: Option<ChildProcess>,
-    result_taken: bool,
+    /// Set by the one `result()` call that takes the value (`result` takes
+    /// `&self`, so that it can be used beside `name()` and from threads).
+    result_taken: std::sync::atomic::AtomicBool,
     setup: ChildSetup,
     init: Option<Result<Initializer>>,
     /// The parent's ends of piped stdin, stdout and stderr, once started.
     pipes: [Option<OwnedFd>; 3],
+    /// The child's authkey; this process's unless set.
+    authkey: Vec<u8>,
+    /// Set by [`close`](Self::close): the pid and exit code it had, if it
+    /// was started.
+    closed: Option<Option<(u32, i32)>>,
 }
 
 impl<W: Worker> std::fmt::Debug for Process<W> {
@@ -112,7 +119,10 @@ impl<W: Worker> Process<W> {
     /// parameter, `()` for none). Nothing starts until [`start`](Self::start).
     ///
     /// The default name is `Process-N` (`Process-N:M` in a child), numbered in
-    /// creation order as Python does.
+    /// creation order as Python does. The daemon flag starts as this
+    /// process's own ([`current_process().daemon()`](crate::CurrentProcess::daemon)),
+    /// as Python copies it: `false` in the main process, `true` in a daemon
+    /// child.
     ///
     /// ```
     /// # use multiproc::{Process, worker};
@@ -131,12 +141,14 @@ impl<W: Worker> Process<W> {
             args: Some(args),
             path,
             name,
-            daemon: false,
+            daemon: current::identity().daemon,
+            authkey: current::authkey().to_vec(),
             child: None,
-            result_taken: false,
+            result_taken: std::sync::atomic::AtomicBool::new(false),
             setup: ChildSetup::default(),
             init: None,
             pipes: [None, None, None],
+            closed: None,
         }
     }
 
@@ -330,7 +342,7 @@ impl<W: Worker> Process<W> {
     /// ```
     pub fn initializer<I: Worker>(&mut self, worker: I, args: I::Args) -> &mut Self {
         let _ = worker;
-        self.init = Some(Initializer::encode(I::NAME, &args));
+        self.init = Some(Initializer::encode(I::ID, &args));
         self
     }
 
@@ -380,7 +392,28 @@ impl<W: Worker> Process<W> {
     }
 
     /// Whether the process is a daemon: terminated, not joined, when its
-    /// parent exits.
+    /// parent exits. Unless [`set_daemon`](Self::set_daemon) says otherwise,
+    /// that of the process that created it (so a daemon's children are
+    /// daemons too).
+    ///
+    /// ```
+    /// use multiproc::{Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn child_default() -> bool {
+    ///     Process::new(child_default, ()).daemon()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// assert!(!current_process().daemon());
+    /// let mut p = Process::new(child_default, ());
+    /// assert!(!p.daemon()); // the main process is no daemon
+    /// p.set_daemon(true)?;
+    /// p.start()?;
+    /// assert!(p.result()?); // created in a daemon: a daemon
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn daemon(&self) -> bool {
         self.daemon
     }
@@ -396,10 +429,68 @@ impl<W: Worker> Process<W> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn set_daemon(&mut self, daemon: bool) -> Result<()> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
         if self.child.is_some() {
             return Err(Error::AlreadyStarted);
         }
         self.daemon = daemon;
+        Ok(())
+    }
+
+    /// The authkey the child gets as its
+    /// [`current_process().authkey()`](crate::CurrentProcess::authkey)
+    /// (Python's `Process.authkey`): this process's own unless
+    /// [`set_authkey`](Self::set_authkey) changed it.
+    pub fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+
+    /// Gives the child another authkey (Python's `Process.authkey = ...`);
+    /// its own children inherit it. Only before `start`
+    /// ([`Error::AlreadyStarted`] after). An empty key, which authenticates
+    /// nothing, or one over 64 KiB (it travels in the spawn header) is
+    /// [`Error::InvalidArgument`], and the key is unchanged.
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn my_key() -> Vec<u8> {
+    ///     current_process().authkey().to_vec()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(my_key, ());
+    /// assert!(matches!(p.set_authkey(Vec::new()), Err(Error::InvalidArgument(_))));
+    /// p.set_authkey(b"our secret".to_vec())?;
+    /// assert_eq!(p.authkey(), b"our secret");
+    /// p.start()?;
+    /// assert_eq!(p.result()?, b"our secret");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_authkey(&mut self, key: impl Into<Vec<u8>>) -> Result<()> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
+        if self.child.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        let key = key.into();
+        if key.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an empty authkey authenticates nothing; give the child a secret".to_string(),
+            ));
+        }
+        if key.len() > MAX_NAME {
+            return Err(Error::InvalidArgument(format!(
+                "the authkey is {} bytes long; it may be at most {MAX_NAME} bytes (64 KiB)",
+                key.len()
+            )));
+        }
+        self.authkey = key;
         Ok(())
     }
 
@@ -429,6 +520,9 @@ impl<W: Worker> Process<W> {
     /// assert_eq!(p.pid(), None);
     /// ```
     pub fn start(&mut self) -> Result<()> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
         if self.child.is_some() {
             return Err(Error::AlreadyStarted);
         }
@@ -453,7 +547,7 @@ impl<W: Worker> Process<W> {
         let logs = crate::logs::for_child();
         let me = current::identity();
         let mut header = SpawnHeader::new(
-            W::NAME,
+            W::ID,
             &self.name,
             &self.path,
             self.daemon,
@@ -463,6 +557,7 @@ impl<W: Worker> Process<W> {
         header.logs = logs.as_ref().map(|(link, _)| *link);
         header.hooks = setup::hooks();
         header.memory_note = self.setup.memory_limit().is_some();
+        header.authkey = self.authkey.clone();
         if let Some(init) = init {
             header.init = Some(init.worker.clone());
             header.init_fds = init.fds.len() as u32;
@@ -507,6 +602,9 @@ impl<W: Worker> Process<W> {
     }
 
     fn started(&self) -> Result<&ChildProcess> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
         self.child.as_ref().ok_or(Error::NotStarted)
     }
 
@@ -522,21 +620,126 @@ impl<W: Worker> Process<W> {
         self.started()?.join_timeout(timeout)
     }
 
-    /// Whether the child has started and not yet exited.
+    /// Whether the child has started and not yet exited (`false` after
+    /// [`close`](Self::close)).
     pub fn is_alive(&self) -> bool {
         self.child.as_ref().is_some_and(ChildProcess::is_alive)
     }
 
-    /// The child's pid, once started.
+    /// The child's pid, once started (after [`close`](Self::close), the pid
+    /// it had).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ChildProcess::pid)
+        match self.closed {
+            Some(kept) => kept.map(|(pid, _)| pid),
+            None => self.child.as_ref().map(ChildProcess::pid),
+        }
     }
 
     /// Python's `exitcode`: `None` until the child has exited, then its exit
     /// status, or `-N` if signal `N` killed it (`-15` after
     /// [`terminate`](Self::terminate), `-9` after [`kill`](Self::kill)).
+    /// After [`close`](Self::close), the code it had.
     pub fn exitcode(&self) -> Option<i32> {
-        self.child.as_ref().and_then(ChildProcess::exitcode)
+        match self.closed {
+            Some(kept) => kept.map(|(_, code)| code),
+            None => self.child.as_ref().and_then(ChildProcess::exitcode),
+        }
+    }
+
+    /// A descriptor that polls readable (`POLLIN`) once the child has
+    /// exited, and stays so: Python's `sentinel`, for `poll`, `epoll` or an
+    /// async reactor. It is lent, not given: the same descriptor on every
+    /// call (and from every [`handle`](Self::handle) to the child), open
+    /// until [`close`](Self::close) or until the last handle is dropped; do
+    /// not close it. [`wait`](crate::wait) takes the [`Process`] itself.
+    ///
+    /// [`Error::NotStarted`] before [`start`](Self::start),
+    /// [`Error::Closed`] after `close`; an [`Error::Io`] of kind
+    /// `Unsupported` on a kernel without pidfds (before Linux 5.3).
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(nap, (50,));
+    /// assert!(matches!(p.sentinel(), Err(multiproc::Error::NotStarted)));
+    /// p.start()?;
+    /// let mut fds = [PollFd::new(p.sentinel()?, PollFlags::POLLIN)];
+    /// poll(&mut fds, PollTimeout::from(30_000u16))?; // up to 30 s
+    /// assert!(fds[0].revents().unwrap().contains(PollFlags::POLLIN));
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.started()?.shared.sentinel()?)
+    }
+
+    /// Releases what this handle holds (Python's `close()`): the child's
+    /// descriptors, the parent's ends of piped stdio not taken, the result
+    /// not collected. Afterwards [`start`](Self::start),
+    /// [`join`](Self::join), [`join_timeout`](Self::join_timeout),
+    /// [`result`](Self::result), [`terminate`](Self::terminate),
+    /// [`kill`](Self::kill), [`sentinel`](Self::sentinel) and the setters
+    /// are [`Error::Closed`] (Python's `ValueError: process object is
+    /// closed`); [`pid`](Self::pid) and [`exitcode`](Self::exitcode) keep
+    /// their last values and [`is_alive`](Self::is_alive) is `false`.
+    /// Closing again does nothing. A process never started can be closed.
+    ///
+    /// A child still running is [`Error::StillRunning`] and nothing
+    /// changes: [`join`](Self::join) or [`terminate`](Self::terminate) it
+    /// first. Handles from [`handle`](Self::handle) are not affected.
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, worker};
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
+    /// p.kill()?;
+    /// p.join()?;
+    /// p.close()?;
+    /// assert!(matches!(p.join(), Err(Error::Closed)));
+    /// assert_eq!(p.exitcode(), Some(-9));
+    /// p.close()?; // again: nothing to do
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn close(&mut self) -> Result<()> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let kept = match &self.child {
+            None => None,
+            Some(child) => match child.exitcode() {
+                // Python's ValueError: "Cannot close a process while it is
+                // still running."
+                None => return Err(Error::StillRunning { pid: child.pid() }),
+                Some(code) => Some((child.pid(), code)),
+            },
+        };
+        // The child is reaped (exitcode() saw it exit), so its pidfd and
+        // socket are closed already; dropping the handle frees the rest
+        // (the sentinel, the result bytes) unless another handle holds it.
+        self.child = None;
+        self.pipes = [None, None, None];
+        self.args = None;
+        self.init = None;
+        self.setup = ChildSetup::default();
+        self.closed = Some(kept);
+        Ok(())
     }
 
     /// Sends `SIGTERM` to the child (nothing if it has already exited).
@@ -549,7 +752,8 @@ impl<W: Worker> Process<W> {
         self.started()?.kill()
     }
 
-    /// A cheap, type-erased handle to the started child.
+    /// A cheap, type-erased handle to the started child (`None` before
+    /// start and after [`close`](Self::close)).
     pub fn handle(&self) -> Option<ChildProcess> {
         self.child.clone()
     }
@@ -579,13 +783,16 @@ impl<W: Worker> Process<W> {
     /// assert_eq!(p.exitcode(), Some(1));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn result(&mut self) -> Result<W::Output> {
+    pub fn result(&self) -> Result<W::Output> {
+        use std::sync::atomic::Ordering;
         let child = self.started()?.clone();
-        if self.result_taken {
+        if self.result_taken.load(Ordering::Acquire) {
             return Err(Error::ResultTaken);
         }
         let code = child.join()?;
-        self.result_taken = true;
+        if self.result_taken.swap(true, Ordering::AcqRel) {
+            return Err(Error::ResultTaken); // another thread took it
+        }
         let inbox = std::mem::take(&mut child.shared.lock_state().inbox);
         let pid = child.pid();
         let (frames, _) = codec::split_frames(&inbox, MAX_FRAME)?;
@@ -613,8 +820,14 @@ impl<W: Worker> Process<W> {
                 pid,
                 message,
                 location,
+                backtrace: None,
             }),
-            Outcome::UnknownWorker { name } => Err(Error::UnknownWorker { name }),
+            // The child looked up the id (`name@line:column`); the user
+            // knows the name.
+            Outcome::UnknownWorker { mut name } => {
+                name.truncate(name.find('@').unwrap_or(name.len()));
+                Err(Error::UnknownWorker { name })
+            }
             Outcome::Failed { reason } => Err(Error::WorkerFailed { pid, reason }),
             Outcome::SetupFailed {
                 worker,
@@ -717,10 +930,35 @@ impl ChildProcess {
     /// A descriptor that becomes readable when the child exits (a duplicate
     /// of its pidfd, for `wait`), or `None` once it has been reaped or where
     /// the kernel has no pidfds.
-    #[allow(dead_code)] // used by `wait`
-    pub(crate) fn sentinel(&self) -> Option<OwnedFd> {
+    pub(crate) fn pidfd_dup(&self) -> Option<OwnedFd> {
         let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
         fds.as_ref()?.pidfd.as_ref()?.try_clone().ok()
+    }
+
+    /// A descriptor that polls readable once the child has exited, as
+    /// [`Process::sentinel`]; every handle to the child shares it, and it
+    /// stays open while one of them exists. An [`Error::Io`] of kind
+    /// `Unsupported` on a kernel without pidfds.
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// #[worker]
+    /// fn quick() {}
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(quick, ());
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert_eq!(child.join()?, 0);
+    /// let mut fds = [PollFd::new(child.sentinel()?, PollFlags::POLLIN)];
+    /// assert_eq!(poll(&mut fds, PollTimeout::ZERO)?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.shared.sentinel()?)
     }
 
     /// Sends `SIGKILL` (nothing if the child has exited).
@@ -758,6 +996,14 @@ impl ChildProcess {
     pub(crate) fn send_signal(&self, signal: libc::c_int) -> Result<()> {
         Ok(self.shared.signal(signal)?)
     }
+}
+
+/// A descriptor that polls readable from the start and forever: an
+/// eventfd holding 1 (nobody reads it), close-on-exec.
+pub(crate) fn readable_fd() -> io::Result<OwnedFd> {
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    let fd = EventFd::from_value_and_flags(1, EfdFlags::EFD_CLOEXEC)?;
+    Ok(OwnedFd::from(fd))
 }
 
 fn far_future() -> Instant {
@@ -828,6 +1074,10 @@ struct Shared {
     /// hold the read lock, so the descriptors stay open while they wait.
     fds: RwLock<Option<Fds>>,
     state: Mutex<State>,
+    /// What [`Process::sentinel`] lends: a duplicate of the pidfd, made on
+    /// first use, or a descriptor that is readable already if the child was
+    /// reaped before that.
+    sentinel: OnceLock<OwnedFd>,
 }
 
 struct Fds {
@@ -848,6 +1098,30 @@ struct State {
 impl Shared {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sentinel(&self) -> io::Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.sentinel.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = {
+            let fds = self.fds.read().unwrap_or_else(|e| e.into_inner());
+            match fds.as_ref() {
+                Some(Fds {
+                    pidfd: Some(pidfd), ..
+                }) => pidfd.try_clone()?,
+                Some(Fds { pidfd: None, .. }) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "this kernel has no pidfds (they came in Linux 5.3), so a child has \
+                         no sentinel",
+                    ));
+                }
+                // Reaped: the pidfd is gone, and the child has exited.
+                None => readable_fd()?,
+            }
+        };
+        Ok(self.sentinel.get_or_init(|| fd).as_fd())
     }
 
     /// Waits until the child exits or `deadline` passes, reading what it sends
@@ -1052,6 +1326,7 @@ fn spawn(
         limits: limits.to_vec(),
         fds: RwLock::new(Some(Fds { pidfd, conn: ours })),
         state: Mutex::new(State::default()),
+        sentinel: OnceLock::new(),
     });
     children().push(shared.clone());
     let stop = |shared: &Shared| {

@@ -28,9 +28,22 @@ use std::os::fd::OwnedFd;
 /// assert!(<add as Worker>::NAME.ends_with("::add"));
 /// assert_eq!(add(2, 3), 5); // still an ordinary function here
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a worker: add `#[multiproc::worker]` to the function",
+    label = "not a `#[multiproc::worker]` function",
+    note = "a child process is this binary started again: it can only run a function that \
+            `#[multiproc::worker]` registered by name, written as `#[multiproc::worker] fn name(..)`",
+    note = "closures cannot run in a child (what they capture is not sent); move the body \
+            into a `#[worker]` function and pass the captures as its arguments"
+)]
 pub trait Worker: Copy + Send + Sync + 'static {
     /// The name a child finds the worker by: `module::path::function`.
     const NAME: &'static str;
+    /// What a child looks the worker up by: [`NAME`](Worker::NAME) and the
+    /// line and column of the `#[worker]`, so that two workers of one name
+    /// in different function bodies of a module are two workers.
+    #[doc(hidden)]
+    const ID: &'static str = Self::NAME;
     /// The parameters, as a tuple: `(i32, i32)`, `(String,)`, `()`.
     type Args: Serialize + DeserializeOwned + Send + 'static;
     /// The return type.
@@ -61,7 +74,7 @@ impl WorkerEntry {
     /// The entry for `W`: its name and a monomorphized runner.
     pub const fn new<W: Worker>() -> Self {
         WorkerEntry {
-            name: W::NAME,
+            name: W::ID,
             run: run::<W>,
             chunk: crate::pool::run_chunk::<W>,
         }
@@ -78,8 +91,9 @@ fn run<W: Worker>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>
     codec::encode(&W::call(args))
 }
 
-/// Finds a worker by name. A name registered twice (two workers with the same
-/// name in function bodies of one module) is ambiguous and not found.
+/// Finds a worker by its [`Worker::ID`]. An id registered twice (one
+/// `#[worker]` expanded twice at one place, by a macro) is ambiguous and not
+/// found.
 pub(crate) fn find(name: &str) -> Result<&'static WorkerEntry, Lookup> {
     let mut found = WORKERS.iter().filter(|w| w.name == name);
     match (found.next(), found.next()) {

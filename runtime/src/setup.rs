@@ -493,8 +493,8 @@ static HOOKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub fn on_child_start<W: Worker<Args = ()>>(hook: W) {
     let _ = hook;
     let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
-    if !hooks.iter().any(|h| h == W::NAME) {
-        hooks.push(W::NAME.to_string());
+    if !hooks.iter().any(|h| h == W::ID) {
+        hooks.push(W::ID.to_string());
     }
 }
 

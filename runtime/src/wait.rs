@@ -29,9 +29,10 @@ mod sealed {
 pub(crate) use sealed::Sealed;
 
 /// Something [`wait`] can watch: [`Connection`], [`PipeReader`],
-/// [`Process`] and [`ChildProcess`] (ready once the child has exited), and
-/// references to any of them, `&dyn Waitable` included. Sealed: only this
-/// crate implements it, and its methods are internal.
+/// [`Process`] and [`ChildProcess`] (ready once the child has exited),
+/// queues, a [`Listener`](crate::Listener), and references to any of them,
+/// `&dyn Waitable` included. Sealed: only this crate implements it, and its
+/// methods are internal.
 ///
 /// ```
 /// use multiproc::{Pipe, Waitable};
@@ -40,6 +41,48 @@ pub(crate) use sealed::Sealed;
 /// a.send(&1)?;
 /// assert_eq!(multiproc::wait(&objects, Some(std::time::Duration::ZERO))?, [1]);
 /// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// # Descriptors
+///
+/// Python's `wait` also takes anything with a `fileno()`. Here std's
+/// descriptor types are `Waitable` too, ready while they poll readable
+/// (data, a pending connection, end of file, an error), as Python's
+/// `select` sees them: [`OwnedFd`], [`BorrowedFd`], [`File`](std::fs::File),
+/// [`Stdin`](std::io::Stdin), [`TcpListener`](std::net::TcpListener),
+/// [`TcpStream`](std::net::TcpStream), [`UdpSocket`](std::net::UdpSocket),
+/// [`UnixListener`](std::os::unix::net::UnixListener), [`UnixStream`],
+/// [`UnixDatagram`](std::os::unix::net::UnixDatagram),
+/// [`ChildStdout`](std::process::ChildStdout) and
+/// [`ChildStderr`](std::process::ChildStderr). Any other type that is
+/// [`AsFd`] (`std::io::PipeReader`, a socket of another crate) takes part
+/// through its [`as_fd()`](AsFd::as_fd), a `BorrowedFd`. `wait` never reads
+/// from them: it only says which would not block.
+///
+/// ```
+/// use multiproc::{Process, Waitable, wait, worker};
+/// use std::io::Write;
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use std::time::Duration;
+///
+/// #[worker]
+/// fn nap() {
+///     std::thread::sleep(Duration::from_millis(10));
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let (mut a, b) = UnixStream::pair()?;
+/// let (c, _d) = UnixStream::pair()?;
+/// let mut p = Process::new(nap, ());
+/// p.start()?;
+/// a.write_all(b"hi")?;
+/// let objects: [&dyn Waitable; 3] = [&b, &c.as_fd(), &p];
+/// assert_eq!(wait(&objects, Some(Duration::from_secs(30)))?[0], 0);
+/// p.join()?;
+/// assert_eq!(wait(&objects, Some(Duration::from_secs(30)))?, [0, 2]);
+/// # Ok(())
+/// # }
 /// ```
 pub trait Waitable: Sealed {
     /// A descriptor that polls readable (`POLLIN`) when the object may have
@@ -114,6 +157,8 @@ impl AsFd for WaitFd<'_> {
 /// error, such as `Closed`) is waiting for `recv`, and stays ready until it is
 /// received; a process is ready once it has exited. Only a [`PipeReader`] or
 /// a [`Connection`] can be waited on, not a [`PipeWriter`](crate::PipeWriter).
+/// Sockets, pipes and other descriptors can be mixed in (see
+/// [`Waitable`]'s list); they are ready while they poll readable.
 /// Waiting on nothing with no timeout waits forever, as in Python.
 ///
 /// ```
@@ -264,7 +309,7 @@ impl Sealed for ChildProcess {}
 /// Ready once the child has exited (Python's `sentinel`).
 impl Waitable for ChildProcess {
     fn wait_fd(&self) -> Option<WaitFd<'_>> {
-        self.sentinel().map(WaitFd::owned)
+        self.pidfd_dup().map(WaitFd::owned)
     }
 
     fn ready_now(&self) -> bool {
@@ -278,13 +323,54 @@ impl<W: Worker> Sealed for Process<W> {}
 /// ready.
 impl<W: Worker> Waitable for Process<W> {
     fn wait_fd(&self) -> Option<WaitFd<'_>> {
-        self.handle()?.sentinel().map(WaitFd::owned)
+        self.handle()?.pidfd_dup().map(WaitFd::owned)
     }
 
     fn ready_now(&self) -> bool {
         self.exitcode().is_some()
     }
 }
+
+/// Whether `fd` polls readable now (or hung up, or failed: whatever would
+/// make a read return at once).
+fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut polled = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut polled, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// std's descriptor types: ready while they poll readable.
+macro_rules! waitable_fds {
+    ($($t:ty),* $(,)?) => {$(
+        impl Sealed for $t {}
+
+        /// Ready while the descriptor polls readable (data, a pending
+        /// connection, end of file or an error): a read would not block.
+        impl Waitable for $t {
+            fn wait_fd(&self) -> Option<WaitFd<'_>> {
+                Some(WaitFd::borrowed(self.as_fd()))
+            }
+
+            fn ready_now(&self) -> bool {
+                readable_now(self.as_fd())
+            }
+        }
+    )*};
+}
+
+waitable_fds!(
+    OwnedFd,
+    BorrowedFd<'_>,
+    std::fs::File,
+    std::io::Stdin,
+    std::net::TcpListener,
+    std::net::TcpStream,
+    std::net::UdpSocket,
+    std::os::unix::net::UnixListener,
+    UnixStream,
+    std::os::unix::net::UnixDatagram,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: process liveness from `/proc`,
-//! bounded waits, and running the test binary itself as a subprocess.
+//! bounded waits, running the test binary itself as a subprocess, and
+//! running `python3` beside a test ([`python`]).
 
 pub mod chaos;
+pub mod python;
+pub mod serde_types;
 
 use multiproc::{Process, Worker};
 use std::path::Path;

@@ -84,8 +84,17 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
+/// A frame of the start-up protocol (`codec`): an 8-byte little-endian
+/// length, then the body.
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A frame on a pipe or connection, Python's: a 4-byte big-endian length.
+fn pipe_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as i32).to_be_bytes().to_vec();
     out.extend_from_slice(body);
     out
 }
@@ -354,6 +363,8 @@ proptest! {
             }
             other => prop_assert!(false, "cut at {}: {:?}", cut, other),
         }
+        let wire = pipe_frame(&body);
+        let short = &wire[..cut.min(wire.len() - 1)];
         let (a, b) = UnixStream::pair().unwrap();
         (&a).write_all(short).unwrap();
         drop(a);
@@ -374,7 +385,7 @@ proptest! {
     ) {
         let wire: Vec<u8> = values
             .iter()
-            .flat_map(|v| frame(&fuzz::encode(v).unwrap()))
+            .flat_map(|v| pipe_frame(&fuzz::encode(v).unwrap()))
             .collect();
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
         cuts.push(wire.len());

@@ -79,7 +79,7 @@ fn frame(body: &[u8]) -> Vec<u8> {
 
 /// The header frame a parent sends first: magic, version, worker, name,
 /// path, daemon, parent pid, parent name, descriptor count, then no start
-/// hooks, no initializer, no memory note and no log forwarding.
+/// hooks, no initializer, no memory note, no log forwarding, and an authkey.
 fn header(magic: &[u8; 4], version: u64, worker: &str, fds: u64) -> Vec<u8> {
     let mut body = magic.to_vec();
     varint(version, &mut body);
@@ -96,10 +96,12 @@ fn header(magic: &[u8; 4], version: u64, worker: &str, fds: u64) -> Vec<u8> {
     varint(0, &mut body); // init_fds
     body.push(0); // memory_note: false
     body.push(0); // logs: None
+    varint(4, &mut body); // authkey
+    body.extend_from_slice(b"key!");
     frame(&body)
 }
 
-const SHOUT: &str = "hostile::shout";
+const SHOUT: &str = <shout as multiproc::Worker>::ID;
 
 #[test]
 fn a_marker_of_garbage_or_a_descriptor_that_is_not_ours_gets_one_clear_line() {
@@ -150,7 +152,7 @@ fn a_marker_pointing_at_a_listening_socket_gets_one_clear_line() {
 
 #[test]
 fn a_forged_header_of_another_magic_or_version_is_refused() {
-    for (magic, version) in [(b"MPRX", 2), (b"MPRC", 1), (b"MPRC", 3), (b"MPRC", 0)] {
+    for (magic, version) in [(b"MPRX", 3), (b"MPRC", 2), (b"MPRC", 4), (b"MPRC", 0)] {
         let mut bytes = header(magic, version, SHOUT, 0);
         bytes.extend(frame(b"\x02hi"));
         let stderr = assert_refused(&run_with_socket_of(&bytes), "forged header");
@@ -160,7 +162,7 @@ fn a_forged_header_of_another_magic_or_version_is_refused() {
 
 #[test]
 fn a_header_naming_a_worker_the_binary_lacks_names_it() {
-    let mut bytes = header(b"MPRC", 2, "nowhere::to_be_found", 0);
+    let mut bytes = header(b"MPRC", 3, "nowhere::to_be_found", 0);
     bytes.extend(frame(b""));
     let stderr = assert_refused(&run_with_socket_of(&bytes), "unknown worker");
     assert!(stderr.contains("`nowhere::to_be_found`"), "{stderr}");
@@ -169,7 +171,7 @@ fn a_header_naming_a_worker_the_binary_lacks_names_it() {
 
 #[test]
 fn a_header_announcing_descriptors_that_never_come_is_refused() {
-    let mut bytes = header(b"MPRC", 2, SHOUT, 3);
+    let mut bytes = header(b"MPRC", 3, SHOUT, 3);
     bytes.extend(frame(b"\x02hi"));
     let stderr = assert_refused(&run_with_socket_of(&bytes), "missing descriptors");
     assert!(stderr.contains("descriptors"), "{stderr}");
@@ -183,7 +185,7 @@ fn arguments_that_do_not_decode_are_a_clear_error_naming_the_worker() {
         b"\x02\xff\xfe", // not UTF-8
     ];
     for args in cases {
-        let mut bytes = header(b"MPRC", 2, SHOUT, 0);
+        let mut bytes = header(b"MPRC", 3, SHOUT, 0);
         bytes.extend(frame(args));
         let stderr = assert_refused(&run_with_socket_of(&bytes), &format!("args {args:?}"));
         assert!(stderr.contains(SHOUT), "{stderr}");
@@ -192,7 +194,7 @@ fn arguments_that_do_not_decode_are_a_clear_error_naming_the_worker() {
 
 #[test]
 fn an_argument_frame_that_never_ends_is_refused() {
-    let mut bytes = header(b"MPRC", 2, SHOUT, 0);
+    let mut bytes = header(b"MPRC", 3, SHOUT, 0);
     bytes.extend_from_slice(&1000u64.to_le_bytes());
     bytes.extend_from_slice(b"\x02hi");
     assert_refused(&run_with_socket_of(&bytes), "truncated arguments");
@@ -202,7 +204,7 @@ fn an_argument_frame_that_never_ends_is_refused() {
 fn a_well_formed_forged_payload_runs_the_worker() {
     // The control for the cases above: the same hand-made bytes, correct,
     // are enough to run a worker (its main never runs; it exits 0).
-    let mut bytes = header(b"MPRC", 2, SHOUT, 0);
+    let mut bytes = header(b"MPRC", 3, SHOUT, 0);
     bytes.extend(frame(b"\x02hi"));
     let out = run_with_socket_of(&bytes);
     let stderr = String::from_utf8_lossy(&out.stderr);

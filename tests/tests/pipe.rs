@@ -54,7 +54,7 @@ fn serve_jobs(conn: Connection<Job>) -> u32 {
 #[test]
 fn duplex_round_trips_with_a_child() {
     let (here, there) = Pipe::new().unwrap();
-    let mut p = start(serve_jobs, (there,));
+    let p = start(serve_jobs, (there,));
     for id in 0..100 {
         let job = Job {
             id,
@@ -132,7 +132,7 @@ fn expect_two_then_report(rx: PipeReader<String>) -> Vec<String> {
 #[test]
 fn two_sends_to_a_child_are_two_recvs() {
     let (rx, tx) = Pipe::one_way().unwrap();
-    let mut p = start(expect_two_then_report, (rx,));
+    let p = start(expect_two_then_report, (rx,));
     tx.send(&"first".to_string()).unwrap();
     tx.send(&"second".to_string()).unwrap();
     assert_eq!(p.result().unwrap(), ["first", "second"]);
@@ -316,8 +316,9 @@ fn recv_what_the_raw_peer_sends(conn: Connection<u32>) -> Vec<String> {
     }
 }
 
+/// A frame as Python's `send_bytes` writes it: a 4-byte big-endian length.
 fn frame(body: &[u8]) -> Vec<u8> {
-    let mut f = (body.len() as u64).to_le_bytes().to_vec();
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
     f.extend_from_slice(body);
     f
 }
@@ -326,12 +327,12 @@ fn frame(body: &[u8]) -> Vec<u8> {
 fn a_truncated_frame_from_a_raw_peer_is_an_error_then_closed() {
     // One end is a plain socket the test writes to by hand.
     let (mine, theirs) = UnixStream::pair().unwrap();
-    let mut p = start(recv_what_the_raw_peer_sends, (Connection::from(theirs),));
+    let p = start(recv_what_the_raw_peer_sends, (Connection::from(theirs),));
     let mut raw = mine;
     raw.write_all(&frame(&[7])).unwrap();
     raw.write_all(&frame(&[0xff; 3])).unwrap(); // undecodable u32
     raw.write_all(&frame(&[9])).unwrap();
-    raw.write_all(&100u64.to_le_bytes()).unwrap();
+    raw.write_all(&100i32.to_be_bytes()).unwrap();
     raw.write_all(&[1; 10]).unwrap(); // 10 of 100 bytes, then the end
     drop(raw);
     let seen = p.result().unwrap();
@@ -346,7 +347,9 @@ fn a_truncated_frame_from_a_raw_peer_is_an_error_then_closed() {
 fn a_corrupt_length_is_a_typed_error_and_never_an_allocation() {
     let (mut raw, end) = UnixStream::pair().unwrap();
     let conn: Connection<u32> = end.into();
-    raw.write_all(&u64::MAX.to_le_bytes()).unwrap();
+    // Python's long form (-1, then a u64) announcing 2^64 - 1 bytes.
+    raw.write_all(&(-1i32).to_be_bytes()).unwrap();
+    raw.write_all(&u64::MAX.to_be_bytes()).unwrap();
     raw.write_all(&[0; 64]).unwrap();
     for _ in 0..2 {
         // The stream is out of step: every receive says so, at once.
@@ -355,6 +358,21 @@ fn a_corrupt_length_is_a_typed_error_and_never_an_allocation() {
                 assert_eq!(len, u64::MAX)
             }
             other => panic!("expected an oversized frame, got {other:?}"),
+        }
+    }
+    assert!(conn.poll(), "a receive would fail at once");
+
+    // A negative length other than Python's -1 is no frame either.
+    let (mut raw, end) = UnixStream::pair().unwrap();
+    let conn: Connection<u32> = end.into();
+    raw.write_all(&(-5i32).to_be_bytes()).unwrap();
+    raw.write_all(&[0; 64]).unwrap();
+    for _ in 0..2 {
+        match conn.recv_timeout(BOUND) {
+            Err(RecvTimeoutError::Decode(CodecError::Corrupt { reason, .. })) => {
+                assert!(reason.contains("negative"), "{reason}")
+            }
+            other => panic!("expected a negative length, got {other:?}"),
         }
     }
     assert!(conn.poll(), "a receive would fail at once");
@@ -378,19 +396,20 @@ fn recv_bytes_max_refuses_a_long_message_and_goes_on() {
     assert_eq!(rx.recv_bytes_max(10).unwrap(), b"last");
 }
 
+/// A queue's messages live in shared memory, which carries no descriptors:
+/// a connection put in one is a clear error, and nothing is put.
 #[test]
-fn a_connection_serialized_outside_a_spawn_is_a_clear_error() {
-    let (a, _b) = Pipe::<Connection<u8>>::new().unwrap();
+fn a_connection_put_in_a_queue_is_a_clear_error() {
+    let q = multiproc::Queue::<Connection<u8>>::new().unwrap();
     let (c, _d) = Pipe::<u8>::new().unwrap();
-    match a.send(&c) {
-        Err(SendError::Encode(e)) => {
+    match q.put(c) {
+        Err(multiproc::PutError::Unencodable(_, e)) => {
             let message = e.to_string();
             assert!(message.contains("worker's arguments"), "{message}");
         }
         other => panic!("expected an encode error, got {other:?}"),
     }
-    // Nothing was sent, and the pipe still works.
-    assert!(!_b.poll());
+    assert_eq!(q.qsize(), 0);
 }
 
 #[derive(Serialize, Deserialize)]
@@ -457,7 +476,7 @@ fn a_child_holds_exactly_its_handles_descriptors() {
     let (_r2, w) = Pipe::one_way().unwrap();
     // Unrelated pipes the child must not see.
     let _others: Vec<_> = (0..5).map(|_| Pipe::<u8>::new().unwrap()).collect();
-    let mut p = start(list_fds, (b, r, w));
+    let p = start(list_fds, (b, r, w));
     let fds = p.result().unwrap();
     // stdio, the spawn socket and the three ends.
     assert_eq!(fds.len(), 7, "{fds:?}");
@@ -524,4 +543,53 @@ fn timeouts_hold_while_another_thread_is_blocked_in_recv() {
         b.send(&9).unwrap();
         assert_eq!(blocked.join().unwrap(), 9);
     });
+}
+
+/// Polls its copy of a shared reader end, and says what it saw; never
+/// receives.
+#[worker]
+fn poll_shared(rx: PipeReader<String>) -> bool {
+    rx.poll_timeout(BOUND)
+}
+
+/// Regression (issue 14): `poll` on an end several processes hold took the
+/// waiting messages into the poller's private buffer, so a child that only
+/// polled made them vanish, and the parent's `recv` then said `Closed`.
+/// Python's `poll` never consumes; neither does ours.
+#[test]
+fn poll_on_a_shared_end_takes_nothing_from_the_other_holders() {
+    let (rx, tx) = Pipe::<String>::one_way().unwrap();
+    tx.send(&"first".to_string()).unwrap();
+    tx.send(&"second".to_string()).unwrap();
+    drop(tx);
+    let p = start(poll_shared, (rx.clone(),));
+    assert_eq!(join(&p), 0);
+    assert!(p.result().unwrap(), "the child saw a message waiting");
+    assert!(rx.poll_timeout(Duration::ZERO));
+    assert!(
+        rx.poll_timeout(Duration::ZERO),
+        "polling twice takes nothing"
+    );
+    assert_eq!(rx.recv_timeout(BOUND).unwrap(), "first");
+    assert_eq!(rx.recv_timeout(BOUND).unwrap(), "second");
+    assert!(matches!(
+        rx.recv_timeout(BOUND),
+        Err(RecvTimeoutError::Closed)
+    ));
+}
+
+/// Half of a frame in the socket: poll says no (the receive would wait) and
+/// takes nothing; once the rest comes, the message is whole for `recv`.
+#[test]
+fn poll_with_half_a_frame_waiting_says_no_and_keeps_it() {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let conn = Connection::<u32>::from(ours);
+    let mut raw = theirs;
+    // postcard writes 7 as the one byte 7.
+    let whole = frame(&[7]);
+    raw.write_all(&whole[..3]).unwrap();
+    assert!(!conn.poll_timeout(SHORT));
+    raw.write_all(&whole[3..]).unwrap();
+    assert!(conn.poll_timeout(BOUND));
+    assert_eq!(conn.recv_timeout(BOUND).unwrap(), 7);
 }

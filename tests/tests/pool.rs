@@ -449,6 +449,7 @@ fn broken_init(x: u32) {
 fn a_failing_initializer_breaks_the_pool_with_its_reason() {
     let pool = Pool::builder()
         .processes(2)
+        .env("RUST_BACKTRACE", "0") // it panics on purpose
         .initializer(broken_init, (42,))
         .build()
         .unwrap();
@@ -583,4 +584,43 @@ fn a_worker_that_starts_late_still_gets_its_share() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), 2, "one worker ran every task: {pids:?}");
+}
+
+/// A task's panic is its result: the worker prints nothing (Python's pool
+/// prints nothing when a task raises), and the trace the child's
+/// `RUST_BACKTRACE` asked for travels in the error instead.
+#[test]
+fn a_task_panic_prints_nothing_in_the_worker_and_its_trace_travels_in_the_error() {
+    use std::io::Read;
+    for wanted in ["1", "0"] {
+        let pool = multiproc::Pool::builder()
+            .processes(1)
+            .env("RUST_BACKTRACE", wanted)
+            .stderr(multiproc::Stdio::piped())
+            .build()
+            .unwrap();
+        let mut stderr = pool.take_stderr().unwrap();
+        match pool.apply(fail_on, (5, 5)) {
+            Err(Error::Panicked {
+                message, backtrace, ..
+            }) => {
+                assert_eq!(message, "input 5 is bad");
+                match (wanted, backtrace) {
+                    ("1", Some(trace)) => assert!(trace.contains("fail_on"), "{trace}"),
+                    ("0", None) => {}
+                    (_, other) => panic!("RUST_BACKTRACE={wanted}: {other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
+        pool.close();
+        pool.join().unwrap();
+        let mut printed = String::new();
+        stderr.read_to_string(&mut printed).unwrap();
+        assert!(
+            !printed.contains("panicked"),
+            "the worker printed: {printed}"
+        );
+    }
 }

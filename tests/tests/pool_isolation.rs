@@ -853,6 +853,7 @@ fn a_kill_storm_on_starting_workers_does_not_break_the_pool() {
 fn an_initializer_that_always_panics_breaks_the_pool_naming_the_panic() {
     let pool = Pool::builder()
         .processes(2)
+        .env("RUST_BACKTRACE", "0") // it panics on purpose
         .initializer(refuse, ())
         .build()
         .unwrap();

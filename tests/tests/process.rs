@@ -95,7 +95,7 @@ fn a_second_start_is_an_error() {
 
 #[test]
 fn operations_before_start_are_errors() {
-    let mut p = Process::new(square, (2,));
+    let p = Process::new(square, (2,));
     assert!(matches!(p.join(), Err(Error::NotStarted)));
     assert!(matches!(
         p.join_timeout(Duration::ZERO),
@@ -154,6 +154,7 @@ fn a_child_panic_prints_like_a_main_thread_panic() {
 #[test]
 fn a_panic_gives_exitcode_1_and_the_message_and_location() {
     let mut p = Process::new(panics, ("the sky fell".to_string(),));
+    p.env("RUST_BACKTRACE", "0"); // it panics on purpose
     p.start().unwrap();
     assert_eq!(join(&p), 1);
     let pid = p.pid().unwrap();
@@ -162,7 +163,10 @@ fn a_panic_gives_exitcode_1_and_the_message_and_location() {
             pid: reported,
             message,
             location,
+            backtrace,
         }) => {
+            // A process child prints its own panic (and trace) to stderr.
+            assert_eq!(backtrace, None);
             assert_eq!(reported, pid);
             assert_eq!(message, "the sky fell");
             let location = location.expect("a location");
@@ -359,7 +363,7 @@ fn a_child_holds_only_stdio_and_its_socket() {
 fn a_child_started_from_a_finished_thread_lives_on() {
     // PR_SET_PDEATHSIG follows the creating thread; the spawner thread keeps
     // children alive after the thread that asked for them is gone.
-    let mut p = std::thread::spawn(|| {
+    let p = std::thread::spawn(|| {
         let mut p = Process::new(sleep_ms, (300,));
         p.start().unwrap();
         p
@@ -389,4 +393,30 @@ fn joins_from_several_threads_agree() {
     assert_eq!(codes, vec![0; 4]);
     assert!(wait_until(BOUND, || !p.is_alive()));
     p.result().unwrap();
+}
+
+/// `result` borrows the process as `name` does: both in one expression,
+/// and from several threads at once, where exactly one gets the value.
+#[test]
+fn result_reads_beside_name_and_is_taken_once_across_threads() {
+    let mut p = Process::new(square, (4,));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let (name, result) = (p.name(), p.result());
+    assert!(name.starts_with("Process-"));
+    assert_eq!(result.unwrap(), 16);
+
+    let mut p = Process::new(square, (5,));
+    p.start().unwrap();
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| p.result())).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let values: Vec<_> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(values, [&25]);
+    let taken = outcomes
+        .iter()
+        .filter(|r| matches!(r, Err(Error::ResultTaken)))
+        .count();
+    assert_eq!(taken, 3);
 }

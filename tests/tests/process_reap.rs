@@ -70,6 +70,7 @@ fn a_process_reaped_by_a_later_start_still_joins_with_its_exitcode_and_result() 
     let mut exits = Process::new(exit_with, (7,));
     exits.start().unwrap();
     let mut panicking = Process::new(panics, (5,));
+    panicking.env("RUST_BACKTRACE", "0"); // it panics on purpose
     panicking.start().unwrap();
     for pid in [returns.pid(), exits.pid(), panicking.pid()] {
         reaped_by_the_next_start(pid.unwrap());

@@ -234,10 +234,7 @@ fn a_handle_cannot_be_serialized_outside_a_spawn() {
             queue: inner,
         })
         .unwrap_err();
-    assert!(
-        err.to_string().contains("can only be sent to a child"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("can only be sent as"), "{err}");
     assert!(matches!(err, PutError::Unencodable(..)));
     assert_eq!(err.into_inner().name, "x");
 }

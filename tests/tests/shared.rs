@@ -211,6 +211,28 @@ fn named_blocks_create_attach_and_errors() {
     assert!(!dev_shm().contains(&name));
 }
 
+#[test]
+fn a_second_unlink_is_not_found_as_pythons_file_not_found_error() {
+    let is_not_found = |e: &multiproc::Error| matches!(e, multiproc::Error::Io(e) if e.kind() == ErrorKind::NotFound);
+    let name = unique("unlink-twice");
+    let block = SharedMemory::create(&name, 64).unwrap();
+    block.unlink().unwrap();
+    assert!(!dev_shm().contains(&name));
+    let again = block.unlink().unwrap_err();
+    assert!(is_not_found(&again), "{again:?}");
+    // A clone shares the state: the name is gone for it too.
+    let again = block.clone().unlink().unwrap_err();
+    assert!(is_not_found(&again), "{again:?}");
+
+    // Removed behind the creator's back: `shm_unlink`'s own ENOENT.
+    let name = unique("unlink-behind");
+    let block = SharedMemory::create(&name, 64).unwrap();
+    nix::sys::mman::shm_unlink(format!("/{name}").as_str()).unwrap();
+    let gone = block.unlink().unwrap_err();
+    assert!(is_not_found(&gone), "{gone:?}");
+    assert!(is_not_found(&block.unlink().unwrap_err()));
+}
+
 /// Run as a subprocess: an unrelated process attaching by name.
 #[test]
 #[ignore = "helper, run by an_unrelated_process_attaches_by_name"]

@@ -160,7 +160,7 @@ fn a_partial_message_is_not_ready() {
     use std::io::Write;
     let (mut raw, end) = std::os::unix::net::UnixStream::pair().unwrap();
     let conn: Connection<u8> = end.into();
-    raw.write_all(&1u64.to_le_bytes()).unwrap(); // a header, no body yet
+    raw.write_all(&1i32.to_be_bytes()).unwrap(); // a header, no body yet
     assert!(
         wait(&[&conn], Some(Duration::from_millis(30)))
             .unwrap()

@@ -25,6 +25,7 @@ pub mod pool_map;
 pub mod pool_start;
 pub mod queue_1mib;
 pub mod queue_4to1;
+pub mod queue_record;
 pub mod queue_small;
 pub mod start_join;
 pub mod value_counter;
@@ -35,6 +36,8 @@ pub const ALL: &[Case] = &[
     queue_small::CASE,
     queue_1mib::CASE,
     queue_4to1::CASE,
+    queue_record::CASE,
+    queue_record::SELF_DESCRIBING,
     lock_contended::CASE,
     lock_uncontended::CASE,
     event_pingpong::CASE,
@@ -142,7 +145,7 @@ impl<W: Worker> Crew<W> {
     pub fn join(self) -> Result<Vec<W::Output>, BoxError> {
         drop(self.controls);
         let mut outputs = Vec::with_capacity(self.processes.len());
-        for mut process in self.processes {
+        for process in self.processes {
             outputs.push(process.result()?);
         }
         Ok(outputs)

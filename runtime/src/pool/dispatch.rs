@@ -1085,7 +1085,7 @@ impl Member {
         process.set_daemon(true)?;
         process.start()?;
         let child = process.handle().expect("started");
-        let pidfd = child.sentinel();
+        let pidfd = child.pidfd_dup();
         Ok(Member {
             pid: child.pid(),
             child,

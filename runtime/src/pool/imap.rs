@@ -176,7 +176,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
             self.outstanding += items.len();
             self.lens.insert(seq, items.len());
             let buf = self.spare.pop().unwrap_or_default();
-            match wire::task_frame_into(buf, W::NAME, self.timeout_ns, &items) {
+            match wire::task_frame_into(buf, W::ID, self.timeout_ns, &items) {
                 Ok(frame) => tasks.push(Task::new(
                     frame,
                     Sink::stream(&self.stream, seq),

@@ -188,7 +188,7 @@ impl PoolBuilder {
     /// ```
     pub fn initializer<W: Worker>(mut self, worker: W, args: W::Args) -> Self {
         let _ = worker;
-        self.initializer = Some(Initializer::encode(W::NAME, &args));
+        self.initializer = Some(Initializer::encode(W::ID, &args));
         self
     }
 
@@ -1028,7 +1028,7 @@ impl Chunked<'_> {
     pub fn apply<W: Worker>(self, worker: W, args: W::Args) -> Result<W::Output> {
         let _ = worker;
         let shared = &self.pool.shared;
-        let frame = wire::task_frame(W::NAME, self.timeout_ns(), std::slice::from_ref(&args))?;
+        let frame = wire::task_frame(W::ID, self.timeout_ns(), std::slice::from_ref(&args))?;
         let slot = Slot::new();
         let task = Task::new(frame, Sink::slot(&slot), false, 1);
         if let Some(io) = shared.submit_and_serve(task)? {
@@ -1060,7 +1060,7 @@ impl Chunked<'_> {
     ) -> Result<AsyncResult<W::Output>> {
         let _ = worker;
         let shared = &self.pool.shared;
-        let frame = wire::task_frame(W::NAME, self.timeout_ns(), std::slice::from_ref(&args))?;
+        let frame = wire::task_frame(W::ID, self.timeout_ns(), std::slice::from_ref(&args))?;
         let slot = Slot::new();
         shared.submit([Task::new(frame, Sink::slot(&slot), false, 1)])?;
         Ok(AsyncResult::new(
@@ -1148,7 +1148,7 @@ impl Chunked<'_> {
         // while the rest encode.
         let timeout_ns = self.timeout_ns();
         for chunk in items.chunks(chunksize) {
-            let frame = wire::task_frame(W::NAME, timeout_ns, chunk)?;
+            let frame = wire::task_frame(W::ID, timeout_ns, chunk)?;
             let slot = Slot::new();
             let task = Task::new(frame, Sink::slot(&slot), chunk.len() > 1, chunk.len());
             self.pool.shared.submit([task])?;

@@ -125,10 +125,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl TaskFailure {
     pub(crate) fn into_error(self, pid: u32) -> Error {
         match self {
-            TaskFailure::Panicked { message, location } => Error::Panicked {
+            TaskFailure::Panicked {
+                message,
+                location,
+                backtrace,
+            } => Error::Panicked {
                 pid,
                 message,
                 location,
+                backtrace,
             },
             TaskFailure::Unencodable { reason } => Error::WorkerFailed { pid, reason },
         }

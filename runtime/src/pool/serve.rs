@@ -153,7 +153,7 @@ pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Resu
             t => now_ns().saturating_add(t),
         };
         run.tracker.begin_input(calls.offset(), deadline);
-        let value = panic::catch_unwind(AssertUnwindSafe(|| W::call(args)));
+        let value = child::quiet_panics(|| panic::catch_unwind(AssertUnwindSafe(|| W::call(args))));
         let failure = match value {
             Ok(value) if !failed => match run.tracker.encode(&value) {
                 Ok(()) => None,
@@ -169,7 +169,11 @@ pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Resu
             },
             Err(payload) => {
                 let (message, location) = child::caught_panic(payload.as_ref());
-                Some(TaskFailure::Panicked { message, location })
+                Some(TaskFailure::Panicked {
+                    message,
+                    location,
+                    backtrace: child::take_backtrace(),
+                })
             }
         };
         if let Some(failure) = failure {

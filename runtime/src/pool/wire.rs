@@ -78,6 +78,7 @@ pub(crate) enum TaskFailure {
     Panicked {
         message: String,
         location: Option<String>,
+        backtrace: Option<String>,
     },
     /// The call returned, but its value did not encode.
     Unencodable { reason: String },

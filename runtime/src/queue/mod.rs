@@ -41,6 +41,9 @@ use std::time::Duration;
 pub enum PutError<T> {
     /// This handle was closed with [`Queue::close`].
     Closed(T),
+    /// The queue was shut down ([`Queue::shutdown`], in any process;
+    /// Python's `queue.ShutDown`).
+    ShutDown(T),
     /// The item could not be encoded, or its encoding is longer than the
     /// queue's [message size limit](Queue::with_max_message_size)
     /// ([`CodecError::Oversized`]). Nothing was put.
@@ -55,6 +58,9 @@ pub enum TryPutError<T> {
     Full(T),
     /// This handle was closed with [`Queue::close`].
     Closed(T),
+    /// The queue was shut down ([`Queue::shutdown`], in any process;
+    /// Python's `queue.ShutDown`).
+    ShutDown(T),
     /// The item could not be encoded, or its encoding is longer than the
     /// queue's [message size limit](Queue::with_max_message_size)
     /// ([`CodecError::Oversized`]). Nothing was put.
@@ -70,6 +76,10 @@ pub enum GetError {
     /// This handle was closed with [`Queue::close`].
     #[error("the queue handle is closed")]
     Closed,
+    /// The queue was shut down ([`Queue::shutdown`], in any process) and
+    /// is empty (Python's `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// The message was taken but does not decode as `T` (the queue goes on).
     #[error(transparent)]
     Decode(CodecError),
@@ -88,6 +98,10 @@ pub enum TryGetError {
     /// This handle was closed with [`Queue::close`].
     #[error("the queue handle is closed")]
     Closed,
+    /// The queue was shut down ([`Queue::shutdown`], in any process) and
+    /// is empty (Python's `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// The message was taken but does not decode as `T` (the queue goes on).
     #[error(transparent)]
     Decode(CodecError),
@@ -100,7 +114,10 @@ impl<T> PutError<T> {
     /// The item that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Closed(item) | PutError::Unencodable(item, _) | PutError::Os(item, _) => item,
+            PutError::Closed(item)
+            | PutError::ShutDown(item)
+            | PutError::Unencodable(item, _)
+            | PutError::Os(item, _) => item,
         }
     }
 }
@@ -111,6 +128,7 @@ impl<T> TryPutError<T> {
         match self {
             TryPutError::Full(item)
             | TryPutError::Closed(item)
+            | TryPutError::ShutDown(item)
             | TryPutError::Unencodable(item, _)
             | TryPutError::Os(item, _) => item,
         }
@@ -121,6 +139,7 @@ impl<T> fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PutError::Closed(_) => f.write_str("the queue handle is closed"),
+            PutError::ShutDown(_) => f.write_str("the queue is shut down"),
             PutError::Unencodable(_, e) => write!(f, "{e}"),
             PutError::Os(_, e) => write!(f, "queue failure: {e}"),
         }
@@ -132,6 +151,7 @@ impl<T> fmt::Display for TryPutError<T> {
         match self {
             TryPutError::Full(_) => f.write_str("the queue is full"),
             TryPutError::Closed(_) => f.write_str("the queue handle is closed"),
+            TryPutError::ShutDown(_) => f.write_str("the queue is shut down"),
             TryPutError::Unencodable(_, e) => write!(f, "{e}"),
             TryPutError::Os(_, e) => write!(f, "queue failure: {e}"),
         }
@@ -159,6 +179,7 @@ impl<T> From<PutError<T>> for Error {
     fn from(e: PutError<T>) -> Self {
         match e {
             PutError::Closed(_) => Error::Closed,
+            PutError::ShutDown(_) => Error::ShutDown,
             PutError::Unencodable(_, e) => Error::Codec(e),
             PutError::Os(_, e) => Error::Io(e),
         }
@@ -170,6 +191,7 @@ impl<T> From<TryPutError<T>> for Error {
         match e {
             TryPutError::Full(_) => Error::Full,
             TryPutError::Closed(_) => Error::Closed,
+            TryPutError::ShutDown(_) => Error::ShutDown,
             TryPutError::Unencodable(_, e) => Error::Codec(e),
             TryPutError::Os(_, e) => Error::Io(e),
         }
@@ -180,6 +202,7 @@ impl From<GetError> for Error {
     fn from(e: GetError) -> Self {
         match e {
             GetError::Closed => Error::Closed,
+            GetError::ShutDown => Error::ShutDown,
             GetError::Decode(e) => Error::Codec(e),
             GetError::Os(e) => Error::Io(e),
         }
@@ -191,6 +214,7 @@ impl From<TryGetError> for Error {
         match e {
             TryGetError::Empty => Error::Empty,
             TryGetError::Closed => Error::Closed,
+            TryGetError::ShutDown => Error::ShutDown,
             TryGetError::Decode(e) => Error::Codec(e),
             TryGetError::Os(e) => Error::Io(e),
         }
@@ -321,6 +345,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         match self.put_with(item, Wait::Forever) {
             Ok(()) => Ok(()),
             Err(TryPutError::Closed(item)) => Err(PutError::Closed(item)),
+            Err(TryPutError::ShutDown(item)) => Err(PutError::ShutDown(item)),
             Err(TryPutError::Unencodable(item, e)) => Err(PutError::Unencodable(item, e)),
             Err(TryPutError::Os(item, e)) => Err(PutError::Os(item, e)),
             Err(TryPutError::Full(_)) => unreachable!("a put without deadline waits for space"),
@@ -346,6 +371,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(()) => Ok(()),
             Err(PutFail::Encode(e)) => Err(PutError::Unencodable((), e)),
             Err(PutFail::Closed) => Err(PutError::Closed(())),
+            Err(PutFail::ShutDown) => Err(PutError::ShutDown(())),
             Err(PutFail::Os(e)) => Err(PutError::Os((), e)),
             Err(PutFail::Full) => unreachable!("a put without deadline waits for space"),
         }
@@ -357,6 +383,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Err(PutFail::Encode(e)) => Err(TryPutError::Unencodable(item, e)),
             Err(PutFail::Full) => Err(TryPutError::Full(item)),
             Err(PutFail::Closed) => Err(TryPutError::Closed(item)),
+            Err(PutFail::ShutDown) => Err(TryPutError::ShutDown(item)),
             Err(PutFail::Os(e)) => Err(TryPutError::Os(item, e)),
         }
     }
@@ -409,6 +436,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(()) => codec::decode(body).map_err(TryGetError::Decode),
             Err(GetFail::Empty) => Err(TryGetError::Empty),
             Err(GetFail::Closed) => Err(TryGetError::Closed),
+            Err(GetFail::ShutDown) => Err(TryGetError::ShutDown),
             Err(GetFail::Os(e)) => Err(TryGetError::Os(e)),
         })
     }
@@ -426,6 +454,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn get(&self) -> Result<T, GetError> {
         self.get_with(Wait::Forever).map_err(|e| match e {
             TryGetError::Closed => GetError::Closed,
+            TryGetError::ShutDown => GetError::ShutDown,
             TryGetError::Decode(e) => GetError::Decode(e),
             TryGetError::Os(e) => GetError::Os(e),
             TryGetError::Empty => unreachable!("a get without deadline waits for a message"),
@@ -544,6 +573,83 @@ impl<T> Queue<T> {
     /// ```
     pub fn close(&self) {
         self.raw.close();
+    }
+
+    /// Shuts the queue down for every handle, in every process: Python
+    /// 3.13's `queue.Queue.shutdown` (Python's `multiprocessing` queues have
+    /// none).
+    ///
+    /// From then on every `put`, `put_ref`, `try_put` and `put_timeout`
+    /// fails with `ShutDown` ([`PutError::ShutDown`], the item handed back).
+    /// Gets still take what is left; once the queue is empty, every `get`,
+    /// `try_get` and `get_timeout` fails with `ShutDown`
+    /// ([`GetError::ShutDown`]) instead of waiting or reporting `Empty`.
+    /// With `immediate`, what is left is discarded now, and counted as done
+    /// tasks for [`JoinableQueue::join`]; the queue's memory shrinks back.
+    ///
+    /// Every process blocked in a `put` on a full queue or a `get` on an
+    /// empty one wakes and fails with `ShutDown`; so does a
+    /// [`wait`](crate::wait) on the queue, which stays ready from then on.
+    /// Shutting down again changes nothing, except that an immediate
+    /// shutdown after a plain one discards what is left. There is no way
+    /// back. Fails only if the queue's lock or memory does ([`Error::Io`]).
+    ///
+    /// The usual end of a stream: consumers take messages until
+    /// `ShutDown`, and whoever knows the stream is over shuts the queue down
+    /// (no sentinel per consumer).
+    ///
+    /// ```
+    /// use multiproc::{GetError, Process, Queue, worker};
+    ///
+    /// #[worker]
+    /// fn sum_until_shutdown(q: Queue<u64>) -> u64 {
+    ///     let mut sum = 0;
+    ///     loop {
+    ///         match q.get() {
+    ///             Ok(x) => sum += x,
+    ///             Err(GetError::ShutDown) => return sum,
+    ///             Err(e) => panic!("{e}"),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let q = Queue::new()?;
+    /// let mut p = Process::new(sum_until_shutdown, (q.clone(),));
+    /// p.start()?;
+    /// for x in 1..=10 {
+    ///     q.put(x)?;
+    /// }
+    /// q.shutdown(false)?; // the consumer takes what is left, then stops
+    /// p.join()?;
+    /// assert_eq!(p.result()?, 55);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> crate::Result<()> {
+        Ok(self.raw.shutdown(immediate)?)
+    }
+
+    /// Whether the queue was shut down, by any process (Python's
+    /// `is_shutdown`).
+    ///
+    /// ```
+    /// use multiproc::{PutError, Queue, TryGetError};
+    /// let q = Queue::new()?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert!(!q.is_shutdown());
+    /// q.shutdown(false)?;
+    /// assert!(q.is_shutdown());
+    /// assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+    /// assert_eq!(q.get()?, 1); // what is left still comes out...
+    /// q.shutdown(true)?; // ...unless an immediate shutdown discards it
+    /// assert!(q.empty());
+    /// assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.raw.is_shut_down()
     }
 }
 
@@ -786,6 +892,30 @@ impl<T> JoinableQueue<T> {
     pub fn join_timeout(&self, timeout: Duration) -> crate::Result<bool> {
         Ok(self.inner.raw.join(Wait::timeout(timeout))?)
     }
+
+    /// Shuts the queue down, as [`Queue::shutdown`]. With `immediate`, the
+    /// messages still in the queue are discarded and their tasks counted as
+    /// done, so a [`join`](Self::join) waiting only for them returns, in
+    /// every process. A message already taken still needs its
+    /// [`task_done`](Self::task_done), which works as before (as in
+    /// Python).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put("first".to_string())?;
+    /// q.put("second".to_string())?;
+    /// q.put("third".to_string())?;
+    /// assert_eq!(q.get()?, "first"); // taken, not yet done
+    /// q.shutdown(true)?; // the other two are discarded, and done
+    /// assert!(!q.join_timeout(Duration::ZERO)?);
+    /// q.task_done()?;
+    /// q.join()?; // nothing left to wait for
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> crate::Result<()> {
+        self.inner.shutdown(immediate)
+    }
 }
 
 impl<T> Serialize for JoinableQueue<T> {
@@ -802,7 +932,8 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
     }
 }
 
-/// A queue is ready for [`wait`](crate::wait) while it is not empty.
+/// A queue is ready for [`wait`](crate::wait) while it is not empty, and
+/// for ever once it is shut down (a `get` then answers at once).
 impl<T> crate::wait::Sealed for Queue<T> {}
 
 impl<T> crate::wait::Waitable for Queue<T> {
@@ -811,7 +942,8 @@ impl<T> crate::wait::Waitable for Queue<T> {
     }
 
     fn ready_now(&self) -> bool {
-        !self.empty()
+        // A shut-down queue answers a get at once, if only with ShutDown.
+        !self.empty() || self.raw.is_shut_down()
     }
 
     fn arm(&self) {

@@ -25,6 +25,15 @@
 //! Growth doubles the capacity and copies only into the new upper half, so
 //! the old layout stays intact until the new capacity (a single store) is
 //! committed.
+//!
+//! Shutdown (Python 3.13's `Queue.shutdown`) is a flag in the header, set
+//! with both locks held: a producer reads it under the put lock, a consumer
+//! only when it finds the queue empty, so the hot paths pay one load of a
+//! read-mostly cache line at most. An immediate shutdown discards what is
+//! left in one get-side commit (a journal of its own kind, so it is
+//! crash-safe like any other), which also counts the discarded messages'
+//! tasks as done: `discarded` is subtracted from `unfinished` wherever tasks
+//! are counted, so no put-side field has to change with it.
 
 use crate::codec::CodecError;
 use crate::sys::futex;
@@ -44,8 +53,9 @@ const SHRINK_ABOVE: u64 = 16 << 20;
 /// the queue would otherwise shrink and regrow it, faulting every page in
 /// afresh, again and again.
 const SHRINK_AFTER_NS: u64 = 1_000_000_000;
-/// Version 3: the header holds the message size limit.
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE3");
+/// Version 4: the header holds the shutdown flag and the count of messages
+/// an immediate shutdown discarded (version 3: the message size limit).
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE4");
 /// Each message is preceded by its length.
 const PREFIX: u64 = 8;
 /// Getters spin this many times on an empty queue before sleeping.
@@ -62,6 +72,9 @@ mod off {
     /// The largest message body a put accepts, in bytes (set by the
     /// queue's creator).
     pub(super) const MAX_MESSAGE: usize = 152;
+    /// Non-zero once the queue is shut down (set with both locks held,
+    /// never cleared).
+    pub(super) const SHUTDOWN: usize = 160;
     // Producer side.
     pub(super) const TAIL: usize = 192;
     pub(super) const PUTS: usize = 200;
@@ -73,8 +86,12 @@ mod off {
     pub(super) const HEAD: usize = 256;
     pub(super) const GETS: usize = 264;
     pub(super) const GET_JOURNAL_VALID: usize = 272;
-    /// head, gets.
+    /// head, gets; for a drain head, discarded, gets.
     pub(super) const GET_JOURNAL: usize = 280;
+    /// Tasks of messages discarded by an immediate shutdown, counted as
+    /// done (changed only with both locks held, or by the replay of a
+    /// drain's journal).
+    pub(super) const DISCARDED: usize = 304;
     /// The eventfd has been written since the queue last became non-empty.
     pub(super) const SIGNALED: usize = 320;
     pub(super) const NOT_EMPTY: usize = 384;
@@ -135,6 +152,8 @@ impl Wait {
 pub(crate) enum PutFail {
     Full,
     Closed,
+    /// The queue was shut down.
+    ShutDown,
     Os(io::Error),
     /// The message's bytes could not be written (see [`RawQueue::put_by`]).
     Encode(CodecError),
@@ -165,6 +184,8 @@ impl RingWriter<'_> {
 pub(crate) enum GetFail {
     Empty,
     Closed,
+    /// The queue was shut down and is empty.
+    ShutDown,
     Os(io::Error),
 }
 
@@ -410,6 +431,10 @@ impl RawQueue {
             let Some(g) = self.lock(Side::Put, wait.lock_deadline())? else {
                 return Err(PutFail::Full);
             };
+            // Set under this lock, so the lock orders it with this put.
+            if self.word(off::SHUTDOWN).load(Ordering::Relaxed) != 0 {
+                return Err(PutFail::ShutDown);
+            }
             let tail = self.u64(off::TAIL).load(Ordering::Relaxed);
             let puts = self.u64(off::PUTS).load(Ordering::Relaxed);
             let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
@@ -514,7 +539,7 @@ impl RawQueue {
                 spin_until(|| self.len() > 0);
             }
             let Some(g) = self.lock(Side::Get, wait.lock_deadline())? else {
-                return Err(GetFail::Empty);
+                return Err(self.empty_or_shut_down());
             };
             let head = self.u64(off::HEAD).load(Ordering::Relaxed);
             let gets = self.u64(off::GETS).load(Ordering::Relaxed);
@@ -533,6 +558,11 @@ impl RawQueue {
                 }
             }
             if puts == gets {
+                // Set under this lock too; read only when empty, so the
+                // flag costs a consumer nothing while messages flow.
+                if self.word(off::SHUTDOWN).load(Ordering::Relaxed) != 0 {
+                    return Err(GetFail::ShutDown);
+                }
                 let timeout = wait.remaining().ok_or(GetFail::Empty)?;
                 let seq = self.word(off::NOT_EMPTY).load(Ordering::SeqCst);
                 self.word(off::GETTERS).fetch_add(1, Ordering::SeqCst);
@@ -633,16 +663,23 @@ impl RawQueue {
         let Some(producers) = self.try_lock(Side::Put)? else {
             return Ok(());
         };
+        self.shrink_if_empty()?;
+        drop(producers);
+        Ok(())
+    }
+
+    /// Gives the ring's memory back down to the initial capacity if the
+    /// queue is empty. Call with both locks held.
+    fn shrink_if_empty(&self) -> io::Result<()> {
         let empty = self.u64(off::PUTS).load(Ordering::Relaxed)
             == self.u64(off::GETS).load(Ordering::Relaxed);
-        if empty {
+        if empty && self.u64(off::CAPACITY).load(Ordering::Relaxed) != INITIAL_CAPACITY {
             // Positions stay: with nothing stored, any capacity fits them.
             self.u64(off::CAPACITY)
                 .store(INITIAL_CAPACITY, Ordering::Release);
             shm::resize(self.memfd.as_fd(), HEADER_LEN as u64 + INITIAL_CAPACITY)?;
             *self.ring.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        drop(producers);
         Ok(())
     }
 
@@ -666,18 +703,38 @@ impl RawQueue {
         }
     }
 
+    /// Tasks put and not yet done: `unfinished` less the tasks of messages
+    /// an immediate shutdown discarded. Call with the put lock held.
+    fn outstanding(&self) -> u64 {
+        let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
+        // Saturating: a drain's replay (under the get lock alone) may land
+        // between a task_done's reads, which then counts one task too few.
+        unfinished.saturating_sub(self.u64(off::DISCARDED).load(Ordering::SeqCst))
+    }
+
+    /// Why a get found nothing without looking under the lock (its lock
+    /// wait timed out): `ShutDown` if the queue is shut down and empty.
+    fn empty_or_shut_down(&self) -> GetFail {
+        if self.is_shut_down() && self.len() == 0 {
+            GetFail::ShutDown
+        } else {
+            GetFail::Empty
+        }
+    }
+
     /// JoinableQueue: one task finished. `false` if none was outstanding.
     pub(crate) fn task_done(&self) -> io::Result<bool> {
         let g = self.lock(Side::Put, None)?.expect("no deadline");
         let tail = self.u64(off::TAIL).load(Ordering::Relaxed);
         let puts = self.u64(off::PUTS).load(Ordering::Relaxed);
         let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
-        if unfinished == 0 {
+        let outstanding = self.outstanding();
+        if outstanding == 0 {
             return Ok(false);
         }
         g.commit(&[tail, unfinished - 1, puts]);
         drop(g);
-        if unfinished == 1 {
+        if outstanding == 1 {
             self.wake(off::ALL_DONE, off::JOINERS, i32::MAX);
         }
         Ok(true)
@@ -690,18 +747,87 @@ impl RawQueue {
             let Some(g) = self.lock(Side::Put, wait.lock_deadline())? else {
                 return Ok(false);
             };
-            if self.u64(off::UNFINISHED).load(Ordering::Relaxed) == 0 {
+            let outstanding = self.outstanding();
+            if outstanding == 0 {
                 return Ok(true);
             }
             let Some(timeout) = wait.remaining() else {
                 return Ok(false);
             };
-            // task_done changes the count under the same lock, after us.
+            // task_done and a shutdown change the count under the same
+            // lock, after us; only the replay of a dead shutdown's drain
+            // does not (it holds the get lock alone), so look once more
+            // after announcing ourselves.
             let seq = self.word(off::ALL_DONE).load(Ordering::SeqCst);
             self.word(off::JOINERS).fetch_add(1, Ordering::SeqCst);
+            let changed = self.outstanding() != outstanding;
             drop(g);
-            futex::wait(self.word(off::ALL_DONE), seq, timeout);
+            if !changed {
+                futex::wait(self.word(off::ALL_DONE), seq, timeout);
+            }
             self.word(off::JOINERS).fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the queue was shut down (by any process).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.word(off::SHUTDOWN).load(Ordering::SeqCst) != 0
+    }
+
+    /// Python's `Queue.shutdown`: from now on every put fails, and every
+    /// get once the queue is empty. `immediate` discards what is left and
+    /// counts the discarded messages' tasks as done. Wakes every process
+    /// blocked in a put, a get, a join or a `wait` on the queue. Idempotent;
+    /// an immediate shutdown after a plain one discards what is left then.
+    pub(crate) fn shutdown(&self, immediate: bool) -> io::Result<()> {
+        let producers = self.lock(Side::Put, None)?.expect("no deadline");
+        let consumers = self.lock(Side::Get, None)?.expect("no deadline");
+        // With both locks held: a put or get that holds either lock after
+        // us sees the flag, and none of them is half-way through.
+        self.word(off::SHUTDOWN).store(1, Ordering::SeqCst);
+        let drained = if immediate {
+            self.drain(&consumers)
+        } else {
+            Ok(())
+        };
+        drop(consumers);
+        drop(producers);
+        self.wake_everyone();
+        drained
+    }
+
+    /// Discards every message in the queue and counts their tasks as done,
+    /// in one commit. Call with both locks held, `consumers` the get lock.
+    fn drain(&self, consumers: &Held<'_>) -> io::Result<()> {
+        let head = self.u64(off::HEAD).load(Ordering::Relaxed);
+        let gets = self.u64(off::GETS).load(Ordering::Relaxed);
+        let tail = self.u64(off::TAIL).load(Ordering::Relaxed);
+        let puts = self.u64(off::PUTS).load(Ordering::Relaxed);
+        let ring = self.ring()?;
+        self.check_positions(head, tail, gets, puts, ring.len() as u64)?;
+        drop(ring);
+        if puts == gets {
+            return Ok(());
+        }
+        let unfinished = self.u64(off::UNFINISHED).load(Ordering::Relaxed);
+        let discarded = self.u64(off::DISCARDED).load(Ordering::Relaxed);
+        // As Python: a discarded message's task counts as done only while
+        // tasks are outstanding (task_done may have been called for it
+        // already).
+        let done = (puts - gets).min(unfinished.saturating_sub(discarded));
+        consumers.commit_drain(&[tail, discarded + done, puts]);
+        // Nothing is ever put again: all the memory can go back.
+        self.shrink_if_empty()
+    }
+
+    /// After a shutdown (or the replay of its drain): wake every sleeper,
+    /// to look at the flag; make the eventfd readable for `wait`.
+    fn wake_everyone(&self) {
+        self.wake(off::NOT_EMPTY, off::GETTERS, i32::MAX);
+        self.wake(off::NOT_FULL, off::PUTTERS, i32::MAX);
+        self.wake(off::ALL_DONE, off::JOINERS, i32::MAX);
+        if self.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0 {
+            self.signal_pollers();
         }
     }
 
@@ -724,12 +850,15 @@ impl RawQueue {
 
     /// After the queue became empty: drain the eventfd; if a producer slipped
     /// a message in meanwhile (and, seeing the signal set, did not write),
-    /// signal again.
+    /// or the queue was shut down (a shut-down queue stays ready), signal
+    /// again.
     fn unsignal_pollers(&self) {
         if self.word(off::SIGNALED).swap(0, Ordering::SeqCst) == 1 {
             let mut buf = [0u8; 8];
             let _ = nix::unistd::read(self.eventfd.as_fd(), &mut buf);
-            if self.len() > 0 && self.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0 {
+            if (self.len() > 0 || self.is_shut_down())
+                && self.word(off::POLL_WAITERS).load(Ordering::SeqCst) > 0
+            {
                 self.signal_pollers();
             }
         }
@@ -739,7 +868,7 @@ impl RawQueue {
     /// died between emptying it and draining): drain it.
     pub(crate) fn repair_signal(&self) -> io::Result<()> {
         if let Some(g) = self.lock(Side::Get, None)? {
-            if self.len() == 0 {
+            if self.len() == 0 && !self.is_shut_down() {
                 self.word(off::SIGNALED).store(1, Ordering::SeqCst);
                 self.unsignal_pollers();
             }
@@ -855,6 +984,14 @@ impl Side {
     }
 }
 
+/// A side's journal-valid word: a commit of the side's own fields is due.
+const JOURNALED: u32 = 1;
+/// The get side's journal-valid word: a drain is due (an immediate
+/// shutdown's commit, of [`DRAIN_FIELDS`]).
+const DRAIN_JOURNALED: u32 = 2;
+/// What a drain commits, in order: the count (`gets`) last, as every commit.
+const DRAIN_FIELDS: &[usize] = &[off::HEAD, off::DISCARDED, off::GETS];
+
 /// One side's mutex, held. Unlocks on drop.
 struct Held<'a> {
     q: &'a RawQueue,
@@ -867,21 +1004,37 @@ impl Held<'_> {
     /// get `[head, gets]`. The count (`puts` or `gets`) is applied last, with
     /// SeqCst: publishing it is what shows the change to the other side.
     fn commit(&self, values: &[u64]) {
-        let (valid, journal, fields) = self.side.journal();
+        let (_, _, fields) = self.side.journal();
+        self.commit_fields(JOURNALED, fields, values);
+    }
+
+    /// An immediate shutdown's drain, `[head, discarded, gets]`, through the
+    /// get side's journal, which the get lock's next holder replays if the
+    /// shutdown dies half-way. `discarded` is the one field a drain shares
+    /// with the put side; the put side reads it knowing that a replay may
+    /// change it under the get lock alone (see [`RawQueue::outstanding`]).
+    fn commit_drain(&self, values: &[u64; 3]) {
+        debug_assert_eq!(self.side, Side::Get);
+        self.commit_fields(DRAIN_JOURNALED, DRAIN_FIELDS, values);
+    }
+
+    fn commit_fields(&self, mark: u32, fields: &[usize], values: &[u64]) {
+        let (valid, journal, _) = self.side.journal();
         debug_assert_eq!(values.len(), fields.len());
         for (i, value) in values.iter().enumerate() {
             self.q.u64(journal + 8 * i).store(*value, Ordering::Relaxed);
         }
-        self.q.word(valid).store(1, Ordering::Release);
-        self.apply(values);
+        self.q.word(valid).store(mark, Ordering::Release);
+        self.apply(mark, fields, values);
         self.q.word(valid).store(0, Ordering::Release);
     }
 
-    fn apply(&self, values: &[u64]) {
-        let (_, _, fields) = self.side.journal();
+    fn apply(&self, mark: u32, fields: &[usize], values: &[u64]) {
         let last = fields.len() - 1;
         for (i, (field, value)) in fields.iter().zip(values).enumerate() {
-            let order = if i == last {
+            // A drain is rare: all SeqCst, so a joiner that announced itself
+            // sees `discarded` (see `join`).
+            let order = if i == last || mark == DRAIN_JOURNALED {
                 Ordering::SeqCst
             } else {
                 Ordering::Relaxed
@@ -890,16 +1043,24 @@ impl Held<'_> {
         }
     }
 
-    /// Re-applies a commit its holder died in the middle of.
+    /// Re-applies a commit its holder died in the middle of; after a drain,
+    /// wakes every sleeper, which the dead shutdown may not have done.
     fn replay(&self) {
         let (valid, journal, fields) = self.side.journal();
-        if self.q.word(valid).load(Ordering::Acquire) == 1 {
-            let mut values = [0u64; 3];
-            for (i, value) in values.iter_mut().enumerate().take(fields.len()) {
-                *value = self.q.u64(journal + 8 * i).load(Ordering::Relaxed);
-            }
-            self.apply(&values[..fields.len()]);
-            self.q.word(valid).store(0, Ordering::Release);
+        let mark = self.q.word(valid).load(Ordering::Acquire);
+        let fields = match mark {
+            JOURNALED => fields,
+            DRAIN_JOURNALED if self.side == Side::Get => DRAIN_FIELDS,
+            _ => return,
+        };
+        let mut values = [0u64; 3];
+        for (i, value) in values.iter_mut().enumerate().take(fields.len()) {
+            *value = self.q.u64(journal + 8 * i).load(Ordering::Relaxed);
+        }
+        self.apply(mark, fields, &values[..fields.len()]);
+        self.q.word(valid).store(0, Ordering::Release);
+        if mark == DRAIN_JOURNALED {
+            self.q.wake_everyone();
         }
     }
 }
@@ -1107,5 +1268,190 @@ mod capacity_and_limit_tests {
             );
         }
         assert_eq!(q.len(), 0);
+    }
+}
+
+#[cfg(test)]
+mod shutdown_tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// What a shutdown that died after its drain's commit point leaves: the
+    /// flag, and a drain journal not yet applied.
+    fn die_mid_drain(q: &RawQueue) {
+        let tail = q.u64(off::TAIL).load(Ordering::SeqCst);
+        let puts = q.u64(off::PUTS).load(Ordering::SeqCst);
+        let gets = q.u64(off::GETS).load(Ordering::SeqCst);
+        q.word(off::SHUTDOWN).store(1, Ordering::SeqCst);
+        for (i, value) in [tail, puts - gets, puts].into_iter().enumerate() {
+            q.u64(off::GET_JOURNAL + 8 * i)
+                .store(value, Ordering::SeqCst);
+        }
+        q.word(off::GET_JOURNAL_VALID)
+            .store(DRAIN_JOURNALED, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_drain_cut_short_by_death_is_replayed_by_the_next_consumer() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        for m in [b"a", b"b", b"c"] {
+            q.put(m, Wait::No).unwrap();
+        }
+        die_mid_drain(&q);
+        assert_eq!(q.len(), 3, "nothing applied yet");
+        let mut body = Vec::new();
+        assert!(matches!(q.get(Wait::No, &mut body), Err(GetFail::ShutDown)));
+        assert!(body.is_empty());
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.word(off::GET_JOURNAL_VALID).load(Ordering::SeqCst), 0);
+        assert!(q.join(Wait::No).unwrap(), "the discarded tasks are done");
+        assert!(!q.task_done().unwrap());
+        assert!(matches!(q.put(b"d", Wait::No), Err(PutFail::ShutDown)));
+    }
+
+    /// The replay wakes the sleepers the dead shutdown may not have woken.
+    #[test]
+    fn the_replay_of_a_drain_wakes_a_joiner() {
+        let q = Arc::new(RawQueue::new(0, u64::MAX).unwrap());
+        q.put(b"a", Wait::No).unwrap();
+        q.put(b"b", Wait::No).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let joiner = {
+            let q = q.clone();
+            std::thread::spawn(move || tx.send(q.join(Wait::Forever).unwrap()).unwrap())
+        };
+        // The joiner is asleep (or about to be): its answer waits for us.
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        die_mid_drain(&q);
+        let mut body = Vec::new();
+        assert!(matches!(q.get(Wait::No, &mut body), Err(GetFail::ShutDown)));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+        joiner.join().unwrap();
+    }
+
+    #[test]
+    fn a_drain_journal_of_garbage_is_checked_too() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        q.put(b"x", Wait::No).unwrap();
+        for i in 0..3 {
+            q.u64(off::GET_JOURNAL + 8 * i)
+                .store(u64::MAX - 1, Ordering::SeqCst);
+        }
+        q.word(off::GET_JOURNAL_VALID)
+            .store(DRAIN_JOURNALED, Ordering::SeqCst);
+        let mut body = Vec::new();
+        let r = q.get(Wait::No, &mut body);
+        assert!(format!("{r:?}").contains("corrupt"), "{r:?}");
+    }
+
+    /// As Python: a discarded message counts as a done task only while tasks
+    /// are outstanding; one taken before the shutdown still needs its
+    /// task_done.
+    #[test]
+    fn discarded_tasks_count_as_done_but_never_below_zero() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        for _ in 0..3 {
+            q.put(b"t", Wait::No).unwrap();
+        }
+        for _ in 0..3 {
+            assert!(q.task_done().unwrap());
+        }
+        q.shutdown(true).unwrap();
+        assert_eq!(q.len(), 0);
+        assert!(q.join(Wait::No).unwrap());
+        assert!(!q.task_done().unwrap());
+
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        for _ in 0..3 {
+            q.put(b"t", Wait::No).unwrap();
+        }
+        let mut body = Vec::new();
+        q.get(Wait::No, &mut body).unwrap();
+        q.shutdown(true).unwrap();
+        assert_eq!(q.len(), 0);
+        assert!(!q.join(Wait::No).unwrap(), "the taken task is not done");
+        assert!(q.task_done().unwrap());
+        assert!(q.join(Wait::No).unwrap());
+        assert!(!q.task_done().unwrap());
+        // Shutting down again discards nothing more and counts nothing.
+        q.shutdown(true).unwrap();
+        assert!(q.join(Wait::No).unwrap());
+        assert!(!q.task_done().unwrap());
+    }
+
+    #[test]
+    fn an_immediate_shutdown_gives_the_memory_back() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        for _ in 0..4 {
+            q.put(&vec![1; 1 << 20], Wait::No).unwrap();
+        }
+        assert!(shm::size(q.memfd()).unwrap() > HEADER_LEN as u64 + INITIAL_CAPACITY);
+        q.shutdown(true).unwrap();
+        assert_eq!(
+            shm::size(q.memfd()).unwrap(),
+            HEADER_LEN as u64 + INITIAL_CAPACITY
+        );
+        let mut body = Vec::new();
+        assert!(matches!(q.get(Wait::No, &mut body), Err(GetFail::ShutDown)));
+    }
+
+    fn eventfd_readable(q: &RawQueue) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(q.eventfd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap() == 1
+    }
+
+    /// A consumer that empties a shut-down queue leaves the eventfd
+    /// readable: a `wait` asleep in `poll` would otherwise miss the
+    /// shutdown, woken for a message that is gone when it looks.
+    #[test]
+    fn a_shut_down_queue_stays_signaled_for_pollers_once_drained() {
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        q.arm();
+        q.put(b"x", Wait::No).unwrap();
+        assert!(eventfd_readable(&q));
+        let mut body = Vec::new();
+        q.get(Wait::No, &mut body).unwrap();
+        assert!(!eventfd_readable(&q), "empty and open: not signaled");
+        q.put(b"y", Wait::No).unwrap();
+        q.shutdown(false).unwrap();
+        q.get(Wait::No, &mut body).unwrap();
+        assert!(eventfd_readable(&q), "emptied after the shutdown");
+        q.repair_signal().unwrap();
+        assert!(eventfd_readable(&q), "a shut-down queue is never spurious");
+        q.disarm();
+
+        // A poller that armed before a shutdown of an empty queue.
+        let q = RawQueue::new(0, u64::MAX).unwrap();
+        q.arm();
+        assert!(!eventfd_readable(&q));
+        q.shutdown(false).unwrap();
+        assert!(eventfd_readable(&q));
+        q.disarm();
+    }
+
+    /// A plain shutdown leaves the messages, and consumers take them all
+    /// before they see it.
+    #[test]
+    fn a_plain_shutdown_lets_the_queue_drain_then_fails_gets() {
+        let q = RawQueue::new(2, u64::MAX).unwrap();
+        q.put(b"1", Wait::No).unwrap();
+        q.put(b"2", Wait::No).unwrap();
+        q.shutdown(false).unwrap();
+        assert!(q.is_shut_down());
+        // Full and shut down: ShutDown, as Python checks it first.
+        assert!(matches!(q.put(b"3", Wait::No), Err(PutFail::ShutDown)));
+        let mut body = Vec::new();
+        q.get(Wait::Forever, &mut body).unwrap();
+        assert_eq!(body, b"1");
+        q.get(Wait::Forever, &mut body).unwrap();
+        assert_eq!(body, b"2");
+        for wait in [
+            Wait::No,
+            Wait::timeout(Duration::from_secs(60)),
+            Wait::Forever,
+        ] {
+            assert!(matches!(q.get(wait, &mut body), Err(GetFail::ShutDown)));
+        }
     }
 }

@@ -168,6 +168,27 @@ impl SharedMemory {
     }
 
     /// The block's name (`/name`), for a named block.
+    ///
+    /// Python's `SharedMemory(name)` takes and reports names without the
+    /// leading slash (it adds one for `shm_open`), while [`create`](Self::create)
+    /// and [`attach`](Self::attach) take either form: pass a name Python
+    /// printed as it is, and give Python this one without its `/` (glibc
+    /// would find the block under `/name` too, but Python would then report
+    /// its name as `/name`). Python 3.11 and 3.12 unlink a block they merely
+    /// attached to when the interpreter exits; call
+    /// `resource_tracker.unregister(shm._name, "shared_memory")` there after
+    /// attaching.
+    ///
+    /// ```
+    /// let name = format!("doc-name-{}", std::process::id());
+    /// let block = multiproc::SharedMemory::create(&name, 8)?;
+    /// assert_eq!(block.name(), Some(format!("/{name}").as_str()));
+    /// let for_python = block.name().unwrap().trim_start_matches('/');
+    /// assert_eq!(for_python, name);
+    /// let again = multiproc::SharedMemory::attach(for_python)?; // either form
+    /// assert_eq!(again.name(), block.name());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.inner.name.as_deref()
     }
@@ -202,16 +223,23 @@ impl SharedMemory {
     }
 
     /// Removes the name now (the memory stays until every handle is gone).
-    /// Only the creator may; for anyone else, or a second time, it is an
-    /// error.
+    /// Only the creator may: for anyone else it is an error of kind
+    /// `PermissionDenied`. A name that is already gone (a second `unlink`,
+    /// or someone else's `shm_unlink`) is `NotFound`, as Python's
+    /// `FileNotFoundError`.
     ///
     /// ```
+    /// use multiproc::{Error, SharedMemory};
+    /// use std::io::ErrorKind;
+    ///
     /// let name = format!("doc-unlink-{}", std::process::id());
-    /// let block = multiproc::SharedMemory::create(&name, 8)?;
-    /// let attached = multiproc::SharedMemory::attach(&name)?;
+    /// let block = SharedMemory::create(&name, 8)?;
+    /// let attached = SharedMemory::attach(&name)?;
     /// assert!(attached.unlink().is_err()); // not the creator
     /// block.unlink()?;
-    /// assert!(multiproc::SharedMemory::attach(&name).is_err());
+    /// let again = block.unlink().unwrap_err();
+    /// assert!(matches!(again, Error::Io(e) if e.kind() == ErrorKind::NotFound));
+    /// assert!(SharedMemory::attach(&name).is_err());
     /// attached.write(0, b"mapped")?; // the memory stays while handles live
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -226,7 +254,12 @@ impl SharedMemory {
             )));
         }
         if self.inner.unlinked.swap(true, Ordering::AcqRel) {
-            return Err(invalid(format!("`{name}` was already unlinked")));
+            // What `shm_unlink` says of a name that is gone (ENOENT), and
+            // what Python raises (`FileNotFoundError`).
+            return Err(crate::Error::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("`{name}` was already unlinked"),
+            )));
         }
         nix::sys::mman::shm_unlink(name.as_str())?;
         Ok(())

@@ -1,14 +1,17 @@
-//! Shared state: `Value`, `Array` (locked), `RawValue`, `RawArray` (no lock)
-//! and `SharedMemory` (bytes, anonymous or named).
+//! Shared state: `Value`, `Array` (locked), `RawValue`, `RawArray` (no lock),
+//! `SharedMemory` (bytes, anonymous or named) and `ShareableList` (Python's
+//! list of scalars, in Python's layout, inside a `SharedMemory`).
 //!
 //! Everything lives in an anonymous memfd mapped `MAP_SHARED`, except a named
 //! `SharedMemory`, which is a POSIX shared-memory object in `/dev/shm`.
 
 mod array;
 mod block;
+mod list;
 mod memory;
 
 pub use array::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+pub use list::{ShareableList, ShareableValue};
 pub use memory::SharedMemory;
 
 /// The lock was acquired, but its previous holder died while holding it: the

@@ -137,3 +137,113 @@ pub(crate) fn send_with_fds(
         None,
     )
 }
+
+/// A `recvmsg` control buffer with room for one message's descriptors
+/// ([`MAX_FDS_PER_MESSAGE`]), aligned for `cmsghdr`.
+pub(crate) struct CmsgSpace(Vec<u64>);
+
+impl CmsgSpace {
+    pub(crate) fn new() -> CmsgSpace {
+        // SAFETY: `CMSG_SPACE` only computes a size.
+        let bytes = unsafe {
+            libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * size_of::<libc::c_int>()) as libc::c_uint)
+        } as usize;
+        CmsgSpace(vec![0; bytes.div_ceil(size_of::<u64>())])
+    }
+}
+
+/// Receives once by [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
+/// at most `max` bytes into the spare capacity of `buf` (which must have
+/// some), appending them without zeroing anything first; hands each
+/// descriptor that comes with the bytes (close-on-exec) to `got`. Without
+/// `wait`, does not block (`WouldBlock`). Returns the bytes read (0: the end
+/// of the stream, or a reset) and whether descriptors were lost for want of
+/// room in `space` or in the descriptor table (`MSG_CTRUNC`). Interrupted
+/// calls are retried.
+pub(crate) fn recv_append(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    wait: bool,
+    space: &mut CmsgSpace,
+    mut got: impl FnMut(OwnedFd),
+) -> io::Result<(usize, bool)> {
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
+    debug_assert!(len > 0, "recv_append with no room");
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let control_len = space.0.len() * size_of::<u64>();
+    let flags = libc::MSG_CMSG_CLOEXEC | if wait { 0 } else { libc::MSG_DONTWAIT };
+    let (n, msg) = loop {
+        // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.0.as_mut_ptr().cast();
+        msg.msg_controllen = control_len as _;
+        // SAFETY: `msg` points to one iovec of `len` writable bytes (the
+        // spare capacity of `buf`, which the kernel writes without reading)
+        // and to a control buffer of `control_len` bytes; both outlive the
+        // call.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break (n as usize, msg);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::ECONNRESET) => return Ok((0, false)),
+            _ => return Err(e),
+        }
+    };
+    let control = space.0.as_ptr().cast::<u8>();
+    let control_end = control as usize + msg.msg_controllen.min(control_len);
+    // SAFETY: `msg` is the header `recvmsg` filled: its control pointer and
+    // length describe the control data the kernel wrote.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `CMSG_FIRSTHDR`/`CMSG_NXTHDR` return a header that lies
+        // wholly inside the control data (aligned: the buffer is of `u64`s).
+        let header = unsafe { cmsg.read() };
+        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: the data of a header inside the control data.
+            let data = unsafe { libc::CMSG_DATA(cmsg) };
+            let end = (cmsg as usize + header.cmsg_len as usize).min(control_end);
+            let count = end.saturating_sub(data as usize) / size_of::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: descriptor `i` lies within the message's data,
+                // which ends at or before the end of the control data.
+                let fd = unsafe {
+                    data.add(i * size_of::<libc::c_int>())
+                        .cast::<libc::c_int>()
+                        .read_unaligned()
+                };
+                // SAFETY: the kernel just installed this descriptor in our
+                // table for this message; nothing else owns it.
+                got(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        // SAFETY: `cmsg` is a header of this message's control data.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    // SAFETY: `recvmsg` wrote the first `n <= len` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok((n, msg.msg_flags & libc::MSG_CTRUNC != 0))
+}
+
+/// How many bytes wait unread in a socket's receive queue (`FIONREAD`,
+/// [`ioctl(2)`](https://man7.org/linux/man-pages/man7/unix.7.html)): for a
+/// stream socket, all of them, across every `send`.
+pub(crate) fn queued(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `FIONREAD` writes one `int` through the pointer, which points
+    // to `n`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
