@@ -7,11 +7,15 @@
 //! an 8-byte big-endian length. A typed message's body is its postcard
 //! encoding. So every connection, a pipe's or one that a
 //! [`Listener`](crate::Listener) accepted, exchanges `send_bytes` and
-//! `recv_bytes` with Python byte for byte. Every handle keeps a receive
-//! buffer: a blocking `recv` reads whatever is available in one syscall, and
-//! a timeout in the middle of a frame loses nothing. A send is one `sendmsg`
-//! (header and body together) under a per-handle mutex, so sends from several
-//! threads never interleave.
+//! `recv_bytes` with Python byte for byte. A receive never reads past the
+//! frame in progress (its header, then exactly its body), so the next frame
+//! stays in the socket for whichever process holding the end reads it, and
+//! a timeout in the middle of a frame loses nothing: the part read waits in
+//! the handle for the rest. `poll` takes nothing: it peeks the header and
+//! counts the bytes queued. Descriptors (handles inside a message,
+//! `send_handle`) travel with the first byte of their frame. A send is one
+//! `sendmsg` (header and body together) under a per-handle mutex, so sends
+//! from several threads never interleave.
 
 use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::error::Error;
