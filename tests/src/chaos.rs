@@ -2102,6 +2102,9 @@ fn chaos_fill(q: Queue<Msg>, extra_mib: u64) -> (u64, String) {
 fn round_address_space(r: &mut Round<'_>) {
     // A process that allocates past its limit dies with SIGABRT.
     let mut p = Process::new(chaos_hog, (r.rng.range(128, 1024),));
+    // Dying of a failed allocation is this round's point: std's backtrace
+    // of it would only flood the test output.
+    p.env("RUST_BACKTRACE", "0");
     match p.start() {
         Ok(()) => {
             if join_bounded(r, &p, "the hog", BOUND).is_some() {
@@ -2121,6 +2124,7 @@ fn round_address_space(r: &mut Round<'_>) {
     let pool = Pool::builder()
         .processes(2)
         .initializer(chaos_limit_pool_worker, (64,))
+        .env("RUST_BACKTRACE", "0")
         .build();
     match pool {
         Ok(pool) => {
