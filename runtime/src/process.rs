@@ -10,6 +10,7 @@ use crate::pool::Initializer;
 use crate::registry::Worker;
 use crate::setup::{self, ChildSetup, Limit, Limited, Resource, Stdio};
 use crate::sys;
+use crate::wait::{Sealed, WaitFd, Waitable};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -1456,4 +1457,31 @@ fn spawn_on_stable_thread(job: SpawnJob) -> io::Result<libc::pid_t> {
     reply_rx
         .recv()
         .map_err(|_| io::Error::other("the multiproc spawner thread is gone"))?
+}
+
+impl Sealed for ChildProcess {}
+
+/// Ready once the child has exited (Python's `sentinel`).
+impl Waitable for ChildProcess {
+    fn wait_fd(&self) -> Option<WaitFd<'_>> {
+        self.pidfd_dup().map(WaitFd::owned)
+    }
+
+    fn ready_now(&self) -> bool {
+        self.exitcode().is_some()
+    }
+}
+
+impl<W: Worker> Sealed for Process<W> {}
+
+/// Ready once the child has exited; a process not yet started is never
+/// ready.
+impl<W: Worker> Waitable for Process<W> {
+    fn wait_fd(&self) -> Option<WaitFd<'_>> {
+        self.handle()?.pidfd_dup().map(WaitFd::owned)
+    }
+
+    fn ready_now(&self) -> bool {
+        self.exitcode().is_some()
+    }
 }

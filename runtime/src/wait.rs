@@ -8,9 +8,6 @@
 //! again.
 
 use crate::error::Result;
-use crate::pipe::{Connection, PipeReader};
-use crate::process::{ChildProcess, Process};
-use crate::registry::Worker;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -133,7 +130,7 @@ impl<'a> WaitFd<'a> {
         WaitFd(FdRef::Owned(fd))
     }
 
-    fn stream(stream: Arc<UnixStream>) -> Self {
+    pub(crate) fn stream(stream: Arc<UnixStream>) -> Self {
         WaitFd(FdRef::Stream(stream))
     }
 }
@@ -273,61 +270,6 @@ impl<T: Waitable + ?Sized> Waitable for &T {
 
     fn clear_spurious(&self) {
         (**self).clear_spurious()
-    }
-}
-
-impl<T> Sealed for Connection<T> {}
-
-/// Ready while a whole message (or an error such as `Closed`) waits for
-/// `recv`.
-impl<T> Waitable for Connection<T> {
-    fn wait_fd(&self) -> Option<WaitFd<'_>> {
-        self.wait_stream().map(WaitFd::stream)
-    }
-
-    fn ready_now(&self) -> bool {
-        Connection::ready_now(self)
-    }
-}
-
-impl<T> Sealed for PipeReader<T> {}
-
-/// Ready while a whole message (or an error such as `Closed`) waits for
-/// `recv`.
-impl<T> Waitable for PipeReader<T> {
-    fn wait_fd(&self) -> Option<WaitFd<'_>> {
-        self.wait_stream().map(WaitFd::stream)
-    }
-
-    fn ready_now(&self) -> bool {
-        PipeReader::ready_now(self)
-    }
-}
-
-impl Sealed for ChildProcess {}
-
-/// Ready once the child has exited (Python's `sentinel`).
-impl Waitable for ChildProcess {
-    fn wait_fd(&self) -> Option<WaitFd<'_>> {
-        self.pidfd_dup().map(WaitFd::owned)
-    }
-
-    fn ready_now(&self) -> bool {
-        self.exitcode().is_some()
-    }
-}
-
-impl<W: Worker> Sealed for Process<W> {}
-
-/// Ready once the child has exited; a process not yet started is never
-/// ready.
-impl<W: Worker> Waitable for Process<W> {
-    fn wait_fd(&self) -> Option<WaitFd<'_>> {
-        self.handle()?.pidfd_dup().map(WaitFd::owned)
-    }
-
-    fn ready_now(&self) -> bool {
-        self.exitcode().is_some()
     }
 }
 

@@ -615,7 +615,7 @@ impl Pool {
     ///
     /// Inputs of the wrong type do not compile:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0271
     /// # use multiproc::{Pool, worker};
     /// # #[worker] fn square(x: i64) -> i64 { x * x }
     /// let pool = Pool::new().unwrap();

@@ -138,7 +138,7 @@ pub struct Lock {
 ///
 /// Not `Send`: a pthread mutex must be unlocked by the thread that locked it.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let lock = multiproc::Lock::new().unwrap();
 /// let guard = lock.acquire().unwrap();
 /// std::thread::spawn(move || drop(guard)); // error: `LockGuard` cannot be sent
@@ -358,7 +358,7 @@ pub struct RLock {
 /// Holds one level of an [`RLock`]; dropping it releases that level.
 /// Not `Send`, as [`LockGuard`]:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let lock = multiproc::RLock::new().unwrap();
 /// let guard = lock.acquire().unwrap();
 /// std::thread::spawn(move || drop(guard)); // error: `RLockGuard` cannot be sent
