@@ -162,7 +162,10 @@ pub enum Error {
     /// or an `imap` dropped before its end) before it finished.
     #[error("the task was cancelled")]
     Cancelled,
-    /// An argument is out of range (a pool of 0 processes, a chunk size of 0).
+    /// An argument is out of range: a pool of 0 processes or
+    /// `max_tasks_per_child(0)`, an empty or oversized authkey, a resource
+    /// limit or an environment the child cannot have. (A chunk size of 0 is
+    /// a programmer's error and panics, as std's `slice::chunks(0)`.)
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// A queue or connection handle was closed, or a
@@ -177,10 +180,13 @@ pub enum Error {
         /// The child's pid.
         pid: u32,
     },
-    /// A bounded queue stayed full (Python's `queue.Full`).
+    /// A `try_put` found a bounded queue full ([`TryPutError::Full`](crate::TryPutError::Full);
+    /// Python's `queue.Full`).
     #[error("the queue is full")]
     Full,
-    /// Nothing arrived in time (Python's `queue.Empty`).
+    /// A `try_get` or `try_recv` found nothing there
+    /// ([`TryGetError::Empty`](crate::TryGetError::Empty),
+    /// [`TryRecvError::Empty`](crate::TryRecvError::Empty); Python's `queue.Empty`).
     #[error("the queue is empty")]
     Empty,
     /// `JoinableQueue::task_done` was called more times than items were put.
@@ -190,10 +196,14 @@ pub enum Error {
     /// (see [`OwnerDied`](crate::OwnerDied), which keeps the guard).
     #[error("the previous owner of the lock died while holding it")]
     OwnerDied,
-    /// A `try_` call would have had to wait.
+    /// A lock's or semaphore's `try_acquire` would have had to wait.
     #[error("the operation would have to wait")]
     WouldBlock,
-    /// A `_timeout` call ran out of time.
+    /// A `_timeout` call ran out of time: a queue's `get_timeout` or
+    /// `put_timeout` ([`GetTimeoutError::Timeout`](crate::GetTimeoutError::Timeout),
+    /// [`PutTimeoutError::Timeout`](crate::PutTimeoutError::Timeout)), a pipe's
+    /// `recv_timeout` ([`RecvTimeoutError::Timeout`](crate::RecvTimeoutError::Timeout)),
+    /// a lock's, a condition's, a barrier's.
     #[error("timed out")]
     Timeout,
     /// A thread released a lock it does not hold.

@@ -585,7 +585,7 @@ pub fn queue_ring(bytes: &[u8]) {
         match op / 2 % 4 {
             0 => match q.try_get() {
                 Ok(body) => assert!(body.0.len() <= file as usize * 2),
-                Err(TryGetError::Empty | TryGetError::Decode(_) | TryGetError::Os(_)) => {}
+                Err(TryGetError::Empty | TryGetError::Decode(_) | TryGetError::Io(_)) => {}
                 Err(TryGetError::Closed) => unreachable!("nobody closed the queue"),
                 // A patched header may say so.
                 Err(TryGetError::ShutDown) => {}

@@ -127,7 +127,10 @@ pub use pipe::{
 };
 pub use pool::{AsyncResult, Chunked, Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::{ChildProcess, Process, active_children};
-pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError};
+pub use queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
+    TryGetError, TryPutError,
+};
 pub use registry::Worker;
 pub use remote_error::RemoteError;
 #[cfg(feature = "self-describing")]

@@ -21,8 +21,8 @@
 
 use crate::{alive, child_pids, open_fds, wait_until};
 use multiproc::{
-    AcquireTimeoutError, Barrier, BarrierWaitError, Error, Event, Lock, OwnerDied, Pool, Process,
-    PutError, Queue, RawArray, Semaphore, SharedMemory, TryGetError, Value, worker,
+    AcquireTimeoutError, Barrier, BarrierWaitError, Error, Event, GetTimeoutError, Lock, OwnerDied,
+    Pool, Process, PutError, Queue, RawArray, Semaphore, SharedMemory, TryGetError, Value, worker,
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -1230,7 +1230,7 @@ fn chaos_consume(q: Queue<Msg>, acks: Queue<Ack>, consumer: u32, stop: Event) ->
                 }
                 n += 1;
             }
-            Err(TryGetError::Empty) => {
+            Err(GetTimeoutError::Timeout) => {
                 if stop.is_set() {
                     return n;
                 }
@@ -2092,7 +2092,7 @@ fn chaos_fill(q: Queue<Msg>, extra_mib: u64) -> (u64, String) {
         let m = (7, seq, ByteBuf::from(vec![seq as u8; 4 << 20]));
         match q.put(m) {
             Ok(()) => {}
-            Err(PutError::Os(_, e)) => return (seq, format!("Os: {e}")),
+            Err(PutError::Io(_, e)) => return (seq, format!("Os: {e}")),
             Err(e) => return (seq, format!("other: {e}")),
         }
     }

@@ -403,7 +403,7 @@ fn a_connection_put_in_a_queue_is_a_clear_error() {
     let q = multiproc::Queue::<Connection<u8>>::new().unwrap();
     let (c, _d) = Pipe::<u8>::new().unwrap();
     match q.put(c) {
-        Err(multiproc::PutError::Unencodable(_, e)) => {
+        Err(multiproc::PutError::Encode(_, e)) => {
             let message = e.to_string();
             assert!(message.contains("worker's arguments"), "{message}");
         }

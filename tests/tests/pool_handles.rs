@@ -507,7 +507,7 @@ fn a_handle_serialized_anywhere_else_is_still_refused() {
         "{message}"
     );
     assert!(message.contains("a pool task's arguments"), "{message}");
-    assert!(matches!(err, PutError::Unencodable(..)));
+    assert!(matches!(err, PutError::Encode(..)));
 
     // A pipe carries handles now; any other serializer still refuses them.
     let message = serde_json::to_string(&Lock::new().unwrap())

@@ -1,8 +1,8 @@
 //! `Queue`, `SimpleQueue`, `JoinableQueue` across processes.
 
 use multiproc::{
-    CodecError, Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, TryGetError,
-    TryPutError, worker,
+    CodecError, Error, GetError, GetTimeoutError, JoinableQueue, Process, PutError,
+    PutTimeoutError, Queue, SimpleQueue, TryGetError, TryPutError, worker,
 };
 use multiproc_tests::join;
 use serde::{Deserialize, Serialize};
@@ -190,13 +190,13 @@ fn empty_queues_answer_at_once_or_after_the_timeout() {
     assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
     assert!(matches!(
         q.get_timeout(Duration::ZERO),
-        Err(TryGetError::Empty)
+        Err(GetTimeoutError::Timeout)
     ));
     assert!(t.elapsed() < Duration::from_millis(50));
     let t = Instant::now();
     assert!(matches!(
         q.get_timeout(Duration::from_millis(100)),
-        Err(TryGetError::Empty)
+        Err(GetTimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     // An unbounded queue is never full.
@@ -235,7 +235,7 @@ fn a_handle_cannot_be_serialized_outside_a_spawn() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("can only be sent as"), "{err}");
-    assert!(matches!(err, PutError::Unencodable(..)));
+    assert!(matches!(err, PutError::Encode(..)));
     assert_eq!(err.into_inner().name, "x");
 }
 
@@ -357,7 +357,7 @@ fn a_large_message_whose_encoding_changes_midway_puts_nothing() {
         let put = std::panic::catch_unwind(|| q.put(Fickle::new(third)));
         match (third, put) {
             (Third::Panics, Err(_)) => {}
-            (_, Ok(Err(PutError::Unencodable(_, e)))) => {
+            (_, Ok(Err(PutError::Encode(_, e)))) => {
                 assert!(e.to_string().contains("Fickle"), "{third:?}: {e}")
             }
             (_, other) => panic!("{third:?}: expected Unencodable, got {other:?}"),
@@ -509,7 +509,7 @@ fn oversized<T: PartialEq + std::fmt::Debug>(
     sent: &T,
 ) -> Option<(u64, u64)> {
     match r {
-        Err(TryPutError::Unencodable(item, CodecError::Oversized { len, limit })) => {
+        Err(TryPutError::Encode(item, CodecError::Oversized { len, limit })) => {
             assert_eq!(&item, sent, "the refused item comes back");
             Some((len, limit))
         }
@@ -533,18 +533,24 @@ fn a_message_over_the_limit_is_refused_and_one_at_the_limit_goes_through() {
         let over = bytes(limit - prefix + 1, 9);
         let expected = Some((limit as u64 + 1, limit as u64));
         let put = q.put(over.clone()).map_err(|e| match e {
-            PutError::Unencodable(item, e) => TryPutError::Unencodable(item, e),
+            PutError::Encode(item, e) => TryPutError::Encode(item, e),
             other => panic!("put: {other:?}"),
         });
         assert_eq!(oversized(put, &over), expected, "put, limit {limit}");
         assert_eq!(oversized(q.try_put(over.clone()), &over), expected);
         assert_eq!(
-            oversized(q.put_timeout(over.clone(), BOUND), &over),
+            oversized(
+                q.put_timeout(over.clone(), BOUND).map_err(|e| match e {
+                    PutTimeoutError::Encode(item, e) => TryPutError::Encode(item, e),
+                    other => panic!("put_timeout: {other:?}"),
+                }),
+                &over
+            ),
             expected
         );
         assert!(matches!(
             q.put_ref(&over),
-            Err(PutError::Unencodable((), CodecError::Oversized { .. }))
+            Err(PutError::Encode((), CodecError::Oversized { .. }))
         ));
         assert!(q.empty(), "limit {limit}: a refused message was put");
         let at = bytes(limit - prefix, 7);
@@ -624,7 +630,7 @@ fn joinable_and_simple_queues_obey_the_limit() {
         .unwrap()
         .with_max_message_size(100);
     match s.put(bytes(100, 6)) {
-        Err(PutError::Unencodable(
+        Err(PutError::Encode(
             item,
             CodecError::Oversized {
                 len: 101,
@@ -652,7 +658,7 @@ fn a_message_of_small_pieces_over_the_limit_is_refused_before_it_is_encoded_whol
     // have to hold it.
     let big = vec![3u8; 4 << 20];
     match q.put_ref(&big) {
-        Err(PutError::Unencodable((), CodecError::Oversized { len, limit })) => {
+        Err(PutError::Encode((), CodecError::Oversized { len, limit })) => {
             assert_eq!(limit, 64 << 10);
             assert!(len > limit);
         }
@@ -666,7 +672,7 @@ fn a_message_of_small_pieces_over_the_limit_is_refused_before_it_is_encoded_whol
     let items = vec![7u16; 200_000];
     assert!(matches!(
         q.try_put(items),
-        Err(TryPutError::Unencodable(
+        Err(TryPutError::Encode(
             _,
             CodecError::Oversized { limit: 100_000, .. }
         ))

@@ -7,8 +7,8 @@
 //! asserts how fast anything happens.
 
 use multiproc::{
-    Error, GetError, JoinableQueue, Process, PutError, Queue, TryGetError, TryPutError, Waitable,
-    wait, worker,
+    Error, GetError, GetTimeoutError, JoinableQueue, Process, PutError, PutTimeoutError, Queue,
+    TryGetError, TryPutError, Waitable, wait, worker,
 };
 use multiproc_tests::join;
 use std::collections::BTreeSet;
@@ -57,7 +57,7 @@ fn a_put_after_shutdown_fails_with_shut_down_in_every_process() {
     assert!(matches!(q.try_put(4), Err(TryPutError::ShutDown(4))));
     assert!(matches!(
         q.put_timeout(5, BOUND),
-        Err(TryPutError::ShutDown(5))
+        Err(PutTimeoutError::ShutDown(5))
     ));
     // A clone made before, in this process, and a handle in a child.
     let clone = q.clone();
@@ -106,7 +106,10 @@ fn gets_drain_what_is_left_then_fail_with_shut_down() {
     }
     assert!(matches!(q.get(), Err(GetError::ShutDown)));
     assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
-    assert!(matches!(q.get_timeout(BOUND), Err(TryGetError::ShutDown)));
+    assert!(matches!(
+        q.get_timeout(BOUND),
+        Err(GetTimeoutError::ShutDown)
+    ));
     assert!(matches!(Error::from(q.get().unwrap_err()), Error::ShutDown));
     assert!(matches!(
         Error::from(q.try_get().unwrap_err()),

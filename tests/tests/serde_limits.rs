@@ -6,8 +6,8 @@
 //! `multiproc::SelfDescribing`.
 
 use multiproc::{
-    CodecError, Connection, Error, Pipe, Process, Queue, RecvTimeoutError, SendError, TryGetError,
-    TryPutError, worker,
+    CodecError, Connection, Error, GetTimeoutError, Pipe, Process, PutTimeoutError, Queue,
+    RecvTimeoutError, SendError, worker,
 };
 use multiproc_tests::join;
 use multiproc_tests::serde_types::*;
@@ -68,7 +68,7 @@ macro_rules! boundaries {
         fn put(q: Queue<$ty>) -> Option<String> {
             match q.put_timeout(value(), BOUND) {
                 Ok(()) => None,
-                Err(TryPutError::Unencodable(_, e @ CodecError::Unencodable { .. })) => {
+                Err(PutTimeoutError::Encode(_, e @ CodecError::Unencodable { .. })) => {
                     Some(e.to_string())
                 }
                 Err(e) => panic!("put: {e:?}"),
@@ -127,7 +127,9 @@ macro_rules! boundaries {
                 Fails::Decoding => {
                     assert_eq!(put_error, None);
                     match q.get_timeout(BOUND) {
-                        Err(TryGetError::Decode(e @ CodecError::Corrupt { .. })) => e.to_string(),
+                        Err(GetTimeoutError::Decode(e @ CodecError::Corrupt { .. })) => {
+                            e.to_string()
+                        }
                         other => panic!("the message decoded: {other:?}"),
                     }
                 }

@@ -3,8 +3,8 @@
 //! reported.
 
 use multiproc::{
-    AcquireTimeoutError, Condition, ConditionLock, Event, Lock, Process, Queue, Semaphore,
-    TryGetError, worker,
+    AcquireTimeoutError, Condition, ConditionLock, Event, GetTimeoutError, Lock, Process, Queue,
+    Semaphore, worker,
 };
 use multiproc_tests::join;
 use std::time::Duration;
@@ -62,7 +62,7 @@ fn take(woke: &Queue<u32>, n: usize) -> Vec<u32> {
 
 fn nothing_more(woke: &Queue<u32>) {
     match woke.get_timeout(QUIET) {
-        Err(TryGetError::Empty) => {}
+        Err(GetTimeoutError::Timeout) => {}
         other => panic!("an extra waiter woke: {other:?}"),
     }
 }

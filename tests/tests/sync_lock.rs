@@ -388,7 +388,7 @@ fn handles_travel_at_any_depth_and_refuse_other_serialization() {
     let q = Queue::<Lock>::new().unwrap();
     let err = q.put(Lock::new().unwrap()).unwrap_err();
     assert!(err.to_string().contains("can only be sent as"), "{err}");
-    assert!(matches!(err, PutError::Unencodable(..)));
+    assert!(matches!(err, PutError::Encode(..)));
 }
 
 #[test]

@@ -143,10 +143,7 @@ impl From<RecvError> for Error {
 impl From<RecvTimeoutError> for Error {
     fn from(e: RecvTimeoutError) -> Self {
         match e {
-            RecvTimeoutError::Timeout => Error::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "timed out waiting on a pipe",
-            )),
+            RecvTimeoutError::Timeout => Error::Timeout,
             RecvTimeoutError::Closed => Error::Closed,
             RecvTimeoutError::Decode(e) => Error::Codec(e),
             RecvTimeoutError::Io(e) => Error::Io(e),
@@ -157,10 +154,7 @@ impl From<RecvTimeoutError> for Error {
 impl From<TryRecvError> for Error {
     fn from(e: TryRecvError) -> Self {
         match e {
-            TryRecvError::Empty => Error::Io(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "no message is ready on the pipe",
-            )),
+            TryRecvError::Empty => Error::Empty,
             TryRecvError::Closed => Error::Closed,
             TryRecvError::Decode(e) => Error::Codec(e),
             TryRecvError::Io(e) => Error::Io(e),

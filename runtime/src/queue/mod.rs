@@ -25,201 +25,18 @@ const DIRECT_ABOVE: usize = 64 << 10;
 /// same as a [`Pipe`](crate::Pipe)'s frame limit.
 const DEFAULT_MAX_MESSAGE: u64 = codec::MAX_FRAME;
 
-use crate::codec::{self, CodecError};
-use crate::error::Error;
+use crate::codec;
 use crate::handles;
+mod error;
+
+pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 use raw::{GetFail, PutFail, RawQueue, Wait};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Why [`Queue::put`] failed; the item comes back.
-pub enum PutError<T> {
-    /// This handle was closed with [`Queue::close`].
-    Closed(T),
-    /// The queue was shut down ([`Queue::shutdown`], in any process;
-    /// Python's `queue.ShutDown`).
-    ShutDown(T),
-    /// The item could not be encoded, or its encoding is longer than the
-    /// queue's [message size limit](Queue::with_max_message_size)
-    /// ([`CodecError::Oversized`]). Nothing was put.
-    Unencodable(T, CodecError),
-    /// The operating system refused (out of memory for the queue's buffer).
-    Os(T, io::Error),
-}
-
-/// Why [`Queue::try_put`] or [`Queue::put_timeout`] failed; the item comes back.
-pub enum TryPutError<T> {
-    /// The queue is bounded and stayed full (Python's `queue.Full`).
-    Full(T),
-    /// This handle was closed with [`Queue::close`].
-    Closed(T),
-    /// The queue was shut down ([`Queue::shutdown`], in any process;
-    /// Python's `queue.ShutDown`).
-    ShutDown(T),
-    /// The item could not be encoded, or its encoding is longer than the
-    /// queue's [message size limit](Queue::with_max_message_size)
-    /// ([`CodecError::Oversized`]). Nothing was put.
-    Unencodable(T, CodecError),
-    /// The operating system refused (out of memory for the queue's buffer).
-    Os(T, io::Error),
-}
-
-/// Why [`Queue::get`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GetError {
-    /// This handle was closed with [`Queue::close`].
-    #[error("the queue handle is closed")]
-    Closed,
-    /// The queue was shut down ([`Queue::shutdown`], in any process) and
-    /// is empty (Python's `queue.ShutDown`).
-    #[error("the queue is shut down")]
-    ShutDown,
-    /// The message was taken but does not decode as `T` (the queue goes on).
-    #[error(transparent)]
-    Decode(CodecError),
-    /// The operating system refused, or the queue's memory is corrupt.
-    #[error("queue failure: {0}")]
-    Os(io::Error),
-}
-
-/// Why [`Queue::try_get`] or [`Queue::get_timeout`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TryGetError {
-    /// Nothing arrived in time (Python's `queue.Empty`).
-    #[error("the queue is empty")]
-    Empty,
-    /// This handle was closed with [`Queue::close`].
-    #[error("the queue handle is closed")]
-    Closed,
-    /// The queue was shut down ([`Queue::shutdown`], in any process) and
-    /// is empty (Python's `queue.ShutDown`).
-    #[error("the queue is shut down")]
-    ShutDown,
-    /// The message was taken but does not decode as `T` (the queue goes on).
-    #[error(transparent)]
-    Decode(CodecError),
-    /// The operating system refused, or the queue's memory is corrupt.
-    #[error("queue failure: {0}")]
-    Os(io::Error),
-}
-
-impl<T> PutError<T> {
-    /// The item that was not put.
-    pub fn into_inner(self) -> T {
-        match self {
-            PutError::Closed(item)
-            | PutError::ShutDown(item)
-            | PutError::Unencodable(item, _)
-            | PutError::Os(item, _) => item,
-        }
-    }
-}
-
-impl<T> TryPutError<T> {
-    /// The item that was not put.
-    pub fn into_inner(self) -> T {
-        match self {
-            TryPutError::Full(item)
-            | TryPutError::Closed(item)
-            | TryPutError::ShutDown(item)
-            | TryPutError::Unencodable(item, _)
-            | TryPutError::Os(item, _) => item,
-        }
-    }
-}
-
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Closed(_) => f.write_str("the queue handle is closed"),
-            PutError::ShutDown(_) => f.write_str("the queue is shut down"),
-            PutError::Unencodable(_, e) => write!(f, "{e}"),
-            PutError::Os(_, e) => write!(f, "queue failure: {e}"),
-        }
-    }
-}
-
-impl<T> fmt::Display for TryPutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TryPutError::Full(_) => f.write_str("the queue is full"),
-            TryPutError::Closed(_) => f.write_str("the queue handle is closed"),
-            TryPutError::ShutDown(_) => f.write_str("the queue is shut down"),
-            TryPutError::Unencodable(_, e) => write!(f, "{e}"),
-            TryPutError::Os(_, e) => write!(f, "queue failure: {e}"),
-        }
-    }
-}
-
-// Debug without `T: Debug`, as crossbeam's `SendError`, so `.unwrap()` works
-// for any item type.
-impl<T> fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PutError({self})")
-    }
-}
-
-impl<T> fmt::Debug for TryPutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TryPutError({self})")
-    }
-}
-
-impl<T> std::error::Error for PutError<T> {}
-impl<T> std::error::Error for TryPutError<T> {}
-
-impl<T> From<PutError<T>> for Error {
-    fn from(e: PutError<T>) -> Self {
-        match e {
-            PutError::Closed(_) => Error::Closed,
-            PutError::ShutDown(_) => Error::ShutDown,
-            PutError::Unencodable(_, e) => Error::Codec(e),
-            PutError::Os(_, e) => Error::Io(e),
-        }
-    }
-}
-
-impl<T> From<TryPutError<T>> for Error {
-    fn from(e: TryPutError<T>) -> Self {
-        match e {
-            TryPutError::Full(_) => Error::Full,
-            TryPutError::Closed(_) => Error::Closed,
-            TryPutError::ShutDown(_) => Error::ShutDown,
-            TryPutError::Unencodable(_, e) => Error::Codec(e),
-            TryPutError::Os(_, e) => Error::Io(e),
-        }
-    }
-}
-
-impl From<GetError> for Error {
-    fn from(e: GetError) -> Self {
-        match e {
-            GetError::Closed => Error::Closed,
-            GetError::ShutDown => Error::ShutDown,
-            GetError::Decode(e) => Error::Codec(e),
-            GetError::Os(e) => Error::Io(e),
-        }
-    }
-}
-
-impl From<TryGetError> for Error {
-    fn from(e: TryGetError) -> Self {
-        match e {
-            TryGetError::Empty => Error::Empty,
-            TryGetError::Closed => Error::Closed,
-            TryGetError::ShutDown => Error::ShutDown,
-            TryGetError::Decode(e) => Error::Codec(e),
-            TryGetError::Os(e) => Error::Io(e),
-        }
-    }
-}
 
 /// A multi-producer, multi-consumer queue between processes: Python's
 /// `multiprocessing.Queue`, typed.
@@ -231,7 +48,7 @@ impl From<TryGetError> for Error {
 ///
 /// A message whose encoding is longer than 4 GiB (the same limit as a
 /// [`Pipe`](crate::Pipe)'s) is refused at once, before any memory is
-/// taken for it, with [`PutError::Unencodable`] holding
+/// taken for it, with [`PutError::Encode`] holding
 /// [`CodecError::Oversized`]; [`with_max_message_size`](Self::with_max_message_size)
 /// sets another limit, which every handle to the queue obeys, in every
 /// process.
@@ -342,14 +159,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        match self.put_with(item, Wait::Forever) {
-            Ok(()) => Ok(()),
-            Err(TryPutError::Closed(item)) => Err(PutError::Closed(item)),
-            Err(TryPutError::ShutDown(item)) => Err(PutError::ShutDown(item)),
-            Err(TryPutError::Unencodable(item, e)) => Err(PutError::Unencodable(item, e)),
-            Err(TryPutError::Os(item, e)) => Err(PutError::Os(item, e)),
-            Err(TryPutError::Full(_)) => unreachable!("a put without deadline waits for space"),
-        }
+        self.put_with(item, Wait::Forever)
+            .map_err(TryPutError::waited)
     }
 
     /// Puts a copy of `*item`, waiting for room: the item is encoded, not
@@ -369,10 +180,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn put_ref(&self, item: &T) -> Result<(), PutError<()>> {
         match self.put_ref_with(item, Wait::Forever) {
             Ok(()) => Ok(()),
-            Err(PutFail::Encode(e)) => Err(PutError::Unencodable((), e)),
+            Err(PutFail::Encode(e)) => Err(PutError::Encode((), e)),
             Err(PutFail::Closed) => Err(PutError::Closed(())),
             Err(PutFail::ShutDown) => Err(PutError::ShutDown(())),
-            Err(PutFail::Os(e)) => Err(PutError::Os((), e)),
+            Err(PutFail::Os(e)) => Err(PutError::Io((), e)),
             Err(PutFail::Full) => unreachable!("a put without deadline waits for space"),
         }
     }
@@ -380,11 +191,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_with(&self, item: T, wait: Wait) -> Result<(), TryPutError<T>> {
         match self.put_ref_with(&item, wait) {
             Ok(()) => Ok(()),
-            Err(PutFail::Encode(e)) => Err(TryPutError::Unencodable(item, e)),
+            Err(PutFail::Encode(e)) => Err(TryPutError::Encode(item, e)),
             Err(PutFail::Full) => Err(TryPutError::Full(item)),
             Err(PutFail::Closed) => Err(TryPutError::Closed(item)),
             Err(PutFail::ShutDown) => Err(TryPutError::ShutDown(item)),
-            Err(PutFail::Os(e)) => Err(TryPutError::Os(item, e)),
+            Err(PutFail::Os(e)) => Err(TryPutError::Io(item, e)),
         }
     }
 
@@ -424,11 +235,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// use std::time::Duration;
     /// let q = multiproc::Queue::with_maxsize(1)?;
     /// q.put(1u8)?;
-    /// assert!(q.put_timeout(2, Duration::from_millis(10)).is_err());
+    /// assert!(matches!(
+    ///     q.put_timeout(2, Duration::from_millis(10)),
+    ///     Err(multiproc::PutTimeoutError::Timeout(2))
+    /// ));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), TryPutError<T>> {
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_with(item, Wait::timeout(timeout))
+            .map_err(TryPutError::timed)
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, TryGetError> {
@@ -437,7 +252,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Err(GetFail::Empty) => Err(TryGetError::Empty),
             Err(GetFail::Closed) => Err(TryGetError::Closed),
             Err(GetFail::ShutDown) => Err(TryGetError::ShutDown),
-            Err(GetFail::Os(e)) => Err(TryGetError::Os(e)),
+            Err(GetFail::Os(e)) => Err(TryGetError::Io(e)),
         })
     }
 
@@ -452,13 +267,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_with(Wait::Forever).map_err(|e| match e {
-            TryGetError::Closed => GetError::Closed,
-            TryGetError::ShutDown => GetError::ShutDown,
-            TryGetError::Decode(e) => GetError::Decode(e),
-            TryGetError::Os(e) => GetError::Os(e),
-            TryGetError::Empty => unreachable!("a get without deadline waits for a message"),
-        })
+        self.get_with(Wait::Forever).map_err(TryGetError::waited)
     }
 
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
@@ -476,15 +285,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Takes the oldest message, waiting at most `timeout` for one.
     ///
     /// ```
-    /// use multiproc::TryGetError;
+    /// use multiproc::GetTimeoutError;
     /// use std::time::Duration;
     /// let q = multiproc::Queue::<u8>::new()?;
     /// let r = q.get_timeout(Duration::from_millis(10));
-    /// assert!(matches!(r, Err(TryGetError::Empty)));
+    /// assert!(matches!(r, Err(GetTimeoutError::Timeout)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TryGetError> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         self.get_with(Wait::timeout(timeout))
+            .map_err(TryGetError::timed)
     }
 }
 
@@ -522,7 +332,7 @@ impl<T> Queue<T> {
     /// Sets the largest message the queue accepts, in encoded bytes (4 GiB
     /// unless set). A longer one is refused at once by every `put`,
     /// `put_ref`, `try_put` and `put_timeout`, with
-    /// [`CodecError::Oversized`] (in [`PutError::Unencodable`], the item
+    /// [`CodecError::Oversized`] (in [`PutError::Encode`], the item
     /// handed back); nothing is put and the queue's memory does not grow.
     /// The limit lives in the queue's shared memory: it holds for every
     /// handle, clones and handles sent to children alike, so set it before
@@ -534,7 +344,7 @@ impl<T> Queue<T> {
     /// assert_eq!(q.max_message_size(), 16);
     /// let long = "x".repeat(100);
     /// match q.put(long.clone()) {
-    ///     Err(PutError::Unencodable(item, CodecError::Oversized { limit, .. })) => {
+    ///     Err(PutError::Encode(item, CodecError::Oversized { limit, .. })) => {
     ///         assert_eq!((item, limit), (long, 16));
     ///     }
     ///     other => panic!("{other:?}"),
@@ -867,7 +677,7 @@ impl<T> JoinableQueue<T> {
         if self.inner.raw.task_done()? {
             Ok(())
         } else {
-            Err(Error::TaskDoneTooOften)
+            Err(crate::Error::TaskDoneTooOften)
         }
     }
 
