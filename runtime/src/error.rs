@@ -4,7 +4,44 @@ use crate::codec::CodecError;
 use crate::setup::{Limited, Resource};
 use std::io;
 
-/// What can go wrong when starting, waiting for or collecting a process.
+/// Everything that can go wrong in multiproc: starting, waiting for or
+/// collecting a process, a pool's tasks, and (through `?`) every handle's
+/// own error type, each of which becomes the one variant named for it.
+///
+/// A child that panics is [`Error::Panicked`], with its message:
+///
+/// ```
+/// use multiproc::{Error, Process, worker};
+///
+/// #[worker]
+/// fn fail(code: u32) {
+///     panic!("bad input {code}");
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::new(fail, (7,));
+/// p.env("RUST_BACKTRACE", "0"); // this panic is expected: no backtrace
+/// p.start()?;
+/// p.join()?;
+/// match p.result() {
+///     Err(Error::Panicked { message, .. }) => assert!(message.contains("bad input 7")),
+///     other => panic!("expected a panic, got {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A handle's error converts with `?`:
+///
+/// ```
+/// use multiproc::{Error, Queue};
+/// fn first(q: &Queue<u8>) -> multiproc::Result<u8> {
+///     Ok(q.try_get()?) // `TryGetError::Empty` becomes `Error::Empty`
+/// }
+/// let q = Queue::new()?;
+/// assert!(matches!(first(&q), Err(Error::Empty)));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
