@@ -25,8 +25,9 @@ mod sealed {
 
 pub(crate) use sealed::Sealed;
 
-/// Something [`wait`] can watch: [`Connection`], [`PipeReader`],
-/// [`Process`] and [`ChildProcess`] (ready once the child has exited),
+/// Something [`wait`] can watch: [`Connection`](crate::Connection),
+/// [`PipeReader`](crate::PipeReader), [`Process`](crate::Process) and
+/// [`ChildProcess`](crate::ChildProcess) (ready once the child has exited),
 /// queues, a [`Listener`](crate::Listener), and references to any of them,
 /// `&dyn Waitable` included. Sealed: only this crate implements it, and its
 /// methods are internal.
@@ -152,8 +153,8 @@ impl AsFd for WaitFd<'_> {
 ///
 /// Level-triggered: a connection is ready while a whole message (or an
 /// error, such as `Closed`) is waiting for `recv`, and stays ready until it is
-/// received; a process is ready once it has exited. Only a [`PipeReader`] or
-/// a [`Connection`] can be waited on, not a [`PipeWriter`](crate::PipeWriter).
+/// received; a process is ready once it has exited. Only a [`PipeReader`](crate::PipeReader) or
+/// a [`Connection`](crate::Connection) can be waited on, not a [`PipeWriter`](crate::PipeWriter).
 /// Sockets, pipes and other descriptors can be mixed in (see
 /// [`Waitable`]'s list); they are ready while they poll readable.
 /// Waiting on nothing with no timeout waits forever, as in Python.

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One end of a duplex [`Pipe`]: Python's `multiprocessing.connection.Connection`,
+/// One end of a duplex [`Pipe`](crate::Pipe): Python's `multiprocessing.connection.Connection`,
 /// typed.
 ///
 /// Sends and receives values of `T`. Clones are cheap handles to the same
@@ -54,7 +54,7 @@ pub struct Connection<T> {
     pub(super) _items: PhantomData<fn(T) -> T>,
 }
 
-/// The receiving end of a one-way pipe ([`Pipe::one_way`]): it has no
+/// The receiving end of a one-way pipe ([`Pipe::one_way`](crate::Pipe::one_way)): it has no
 /// `send`. Otherwise as [`Connection`].
 ///
 /// ```
@@ -81,7 +81,7 @@ pub struct PipeReader<T> {
     pub(super) _items: PhantomData<fn(T) -> T>,
 }
 
-/// The sending end of a one-way pipe ([`Pipe::one_way`]): it has no `recv`.
+/// The sending end of a one-way pipe ([`Pipe::one_way`](crate::Pipe::one_way)): it has no `recv`.
 /// Otherwise as [`Connection`].
 ///
 /// ```
@@ -283,7 +283,7 @@ macro_rules! recv_methods {
 
             /// As [`recv_bytes`](Self::recv_bytes), but a message longer than
             /// `max_len` is an error (Python's `maxlength`):
-            /// [`RecvError::Decode`] with [`CodecError::Oversized`]. That
+            /// [`RecvError::Decode`] with [`CodecError::Oversized`](crate::CodecError::Oversized). That
             /// message is dropped as it arrives, never held in memory, and
             /// the next receive gets the message after it.
             ///

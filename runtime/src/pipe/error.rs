@@ -63,7 +63,7 @@ pub enum RecvError {
     Io(io::Error),
 }
 
-/// Why [`recv_timeout`](Connection::recv_timeout) failed.
+/// Why [`recv_timeout`](crate::Connection::recv_timeout) failed.
 ///
 /// ```
 /// use multiproc::{Pipe, RecvTimeoutError};
@@ -91,7 +91,7 @@ pub enum RecvTimeoutError {
     Io(io::Error),
 }
 
-/// Why [`try_recv`](Connection::try_recv) failed.
+/// Why [`try_recv`](crate::Connection::try_recv) failed.
 ///
 /// ```
 /// use multiproc::{Pipe, TryRecvError};

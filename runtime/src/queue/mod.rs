@@ -49,7 +49,7 @@ use std::time::Duration;
 /// A message whose encoding is longer than 4 GiB (the same limit as a
 /// [`Pipe`](crate::Pipe)'s) is refused at once, before any memory is
 /// taken for it, with [`PutError::Encode`] holding
-/// [`CodecError::Oversized`]; [`with_max_message_size`](Self::with_max_message_size)
+/// [`CodecError::Oversized`](crate::CodecError::Oversized); [`with_max_message_size`](Self::with_max_message_size)
 /// sets another limit, which every handle to the queue obeys, in every
 /// process.
 ///
@@ -332,7 +332,7 @@ impl<T> Queue<T> {
     /// Sets the largest message the queue accepts, in encoded bytes (4 GiB
     /// unless set). A longer one is refused at once by every `put`,
     /// `put_ref`, `try_put` and `put_timeout`, with
-    /// [`CodecError::Oversized`] (in [`PutError::Encode`], the item
+    /// [`CodecError::Oversized`](crate::CodecError::Oversized) (in [`PutError::Encode`], the item
     /// handed back); nothing is put and the queue's memory does not grow.
     /// The limit lives in the queue's shared memory: it holds for every
     /// handle, clones and handles sent to children alike, so set it before
@@ -402,7 +402,7 @@ impl<T> Queue<T> {
     /// [`wait`](crate::wait) on the queue, which stays ready from then on.
     /// Shutting down again changes nothing, except that an immediate
     /// shutdown after a plain one discards what is left. There is no way
-    /// back. Fails only if the queue's lock or memory does ([`Error::Io`]).
+    /// back. Fails only if the queue's lock or memory does ([`Error::Io`](crate::Error::Io)).
     ///
     /// The usual end of a stream: consumers take messages until
     /// `ShutDown`, and whoever knows the stream is over shuts the queue down
@@ -662,7 +662,7 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Marks one message as processed. Calling it more often than messages
-    /// were put is [`Error::TaskDoneTooOften`] (Python's `ValueError`).
+    /// were put is [`Error::TaskDoneTooOften`](crate::Error::TaskDoneTooOften) (Python's `ValueError`).
     ///
     /// ```
     /// use multiproc::{Error, JoinableQueue};
