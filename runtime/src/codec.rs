@@ -13,6 +13,20 @@ use std::io::{self, Read};
 pub(crate) const MAX_FRAME: u64 = 4 << 30;
 
 /// Why a value could not be encoded, or bytes could not be decoded.
+///
+/// ```
+/// use multiproc::{CodecError, Pipe, RecvError};
+///
+/// let (a, b) = Pipe::<bool>::new()?;
+/// a.send_bytes(&[7])?; // a frame that is no bool (postcard has only 0 and 1)
+/// match b.recv() {
+///     Err(RecvError::Decode(CodecError::Corrupt { type_name, .. })) => assert_eq!(type_name, "bool"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// a.send(&true)?; // the bad frame was consumed: the next one is read
+/// assert!(b.recv()?);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {

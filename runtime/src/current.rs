@@ -83,11 +83,46 @@ pub struct CurrentProcess {
 
 impl CurrentProcess {
     /// `MainProcess`, or the name the parent gave this child (`Process-1`, `Process-1:2`, ...).
+    ///
+    /// ```
+    /// use multiproc::{Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn my_name() -> String {
+    ///     current_process().name().to_string()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// assert_eq!(current_process().name(), "MainProcess");
+    /// let mut p = Process::new(my_name, ());
+    /// p.set_name("fetcher");
+    /// p.start()?;
+    /// assert_eq!(p.result()?, "fetcher");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(&self) -> &'static str {
         &self.identity.name
     }
 
     /// This process's id.
+    ///
+    /// ```
+    /// use multiproc::{Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn my_pid() -> u32 {
+    ///     current_process().pid()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(my_pid, ());
+    /// p.start()?;
+    /// assert_eq!(Some(p.result()?), p.pid());
+    /// assert_eq!(current_process().pid(), std::process::id());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pid(&self) -> u32 {
         std::process::id()
     }
@@ -125,6 +160,24 @@ impl CurrentProcess {
     /// Whether the parent started this process as a daemon (`false` in the
     /// main process). A [`Process`](crate::Process) created here starts
     /// with this flag.
+    ///
+    /// ```
+    /// use multiproc::{Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn am_i_a_daemon() -> bool {
+    ///     current_process().daemon()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// assert!(!current_process().daemon()); // the main process
+    /// let mut p = Process::new(am_i_a_daemon, ());
+    /// p.set_daemon(true)?;
+    /// p.start()?;
+    /// assert!(p.result()?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn daemon(&self) -> bool {
         self.identity.daemon
     }
@@ -184,23 +237,86 @@ pub struct ParentProcess {
 
 impl ParentProcess {
     /// The parent's pid.
+    ///
+    /// ```
+    /// use multiproc::{Process, parent_process, worker};
+    ///
+    /// #[worker]
+    /// fn parent_pid() -> u32 {
+    ///     parent_process().unwrap().pid()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// assert!(parent_process().is_none()); // the main process has none
+    /// let mut p = Process::new(parent_pid, ());
+    /// p.start()?;
+    /// assert_eq!(p.result()?, std::process::id());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The parent's name (`MainProcess`, `Process-1`, ...).
+    ///
+    /// ```
+    /// use multiproc::{Process, parent_process, worker};
+    ///
+    /// #[worker]
+    /// fn parent_name() -> String {
+    ///     parent_process().unwrap().name().to_string()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(parent_name, ());
+    /// p.start()?;
+    /// assert_eq!(p.result()?, "MainProcess");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// Whether the parent is still running (Python's
     /// `parent_process().is_alive()`).
+    ///
+    /// ```
+    /// use multiproc::{Process, parent_process, worker};
+    ///
+    /// #[worker]
+    /// fn parent_alive() -> bool {
+    ///     parent_process().unwrap().is_alive()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(parent_alive, ());
+    /// p.start()?;
+    /// assert!(p.result()?); // we are waiting for it, so alive
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_alive(&self) -> bool {
         !matches!(self.join_timeout(Duration::ZERO), Ok(true))
     }
 
     /// Waits until the parent has exited: Python's
     /// `parent_process().join()`.
+    ///
+    /// ```no_run
+    /// use multiproc::{parent_process, worker};
+    ///
+    /// // Not run: the child waits until its parent exits, which the parent of a
+    /// // doc test would not do before joining the child.
+    /// #[worker]
+    /// fn outlive_parent() {
+    ///     nix::sys::prctl::set_pdeathsig(None).unwrap(); // do not die with it
+    ///     parent_process().unwrap().join().unwrap();
+    ///     // The parent has exited: clean up after it here.
+    /// }
+    /// # fn main() {}
+    /// ```
     pub fn join(&self) -> Result<()> {
         // An endless deadline: returns only once the parent has exited.
         self.join_timeout(Duration::MAX).map(drop)

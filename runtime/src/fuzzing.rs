@@ -12,8 +12,8 @@
 //! Allocation bounds are enforced by the caller: libFuzzer's
 //! `-malloc_limit_mb`, or the counting allocator in `decode_props.rs`.
 //! Every entry point keeps its limits small ([`SMALL_LIMIT`]) or lets the
-//! parser run with [`MAX_FRAME`](crate::codec::MAX_FRAME) where the point
-//! is that an announced length alone allocates nothing.
+//! parser run with the crate's default frame limit, `MAX_FRAME` (4 GiB),
+//! where the point is that an announced length alone allocates nothing.
 
 use crate::codec::{self, CodecError};
 use crate::conn::Conn;

@@ -237,6 +237,29 @@ impl<W: Worker> Process<W> {
     /// The child's standard input: inherited (the default),
     /// [`Stdio::null`], a file, or [`Stdio::piped`] (then
     /// [`take_stdin`](Self::take_stdin) gives the writing end).
+    ///
+    /// ```
+    /// use multiproc::{Process, Stdio, worker};
+    /// use std::io::{Read, Write};
+    ///
+    /// #[worker]
+    /// fn count_bytes() -> usize {
+    ///     let mut s = String::new();
+    ///     std::io::stdin().read_to_string(&mut s).unwrap();
+    ///     s.len()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(count_bytes, ());
+    /// p.stdin(Stdio::piped());
+    /// p.start()?;
+    /// let mut stdin = p.take_stdin().unwrap();
+    /// stdin.write_all(b"four")?;
+    /// drop(stdin); // the child reads end of file
+    /// assert_eq!(p.result()?, 4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stdin(&mut self, stdin: impl Into<Stdio>) -> &mut Self {
         self.setup.stdio[0] = stdin.into().0;
         self
@@ -272,6 +295,27 @@ impl<W: Worker> Process<W> {
 
     /// The child's standard error; see [`Stdio`] (with [`Stdio::piped`],
     /// [`take_stderr`](Self::take_stderr) gives the reading end).
+    ///
+    /// ```
+    /// use multiproc::{Process, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn complain() {
+    ///     eprint!("oops");
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(complain, ());
+    /// p.stderr(Stdio::piped());
+    /// p.start()?;
+    /// let mut err = String::new();
+    /// p.take_stderr().unwrap().read_to_string(&mut err)?;
+    /// assert_eq!(err, "oops");
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stderr(&mut self, stderr: impl Into<Stdio>) -> &mut Self {
         self.setup.stdio[2] = stderr.into().0;
         self
@@ -350,6 +394,19 @@ impl<W: Worker> Process<W> {
     /// The writing end of the child's stdin, if it was [`Stdio::piped`]
     /// and the process has started; it moves out (a second call is
     /// `None`). Drop it to give the child end of file.
+    ///
+    /// ```
+    /// # use multiproc::{Process, Stdio, worker};
+    /// # #[worker] fn nothing() {}
+    /// let mut p = Process::new(nothing, ());
+    /// p.stdin(Stdio::piped());
+    /// assert!(p.take_stdin().is_none()); // not started yet
+    /// p.start()?;
+    /// assert!(p.take_stdin().is_some());
+    /// assert!(p.take_stdin().is_none()); // it moved out
+    /// p.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.pipes[0].take().map(ChildStdin::from)
     }
@@ -358,12 +415,46 @@ impl<W: Worker> Process<W> {
     /// and the process has started; it moves out (a second call is `None`).
     /// It reaches end of file when the child (and every process it gave
     /// its stdout to) has exited.
+    ///
+    /// ```
+    /// use multiproc::{Process, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn hello() {
+    ///     print!("hi");
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(hello, ());
+    /// p.stdout(Stdio::piped());
+    /// p.start()?;
+    /// let mut out = String::new();
+    /// p.take_stdout().unwrap().read_to_string(&mut out)?; // until the child exits
+    /// assert_eq!(out, "hi");
+    /// assert!(p.take_stdout().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.pipes[1].take().map(ChildStdout::from)
     }
 
     /// The reading end of the child's stderr, if it was [`Stdio::piped`]
     /// and the process has started; it moves out.
+    ///
+    /// ```
+    /// # use multiproc::{Process, Stdio, worker};
+    /// # use std::io::Read;
+    /// # #[worker] fn warn() { eprintln!("careful"); }
+    /// let mut p = Process::new(warn, ());
+    /// p.stderr(Stdio::piped());
+    /// p.start()?;
+    /// let mut err = String::new();
+    /// p.take_stderr().unwrap().read_to_string(&mut err)?;
+    /// assert_eq!(err, "careful\n");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn take_stderr(&mut self) -> Option<ChildStderr> {
         self.pipes[2].take().map(ChildStderr::from)
     }
@@ -374,6 +465,23 @@ impl<W: Worker> Process<W> {
     }
 
     /// The process's name.
+    ///
+    /// ```
+    /// use multiproc::{Process, current_process, worker};
+    ///
+    /// #[worker]
+    /// fn my_name() -> String {
+    ///     current_process().name().to_string()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(my_name, ());
+    /// assert!(p.name().starts_with("Process-"));
+    /// p.start()?;
+    /// assert_eq!(p.result()?, p.name()); // the child knows itself by it
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -444,6 +552,13 @@ impl<W: Worker> Process<W> {
     /// [`current_process().authkey()`](crate::CurrentProcess::authkey)
     /// (Python's `Process.authkey`): this process's own unless
     /// [`set_authkey`](Self::set_authkey) changed it.
+    ///
+    /// ```
+    /// # use multiproc::{Process, current_process, worker};
+    /// # #[worker] fn nothing() {}
+    /// let p = Process::new(nothing, ());
+    /// assert_eq!(p.authkey(), current_process().authkey()); // inherited
+    /// ```
     pub fn authkey(&self) -> &[u8] {
         &self.authkey
     }
@@ -611,24 +726,92 @@ impl<W: Worker> Process<W> {
 
     /// Waits for the child to exit and returns its exit code (see
     /// [`exitcode`](Self::exitcode)). Joining again returns the same code.
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, worker};
+    ///
+    /// #[worker]
+    /// fn exit_with(code: i32) {
+    ///     std::process::exit(code)
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(exit_with, (3,));
+    /// assert!(matches!(p.join(), Err(Error::NotStarted)));
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 3);
+    /// assert_eq!(p.join()?, 3); // again: the same code
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn join(&self) -> Result<i32> {
         self.started()?.join()
     }
 
     /// Waits at most `timeout` for the child to exit: `Some(exitcode)` if it
     /// did, `None` if it is still running. A zero timeout only checks.
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    /// use std::time::Duration;
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// assert_eq!(p.join_timeout(Duration::ZERO)?, None); // still running
+    /// p.terminate()?;
+    /// assert_eq!(p.join_timeout(Duration::from_secs(30))?, Some(-15));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
         self.started()?.join_timeout(timeout)
     }
 
     /// Whether the child has started and not yet exited (`false` after
     /// [`close`](Self::close)).
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)); }
+    /// let mut p = Process::new(nap, (60_000,));
+    /// assert!(!p.is_alive()); // not started
+    /// p.start()?;
+    /// assert!(p.is_alive());
+    /// p.kill()?;
+    /// p.join()?;
+    /// assert!(!p.is_alive());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.child.as_ref().is_some_and(ChildProcess::is_alive)
     }
 
     /// The child's pid, once started (after [`close`](Self::close), the pid
     /// it had).
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    ///
+    /// #[worker]
+    /// fn my_pid() -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(my_pid, ());
+    /// assert_eq!(p.pid(), None);
+    /// p.start()?;
+    /// let pid = p.pid().unwrap();
+    /// assert_eq!(p.result()?, pid);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         match self.closed {
             Some(kept) => kept.map(|(pid, _)| pid),
@@ -640,6 +823,19 @@ impl<W: Worker> Process<W> {
     /// status, or `-N` if signal `N` killed it (`-15` after
     /// [`terminate`](Self::terminate), `-9` after [`kill`](Self::kill)).
     /// After [`close`](Self::close), the code it had.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)); }
+    /// let mut p = Process::new(nap, (60_000,));
+    /// assert_eq!(p.exitcode(), None); // not started
+    /// p.start()?;
+    /// assert_eq!(p.exitcode(), None); // running
+    /// p.terminate()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-15));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         match self.closed {
             Some(kept) => kept.map(|(_, code)| code),
@@ -744,17 +940,76 @@ impl<W: Worker> Process<W> {
     }
 
     /// Sends `SIGTERM` to the child (nothing if it has already exited).
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, worker};
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// p.terminate()?;
+    /// assert_eq!(p.join()?, -15);
+    /// assert!(matches!(p.result(), Err(Error::Killed { signal: 15, .. })));
+    /// p.terminate()?; // it has exited: nothing happens
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn terminate(&self) -> Result<()> {
         self.started()?.terminate()
     }
 
     /// Sends `SIGKILL` to the child (nothing if it has already exited).
+    ///
+    /// ```
+    /// use multiproc::{Error, Process, worker};
+    ///
+    /// #[worker]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(nap, (60_000,));
+    /// assert!(matches!(p.kill(), Err(Error::NotStarted)));
+    /// p.start()?;
+    /// p.kill()?;
+    /// assert_eq!(p.join()?, -9);
+    /// assert!(matches!(p.result(), Err(Error::Killed { signal: 9, .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn kill(&self) -> Result<()> {
         self.started()?.kill()
     }
 
     /// A cheap, type-erased handle to the started child (`None` before
     /// start and after [`close`](Self::close)).
+    ///
+    /// ```
+    /// use multiproc::{Process, worker};
+    ///
+    /// #[worker]
+    /// fn seven() -> u8 {
+    ///     7
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(seven, ());
+    /// assert!(p.handle().is_none());
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert_eq!(Some(child.pid()), p.pid());
+    /// let code = std::thread::spawn(move || child.join()).join().unwrap()?; // from another thread
+    /// assert_eq!(code, 0);
+    /// assert_eq!(p.result()?, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn handle(&self) -> Option<ChildProcess> {
         self.child.clone()
     }
@@ -883,31 +1138,102 @@ impl std::fmt::Debug for ChildProcess {
 
 impl ChildProcess {
     /// The child's name.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn quick() {}
+    /// let mut p = Process::new(quick, ());
+    /// p.set_name("helper");
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert_eq!(child.name(), "helper");
+    /// child.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The child's pid.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn quick() {}
+    /// let mut p = Process::new(quick, ());
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert_eq!(Some(child.pid()), p.pid());
+    /// child.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.shared.pid.as_raw() as u32
     }
 
     /// Whether the child was started as a daemon.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn quick() {}
+    /// let mut p = Process::new(quick, ());
+    /// p.set_daemon(true)?;
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert!(child.daemon());
+    /// child.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn daemon(&self) -> bool {
         self.shared.daemon
     }
 
     /// Whether the child is still running.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)); }
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert!(child.is_alive());
+    /// child.kill()?;
+    /// child.join()?;
+    /// assert!(!child.is_alive());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.exitcode().is_none()
     }
 
     /// `None` while running, else the exit status or `-signal`.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn exit_with(code: i32) { std::process::exit(code) }
+    /// let mut p = Process::new(exit_with, (4,));
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// child.join()?;
+    /// assert_eq!(child.exitcode(), Some(4));
+    /// assert_eq!(p.exitcode(), Some(4)); // the same child
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         self.shared.wait(Some(Instant::now())).ok().flatten()
     }
 
     /// Waits for the child to exit; returns its exit code.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn quick() {}
+    /// let mut p = Process::new(quick, ());
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert_eq!(child.join()?, 0);
+    /// assert_eq!(child.join()?, 0); // again: the same code
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn join(&self) -> Result<i32> {
         match self.shared.wait(None)? {
             Some(code) => Ok(code),
@@ -916,6 +1242,19 @@ impl ChildProcess {
     }
 
     /// Waits at most `timeout`; `None` if the child is still running.
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # use std::time::Duration;
+    /// # #[worker] fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)); }
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// assert_eq!(child.join_timeout(Duration::from_millis(10))?, None);
+    /// child.kill()?;
+    /// assert_eq!(child.join_timeout(Duration::from_secs(30))?, Some(-9));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
         let deadline = Instant::now().checked_add(timeout);
         Ok(self
@@ -924,6 +1263,18 @@ impl ChildProcess {
     }
 
     /// Sends `SIGTERM` (nothing if the child has exited).
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)); }
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// child.terminate()?;
+    /// assert_eq!(child.join()?, -15);
+    /// child.terminate()?; // it has exited: nothing happens
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn terminate(&self) -> Result<()> {
         Ok(self.shared.signal(libc::SIGTERM)?)
     }
@@ -963,6 +1314,18 @@ impl ChildProcess {
     }
 
     /// Sends `SIGKILL` (nothing if the child has exited).
+    ///
+    /// ```
+    /// # use multiproc::{Process, worker};
+    /// # #[worker] fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)); }
+    /// let mut p = Process::new(nap, (60_000,));
+    /// p.start()?;
+    /// let child = p.handle().unwrap();
+    /// child.kill()?;
+    /// assert_eq!(child.join()?, -9);
+    /// assert_eq!(p.exitcode(), Some(-9));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn kill(&self) -> Result<()> {
         Ok(self.shared.signal(libc::SIGKILL)?)
     }

@@ -38,6 +38,15 @@ use std::os::fd::OwnedFd;
 )]
 pub trait Worker: Copy + Send + Sync + 'static {
     /// The name a child finds the worker by: `module::path::function`.
+    ///
+    /// ```
+    /// use multiproc::{Worker, worker};
+    ///
+    /// #[worker]
+    /// fn ping() {}
+    ///
+    /// assert!(<ping as Worker>::NAME.ends_with("::ping")); // module path, then the name
+    /// ```
     const NAME: &'static str;
     /// What a child looks the worker up by: [`NAME`](Worker::NAME) and the
     /// line and column of the `#[worker]`, so that two workers of one name
@@ -45,10 +54,46 @@ pub trait Worker: Copy + Send + Sync + 'static {
     #[doc(hidden)]
     const ID: &'static str = Self::NAME;
     /// The parameters, as a tuple: `(i32, i32)`, `(String,)`, `()`.
+    ///
+    /// ```
+    /// use multiproc::{Worker, worker};
+    ///
+    /// #[worker]
+    /// fn greet(name: String, times: usize) -> String {
+    ///     name.repeat(times)
+    /// }
+    ///
+    /// let args: <greet as Worker>::Args = ("hi".to_string(), 2); // (String, usize)
+    /// assert_eq!(<greet as Worker>::call(args), "hihi");
+    /// ```
     type Args: Serialize + DeserializeOwned + Send + 'static;
     /// The return type.
+    ///
+    /// ```
+    /// use multiproc::{Worker, worker};
+    ///
+    /// #[worker]
+    /// fn halve(x: u32) -> Option<u32> {
+    ///     (x % 2 == 0).then(|| x / 2)
+    /// }
+    ///
+    /// let out: <halve as Worker>::Output = halve(4); // Option<u32>
+    /// assert_eq!(out, Some(2));
+    /// ```
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// Runs the function in this process.
+    ///
+    /// ```
+    /// use multiproc::{Worker, worker};
+    ///
+    /// #[worker]
+    /// fn add(a: i32, b: i32) -> i32 {
+    ///     a + b
+    /// }
+    ///
+    /// // What a child does once it has the arguments, here in this process:
+    /// assert_eq!(<add as Worker>::call((2, 3)), 5);
+    /// ```
     fn call(args: Self::Args) -> Self::Output;
 }
 

@@ -58,11 +58,49 @@ pub(crate) enum StdioKind {
 
 impl Stdio {
     /// The parent's own descriptor (the default).
+    ///
+    /// ```
+    /// use multiproc::{Process, Stdio, worker};
+    ///
+    /// #[worker]
+    /// fn hello() {
+    ///     println!("on the parent's stdout");
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(hello, ());
+    /// p.stdout(Stdio::inherit()); // the default, said out loud
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// assert!(p.take_stdout().is_none()); // not piped: nothing to take
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn inherit() -> Stdio {
         Stdio(StdioKind::Inherit)
     }
 
     /// `/dev/null`: reads see end of file, writes are discarded.
+    ///
+    /// ```
+    /// use multiproc::{Process, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn read_all() -> usize {
+    ///     let mut input = Vec::new();
+    ///     std::io::stdin().read_to_end(&mut input).unwrap();
+    ///     input.len()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(read_all, ());
+    /// p.stdin(Stdio::null()); // end of file at once, never waiting on a terminal
+    /// p.start()?;
+    /// assert_eq!(p.result()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn null() -> Stdio {
         Stdio(StdioKind::Null)
     }
@@ -75,6 +113,28 @@ impl Stdio {
     /// pipe holds (64 KiB) waits until the parent reads; if the parent drops
     /// its end, the child's writes fail with `EPIPE` (`BrokenPipe`), and
     /// `println!` panics.
+    ///
+    /// ```
+    /// use multiproc::{Process, Stdio, worker};
+    /// use std::io::{BufRead, BufReader};
+    ///
+    /// #[worker]
+    /// fn count() {
+    ///     for i in 0..3 {
+    ///         println!("{i}");
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(count, ());
+    /// p.stdout(Stdio::piped());
+    /// p.start()?;
+    /// let lines = BufReader::new(p.take_stdout().unwrap()).lines();
+    /// assert_eq!(lines.collect::<Result<Vec<_>, _>>()?, ["0", "1", "2"]);
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn piped() -> Stdio {
         Stdio(StdioKind::Piped)
     }
@@ -112,6 +172,24 @@ impl From<OwnedFd> for Stdio {
 ///   `EMFILE`. The child needs a few for itself (its stdio and the runtime's
 ///   socket): a limit below about 8 may stop it before its worker runs.
 /// - [`CoreSize`](Self::CoreSize): how large a core dump may be (0: none).
+///
+/// ```
+/// use multiproc::{Process, Resource, worker};
+///
+/// #[worker]
+/// fn open_many() -> bool {
+///     let files: Vec<_> = (0..64).map(|_| std::fs::File::open("/dev/null")).collect();
+///     files.iter().any(|f| f.is_err()) // EMFILE once the limit is reached
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::new(open_many, ());
+/// p.rlimit(Resource::OpenFiles, 32, 32);
+/// p.start()?;
+/// assert!(p.result()?);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Resource {
@@ -137,6 +215,26 @@ pub enum Resource {
 
 impl Resource {
     /// No limit (`RLIM_INFINITY`).
+    ///
+    /// ```
+    /// use multiproc::{Process, Resource, worker};
+    ///
+    /// #[worker]
+    /// fn file_size_limit() -> String {
+    ///     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    ///     limits.lines().find(|l| l.starts_with("Max file size")).unwrap().to_string()
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::new(file_size_limit, ());
+    /// p.rlimit(Resource::FileSize, 1 << 20, Resource::UNLIMITED); // soft 1 MiB, no hard limit
+    /// p.start()?;
+    /// let line = p.result()?;
+    /// let fields: Vec<&str> = line.split_whitespace().collect();
+    /// assert_eq!(fields[3..5], ["1048576", "unlimited"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const UNLIMITED: u64 = u64::MAX;
 
     fn raw(self) -> libc::c_int {

@@ -46,6 +46,17 @@ pub enum Address {
 
 impl Address {
     /// Reads an address by the rules above, resolving a TCP host name.
+    ///
+    /// ```
+    /// use multiproc::Address;
+    ///
+    /// assert_eq!(Address::parse("\0svc")?, Address::Abstract(b"svc".to_vec())); // as "@svc"
+    /// assert_eq!(Address::parse("svc.sock")?, Address::Unix("svc.sock".into())); // relative
+    /// assert!(matches!(Address::parse("[::1]:0")?, Address::Tcp(a) if a.is_ipv6() && a.port() == 0));
+    /// let parsed: Address = "@svc".parse()?; // `FromStr` does the same
+    /// assert_eq!(parsed.to_string(), "@svc");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn parse(s: &str) -> io::Result<Address> {
         if let Some(name) = s.strip_prefix('@').or_else(|| s.strip_prefix('\0')) {
             return Ok(Address::Abstract(name.as_bytes().to_vec()));
@@ -128,6 +139,16 @@ impl std::str::FromStr for Address {
 /// ```
 pub trait IntoAddress {
     /// The address, resolving host names.
+    ///
+    /// ```
+    /// use multiproc::{Address, IntoAddress};
+    /// use std::net::SocketAddr;
+    ///
+    /// let tcp: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    /// assert_eq!(tcp.into_address()?, Address::Tcp(tcp));
+    /// assert_eq!("@svc".into_address()?, Address::Abstract(b"svc".to_vec()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn into_address(self) -> io::Result<Address>;
 }
 

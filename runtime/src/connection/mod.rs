@@ -42,6 +42,18 @@ use std::time::{Duration, Instant};
 
 /// How long a peer has to complete the authkey handshake unless told
 /// otherwise.
+///
+/// ```
+/// use multiproc::{DEFAULT_HANDSHAKE_TIMEOUT, Listener};
+/// use std::time::Duration;
+///
+/// assert_eq!(DEFAULT_HANDSHAKE_TIMEOUT, Duration::from_secs(5));
+/// // Peers on a slow network get twice as long:
+/// let listener = Listener::bind("127.0.0.1:0", Some(b"key".as_slice()))?
+///     .with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT * 2);
+/// # drop(listener);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most this many handshakes run at once; more connections wait in the
@@ -290,6 +302,24 @@ impl Listener {
     /// blocked here when another closes it.
     ///
     /// See [`Listener`] for an example.
+    ///
+    /// ```
+    /// use multiproc::{Client, Connection, Error, Listener};
+    ///
+    /// let listener = Listener::bind("127.0.0.1:0", Some(b"right".as_slice()))?;
+    /// let address = listener.address().clone();
+    /// let peers = std::thread::spawn(move || {
+    ///     let _ = Client::connect::<u8>(&address, Some(b"wrong".as_slice())); // refused
+    ///     Client::connect::<u8>(&address, Some(b"right".as_slice()))?.send(&7)?;
+    ///     Ok::<(), Error>(())
+    /// });
+    /// // The first peer fails alone; the next `accept` gets the second.
+    /// assert!(matches!(listener.accept::<u8>(), Err(Error::AuthenticationFailed { .. })));
+    /// let conn: Connection<u8> = listener.accept()?;
+    /// assert_eq!(conn.recv()?, 7);
+    /// peers.join().unwrap()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn accept<T>(&self) -> Result<Connection<T>> {
         self.accept_until(None).map(Connection::from_socket)
     }

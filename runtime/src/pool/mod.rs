@@ -270,6 +270,19 @@ impl PoolBuilder {
     }
 
     /// Removes environment variable `key` from every worker's environment.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn has_home() -> bool {
+    ///     std::env::var_os("HOME").is_some()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).env_remove("HOME").build()?;
+    /// assert!(!pool.apply(has_home, ())?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
         self.setup.env_remove(key.as_ref());
         self
@@ -277,6 +290,19 @@ impl PoolBuilder {
 
     /// Starts every worker with an empty environment, apart from what
     /// [`env`](Self::env) adds afterwards.
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    ///
+    /// #[worker]
+    /// fn env_names() -> Vec<String> {
+    ///     std::env::vars().map(|(k, _)| k).collect()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).env_clear().env("ONLY", "this").build()?;
+    /// assert_eq!(pool.apply(env_names, ())?, ["ONLY"]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn env_clear(mut self) -> Self {
         self.setup.env_clear();
         self
@@ -284,6 +310,21 @@ impl PoolBuilder {
 
     /// The directory every worker starts in; one that does not exist is an
     /// error at [`build`](Self::build).
+    ///
+    /// ```
+    /// use multiproc::{Pool, worker};
+    /// use std::path::{Path, PathBuf};
+    ///
+    /// #[worker]
+    /// fn cwd() -> PathBuf {
+    ///     std::env::current_dir().unwrap()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).current_dir("/").build()?;
+    /// assert_eq!(pool.apply(cwd, ())?, Path::new("/"));
+    /// assert!(Pool::builder().current_dir("/no/such/dir").build().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.setup.current_dir(dir.as_ref());
         self
@@ -292,6 +333,23 @@ impl PoolBuilder {
     /// Every worker's stdin. With [`Stdio::piped`], all workers (and their
     /// replacements) share one pipe, whose writing end
     /// [`Pool::take_stdin`] gives; each read takes what it finds.
+    ///
+    /// ```
+    /// use multiproc::{Pool, Stdio, worker};
+    /// use std::io::Write;
+    ///
+    /// #[worker]
+    /// fn read_line() -> String {
+    ///     let mut line = String::new();
+    ///     std::io::stdin().read_line(&mut line).unwrap();
+    ///     line
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).stdin(Stdio::piped()).build()?;
+    /// pool.take_stdin().unwrap().write_all(b"hello\n")?;
+    /// assert_eq!(pool.apply(read_line, ())?, "hello\n");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn stdin(mut self, stdin: impl Into<Stdio>) -> Self {
         self.setup.stdio[0] = stdin.into().0;
         self
@@ -333,6 +391,26 @@ impl PoolBuilder {
 
     /// Every worker's stderr; as [`stdout`](Self::stdout), with
     /// [`Pool::take_stderr`].
+    ///
+    /// ```
+    /// use multiproc::{Pool, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn warn(x: u32) {
+    ///     eprintln!("warning {x}");
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).stderr(Stdio::piped()).build()?;
+    /// let mut err = pool.take_stderr().unwrap();
+    /// pool.apply(warn, (1,))?;
+    /// pool.close();
+    /// pool.join()?;
+    /// let mut text = String::new();
+    /// err.read_to_string(&mut text)?; // ends: the pool was joined
+    /// assert_eq!(text, "warning 1\n");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn stderr(mut self, stderr: impl Into<Stdio>) -> Self {
         self.setup.stdio[2] = stderr.into().0;
         self
@@ -918,6 +996,17 @@ impl Pool {
     /// The writing end of the workers' shared stdin, if the pool was built
     /// with [`stdin(Stdio::piped())`](PoolBuilder::stdin); it moves out (a
     /// second call is `None`).
+    ///
+    /// ```
+    /// use multiproc::{Pool, Stdio};
+    ///
+    /// let pool = Pool::builder().processes(1).stdin(Stdio::piped()).build()?;
+    /// assert!(pool.take_stdin().is_some());
+    /// assert!(pool.take_stdin().is_none()); // it moved out
+    /// let plain = Pool::builder().processes(1).build()?;
+    /// assert!(plain.take_stdin().is_none()); // not piped
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn take_stdin(&self) -> Option<ChildStdin> {
         self.take_pipe(0).map(ChildStdin::from)
     }
@@ -926,12 +1015,52 @@ impl Pool {
     /// with [`stdout(Stdio::piped())`](PoolBuilder::stdout); it moves out
     /// (a second call is `None`). One stream for every worker; it ends once
     /// the pool has been joined or terminated.
+    ///
+    /// ```
+    /// use multiproc::{Pool, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn hello() {
+    ///     println!("hi");
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).stdout(Stdio::piped()).build()?;
+    /// let mut out = pool.take_stdout().unwrap();
+    /// assert!(pool.take_stdout().is_none()); // it moved out
+    /// pool.apply(hello, ())?;
+    /// pool.close();
+    /// pool.join()?;
+    /// let mut text = String::new();
+    /// out.read_to_string(&mut text)?; // ends: the pool was joined
+    /// assert_eq!(text, "hi\n");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn take_stdout(&self) -> Option<ChildStdout> {
         self.take_pipe(1).map(ChildStdout::from)
     }
 
     /// The reading end of the workers' shared stderr, as
     /// [`take_stdout`](Self::take_stdout).
+    ///
+    /// ```
+    /// use multiproc::{Pool, Stdio, worker};
+    /// use std::io::Read;
+    ///
+    /// #[worker]
+    /// fn complain() {
+    ///     eprint!("oops");
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(1).stderr(Stdio::piped()).build()?;
+    /// let mut err = pool.take_stderr().unwrap();
+    /// pool.apply(complain, ())?;
+    /// pool.terminate(); // the stream ends after terminate too
+    /// let mut text = String::new();
+    /// err.read_to_string(&mut text)?;
+    /// assert_eq!(text, "oops");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn take_stderr(&self) -> Option<ChildStderr> {
         self.take_pipe(2).map(ChildStderr::from)
     }

@@ -117,6 +117,16 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
 
 /// The lock of a [`Value`], held: dereferences to the value. Unlocks on
 /// drop. Not `Send`: the thread that locked must unlock.
+///
+/// ```
+/// let v = multiproc::Value::new(1u32)?;
+/// let mut guard = v.lock().unwrap();
+/// *guard += 1; // reads and writes through the guard
+/// assert_eq!(*guard, 2);
+/// drop(guard); // unlocks
+/// assert_eq!(v.load(), 2);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct ValueGuard<'a, T> {
     block: &'a Block,
     value: &'a mut T,
@@ -180,6 +190,20 @@ impl<T: Pod> Value<T> {
     }
 
     /// Locks the value, waiting at most `timeout`; `None` on timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let v = multiproc::Value::new(0u8)?;
+    /// let held = v.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(v.lock_timeout(Duration::from_millis(10)).is_none()));
+    /// });
+    /// drop(held);
+    /// *v.lock_timeout(Duration::from_secs(1)).unwrap().unwrap() = 5;
+    /// assert_eq!(v.load(), 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[allow(clippy::type_complexity)]
     pub fn lock_timeout(
         &self,
@@ -189,6 +213,24 @@ impl<T: Pod> Value<T> {
     }
 
     /// Reads the value under the lock (a dead previous owner is ignored).
+    ///
+    /// ```
+    /// use multiproc::{Process, Value, worker};
+    ///
+    /// #[worker]
+    /// fn set(v: Value<i64>) {
+    ///     v.store(-1);
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let v = Value::new(0i64)?;
+    /// let mut p = Process::new(set, (v.clone(),));
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(v.load(), -1); // the child's write
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load(&self) -> T {
         *self.lock().unwrap_or_else(OwnerDied::into_guard)
     }
@@ -272,6 +314,16 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
 
 /// The lock of an [`Array`], held: dereferences to the elements. Unlocks on
 /// drop. Not `Send`.
+///
+/// ```
+/// let a = multiproc::Array::from_slice(&[1u8, 2, 3])?;
+/// let mut guard = a.lock().unwrap();
+/// guard[0] = 10; // a `&mut [u8]` while the lock is held
+/// assert_eq!(guard.iter().sum::<u8>(), 15);
+/// drop(guard); // unlocks
+/// assert_eq!(a.to_vec(), [10, 2, 3]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct ArrayGuard<'a, T> {
     block: &'a Block,
     items: &'a mut [T],
@@ -311,11 +363,23 @@ impl<T: Pod> Array<T> {
     }
 
     /// The number of elements.
+    ///
+    /// ```
+    /// let a = multiproc::Array::<u64>::new(5)?;
+    /// assert_eq!(a.len(), 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.block.len
     }
 
     /// Whether the array has no elements.
+    ///
+    /// ```
+    /// assert!(multiproc::Array::<u8>::new(0)?.is_empty());
+    /// assert!(!multiproc::Array::<u8>::new(1)?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.block.len == 0
     }
@@ -342,12 +406,38 @@ impl<T: Pod> Array<T> {
     }
 
     /// Locks the array if it is free now; `None` if another holder has it.
+    ///
+    /// ```
+    /// let a = multiproc::Array::<i32>::new(2)?;
+    /// let held = a.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(a.try_lock().is_none()));
+    /// });
+    /// drop(held);
+    /// a.try_lock().unwrap().unwrap()[1] = 4;
+    /// assert_eq!(a.to_vec(), [0, 4]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[allow(clippy::type_complexity)]
     pub fn try_lock(&self) -> Option<Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>>> {
         self.lock_timeout(Duration::ZERO)
     }
 
     /// Locks the array, waiting at most `timeout`; `None` on timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let a = multiproc::Array::<u8>::new(3)?;
+    /// let held = a.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(a.lock_timeout(Duration::from_millis(10)).is_none()));
+    /// });
+    /// drop(held);
+    /// a.lock_timeout(Duration::from_secs(1)).unwrap().unwrap().fill(9);
+    /// assert_eq!(a.to_vec(), [9, 9, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[allow(clippy::type_complexity)]
     pub fn lock_timeout(
         &self,
@@ -357,6 +447,24 @@ impl<T: Pod> Array<T> {
     }
 
     /// A copy of the elements, taken under the lock.
+    ///
+    /// ```
+    /// use multiproc::{Array, Process, worker};
+    ///
+    /// #[worker]
+    /// fn double(a: Array<u32>) {
+    ///     a.lock().unwrap().iter_mut().for_each(|x| *x *= 2);
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let a = Array::from_slice(&[1, 2, 3])?;
+    /// let mut p = Process::new(double, (a.clone(),));
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(a.to_vec(), [2, 4, 6]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         self.lock().unwrap_or_else(OwnerDied::into_guard).to_vec()
     }
@@ -407,6 +515,12 @@ shared_handle!(RawValue);
 
 impl<T: Pod> RawValue<T> {
     /// A shared value, initialised to `value`.
+    ///
+    /// ```
+    /// let v = multiproc::RawValue::new(2.5f32)?;
+    /// assert_eq!(v.load(), 2.5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(value: T) -> crate::Result<Self> {
         const { check_align::<T>() };
         let block = Block::new(1, size_of::<T>())?;
@@ -418,11 +532,36 @@ impl<T: Pod> RawValue<T> {
     }
 
     /// Reads the value.
+    ///
+    /// ```
+    /// use multiproc::{Process, RawValue, worker};
+    ///
+    /// #[worker]
+    /// fn set(v: RawValue<u64>) {
+    ///     v.store(u64::MAX);
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let v = RawValue::new(0u64)?;
+    /// let mut p = Process::new(set, (v.clone(),));
+    /// p.start()?;
+    /// p.join()?; // the join orders the child's write before this read
+    /// assert_eq!(v.load(), u64::MAX);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load(&self) -> T {
         pod::read(&self.block.map, DATA, 0)
     }
 
     /// Writes the value.
+    ///
+    /// ```
+    /// let v = multiproc::RawValue::new(0i16)?;
+    /// v.store(-7);
+    /// assert_eq!(v.load(), -7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn store(&self, value: T) {
         pod::write(&self.block.map, DATA, 0, value)
     }
@@ -456,6 +595,12 @@ shared_handle!(RawArray);
 
 impl<T: Pod> RawArray<T> {
     /// `len` zeroed elements.
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::<u16>::new(3)?;
+    /// assert_eq!(a.to_vec(), [0, 0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(len: usize) -> crate::Result<Self> {
         const { check_align::<T>() };
         Ok(RawArray {
@@ -465,6 +610,12 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// A copy of `items` in shared memory.
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::from_slice(&[1.0f64, 2.0])?;
+    /// assert_eq!(a.get(1), Some(2.0));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn from_slice(items: &[T]) -> crate::Result<Self> {
         let array = Self::new(items.len())?;
         for (i, item) in items.iter().enumerate() {
@@ -474,16 +625,35 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// The number of elements.
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::<u8>::new(7)?;
+    /// assert_eq!(a.len(), 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.block.len
     }
 
     /// Whether the array has no elements.
+    ///
+    /// ```
+    /// assert!(multiproc::RawArray::<u8>::new(0)?.is_empty());
+    /// assert!(!multiproc::RawArray::from_slice(&[1u8])?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.block.len == 0
     }
 
     /// Element `index`, or `None` past the end.
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::from_slice(&[10u32, 20])?;
+    /// assert_eq!(a.get(0), Some(10));
+    /// assert_eq!(a.get(2), None); // past the end
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get(&self, index: usize) -> Option<T> {
         (index < self.block.len).then(|| pod::read(&self.block.map, DATA, index))
     }
@@ -493,6 +663,24 @@ impl<T: Pod> RawArray<T> {
     /// # Panics
     ///
     /// If `index` is out of bounds, as slice indexing does.
+    ///
+    /// ```
+    /// use multiproc::{Process, RawArray, worker};
+    ///
+    /// #[worker]
+    /// fn mark(a: RawArray<u8>, index: usize) {
+    ///     a.set(index, 1);
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let a = RawArray::new(3)?;
+    /// let mut p = Process::new(mark, (a.clone(), 1));
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(a.to_vec(), [0, 1, 0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set(&self, index: usize, value: T) {
         assert!(
             index < self.block.len,
@@ -503,6 +691,13 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// A copy of every element.
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::from_slice(&[3i8, -3])?;
+    /// a.set(0, 4);
+    /// assert_eq!(a.to_vec(), vec![4, -3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.block.len)
             .map(|i| pod::read(&self.block.map, DATA, i))

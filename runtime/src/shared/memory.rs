@@ -144,6 +144,28 @@ impl SharedMemory {
 
     /// Attaches to the existing named block `name`; a missing name is an
     /// error. Attaching never removes the name.
+    ///
+    /// ```
+    /// use multiproc::{Process, SharedMemory, worker};
+    ///
+    /// #[worker]
+    /// fn fill(name: String) {
+    ///     SharedMemory::attach(&name).unwrap().write(0, b"from child").unwrap();
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let name = format!("doc-attach-{}", std::process::id());
+    /// let block = SharedMemory::create(&name, 16)?;
+    /// let mut p = Process::new(fill, (name,));
+    /// p.start()?;
+    /// p.result()?;
+    /// let mut buf = [0u8; 10];
+    /// block.read(0, &mut buf)?;
+    /// assert_eq!(&buf, b"from child");
+    /// assert!(SharedMemory::attach("doc-no-such-block").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn attach(name: &str) -> crate::Result<Self> {
         let name = posix_name(name)?;
         let fd = nix::sys::mman::shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty())?;
@@ -194,6 +216,12 @@ impl SharedMemory {
     }
 
     /// The block's size in bytes.
+    ///
+    /// ```
+    /// let block = multiproc::SharedMemory::new(100)?;
+    /// assert_eq!(block.size(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn size(&self) -> usize {
         self.inner.map.len()
     }
@@ -209,6 +237,16 @@ impl SharedMemory {
     }
 
     /// Copies `buf.len()` bytes out, from `offset`.
+    ///
+    /// ```
+    /// let block = multiproc::SharedMemory::new(8)?;
+    /// block.write(4, b"data")?;
+    /// let mut buf = [0u8; 4];
+    /// block.read(4, &mut buf)?;
+    /// assert_eq!(&buf, b"data");
+    /// assert!(block.read(6, &mut buf).is_err()); // past the end: nothing copied
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> crate::Result<()> {
         self.check(offset, buf.len())?;
         self.inner.map.read(offset, buf);
@@ -216,6 +254,16 @@ impl SharedMemory {
     }
 
     /// Copies `data` in, at `offset`.
+    ///
+    /// ```
+    /// let block = multiproc::SharedMemory::new(4)?;
+    /// block.write(0, &[1, 2])?;
+    /// assert!(block.write(3, &[7, 7]).is_err()); // does not fit: nothing written
+    /// let mut buf = [0u8; 4];
+    /// block.read(0, &mut buf)?;
+    /// assert_eq!(buf, [1, 2, 0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> crate::Result<()> {
         self.check(offset, data.len())?;
         self.inner.map.write(offset, data);

@@ -33,6 +33,29 @@ pub struct OwnerDied<G>(pub G);
 
 impl<G> OwnerDied<G> {
     /// The guard, for use despite the dead owner.
+    ///
+    /// ```
+    /// use multiproc::{Process, Value, worker};
+    ///
+    /// #[worker]
+    /// fn die_holding(v: Value<u32>) {
+    ///     let mut guard = v.lock().unwrap();
+    ///     *guard = 99; // half-way through an update...
+    ///     std::process::exit(1); // ...the holder dies
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let v = Value::new(0u32)?;
+    /// let mut p = Process::new(die_holding, (v.clone(),));
+    /// p.start()?;
+    /// p.join()?;
+    /// let guard = v.lock().unwrap_err().into_guard(); // Err: the owner died
+    /// assert_eq!(*guard, 99); // what it left
+    /// drop(guard);
+    /// assert!(v.lock().is_ok()); // usable again
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_guard(self) -> G {
         self.0
     }

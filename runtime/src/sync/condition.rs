@@ -194,6 +194,17 @@ use private::Token;
 pub trait ConditionLock: private::Sealed + Clone + Send + Sync + fmt::Debug + 'static {
     /// The guard that acquiring the lock returns: [`LockGuard`] or
     /// [`RLockGuard`].
+    ///
+    /// ```
+    /// use multiproc::{Condition, ConditionLock, RLock, RLockGuard};
+    ///
+    /// let cond = Condition::with_lock(RLock::new()?)?;
+    /// let outer: <RLock as ConditionLock>::Guard<'_> = cond.acquire().unwrap();
+    /// let inner: RLockGuard<'_> = cond.acquire().unwrap(); // the same type; an RLock re-enters
+    /// drop(inner);
+    /// drop(outer);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     type Guard<'a>;
 
     #[doc(hidden)]

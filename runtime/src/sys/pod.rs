@@ -80,6 +80,19 @@ impl crate::shared::SharedMemory {
     ///
     /// No process (this one included, through another handle or slice) may
     /// read or write the block while the slice lives.
+    ///
+    /// ```
+    /// let block = multiproc::SharedMemory::new(4)?;
+    /// // SAFETY: no other process has this block, and nothing else here touches
+    /// // it while `bytes` lives.
+    /// let bytes = unsafe { block.as_mut_slice() };
+    /// bytes.copy_from_slice(b"abcd");
+    /// bytes.reverse();
+    /// let mut out = [0u8; 4];
+    /// block.read(0, &mut out)?; // `bytes` is no longer used
+    /// assert_eq!(&out, b"dcba");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: forwarded to the caller.
