@@ -355,7 +355,17 @@ impl Error {
     }
 }
 
-/// `Result<T, multiproc::Error>`.
+/// `Result<T, multiproc::Error>`, the return type of most of the crate, and
+/// a `main` that uses `?` on any of its errors.
+///
+/// ```
+/// fn main() -> multiproc::Result<()> {
+///     let (a, b) = multiproc::Pipe::new()?;
+///     a.send(&"hi".to_string())?; // a `SendError` would convert
+///     assert_eq!(b.recv()?, "hi");
+///     Ok(())
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The conventional name of a signal (`SIGKILL`), or `signal N`.

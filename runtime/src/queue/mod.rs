@@ -313,18 +313,44 @@ impl<T> Queue<T> {
         self.raw.len() as usize
     }
 
-    /// Whether the queue is empty now.
+    /// Whether the queue is empty now (another process may change that at
+    /// once: Python's caveat).
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// assert!(q.empty());
+    /// q.put('x')?;
+    /// assert!(!q.empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn empty(&self) -> bool {
         self.raw.len() == 0
     }
 
     /// Whether a bounded queue is full now (never, for an unbounded one).
+    ///
+    /// ```
+    /// let q = multiproc::Queue::with_maxsize(2)?;
+    /// q.put(1u8)?;
+    /// assert!(!q.full());
+    /// q.put(2)?;
+    /// assert!(q.full());
+    /// assert!(!multiproc::Queue::<u8>::new()?.full());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn full(&self) -> bool {
         let max = self.raw.maxsize();
         max > 0 && self.raw.len() >= max
     }
 
     /// The bound given to [`with_maxsize`](Queue::with_maxsize); 0 for unbounded.
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    /// assert_eq!(Queue::<u8>::with_maxsize(5)?.maxsize(), 5);
+    /// assert_eq!(Queue::<u8>::new()?.maxsize(), 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn maxsize(&self) -> usize {
         self.raw.maxsize() as usize
     }
@@ -516,6 +542,12 @@ impl<T> fmt::Debug for SimpleQueue<T> {
 
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// A new, empty queue.
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::<String>::new()?;
+    /// assert!(q.empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new() -> crate::Result<Self> {
         Ok(SimpleQueue {
             inner: Queue::new()?,
@@ -523,11 +555,39 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     }
 
     /// Puts `item` (never waits).
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put((1, "one".to_string()))?;
+    /// assert_eq!(q.get()?, (1, "one".to_string()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         self.inner.put(item)
     }
 
     /// Takes the oldest message, waiting for one.
+    ///
+    /// ```
+    /// use multiproc::{Process, SimpleQueue, worker};
+    ///
+    /// #[worker]
+    /// fn produce(q: SimpleQueue<u32>) {
+    ///     for i in 0..3 {
+    ///         q.put(i).unwrap();
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let q = SimpleQueue::new()?;
+    /// let mut p = Process::new(produce, (q.clone(),));
+    /// p.start()?;
+    /// let got: Vec<u32> = (0..3).map(|_| q.get()).collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [0, 1, 2]);
+    /// p.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn get(&self) -> Result<T, GetError> {
         self.inner.get()
     }
@@ -550,11 +610,29 @@ impl<T> SimpleQueue<T> {
     }
 
     /// Whether the queue is empty now.
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put(1u8)?;
+    /// assert!(!q.empty());
+    /// q.get()?;
+    /// assert!(q.empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn empty(&self) -> bool {
         self.inner.empty()
     }
 
     /// Closes this handle: later `put` and `get` through it fail.
+    ///
+    /// ```
+    /// use multiproc::{GetError, PutError, SimpleQueue};
+    /// let q = SimpleQueue::new()?;
+    /// q.close();
+    /// assert!(matches!(q.put(1u8), Err(PutError::Closed(1))));
+    /// assert!(matches!(q.get(), Err(GetError::Closed)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn close(&self) {
         self.inner.close()
     }
@@ -631,11 +709,25 @@ impl<T> std::ops::Deref for JoinableQueue<T> {
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// An unbounded joinable queue.
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::new()?;
+    /// assert_eq!(q.maxsize(), 0);
+    /// q.join()?; // nothing was put: returns at once
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new() -> crate::Result<Self> {
         Self::with_maxsize(0)
     }
 
     /// A joinable queue holding at most `maxsize` messages (0: unbounded).
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::with_maxsize(1)?;
+    /// q.put('a')?;
+    /// assert!(q.full());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn with_maxsize(maxsize: usize) -> crate::Result<Self> {
         Ok(JoinableQueue {
             inner: Queue::with_maxsize(maxsize)?,
@@ -682,6 +774,31 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Waits until every message put has been marked done.
+    ///
+    /// ```
+    /// use multiproc::{JoinableQueue, Process, worker};
+    ///
+    /// #[worker]
+    /// fn consume(q: JoinableQueue<u32>, n: u32) {
+    ///     for _ in 0..n {
+    ///         q.get().unwrap();
+    ///         q.task_done().unwrap();
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let q = JoinableQueue::new()?;
+    /// for i in 0..4 {
+    ///     q.put(i)?;
+    /// }
+    /// let mut p = Process::new(consume, (q.clone(), 4));
+    /// p.start()?;
+    /// q.join()?; // returns once the child has marked all four done
+    /// assert!(q.empty());
+    /// p.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn join(&self) -> crate::Result<()> {
         self.inner.raw.join(Wait::Forever)?;
         Ok(())
