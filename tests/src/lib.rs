@@ -6,7 +6,7 @@ pub mod chaos;
 pub mod python;
 pub mod serde_types;
 
-use multiproc::{Process, Worker};
+use multiproc::{Connection, Process, Worker, worker};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -178,4 +178,18 @@ pub fn join<W: Worker>(p: &Process<W>) -> i32 {
     p.join_timeout(Duration::from_secs(60))
         .unwrap()
         .expect("child did not exit within the bound")
+}
+
+/// A started `Process` of `worker` with `args` (panics if it cannot start).
+pub fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
+    let mut p = Process::new(worker, args);
+    p.start().unwrap();
+    p
+}
+
+/// A child that waits for one word on `conn`, or for the parent's end to
+/// close, and exits.
+#[worker]
+pub fn wait_for_word(conn: Connection<String>) {
+    let _ = conn.recv();
 }

@@ -4,9 +4,9 @@
 
 use multiproc::{
     CodecError, Connection, Pipe, PipeReader, PipeWriter, Process, RecvError, RecvTimeoutError,
-    SendError, TryRecvError, Worker, worker,
+    SendError, TryRecvError, worker,
 };
-use multiproc_tests::join;
+use multiproc_tests::{join, start};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::io::Write;
@@ -15,12 +15,6 @@ use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(200);
-
-fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
-    let mut p = Process::new(worker, args);
-    p.start().unwrap();
-    p
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Job {

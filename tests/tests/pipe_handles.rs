@@ -5,11 +5,11 @@
 //! descriptors: over TCP both are a typed error and nothing is lost.
 
 use multiproc::{
-    Client, Connection, Listener, Lock, Pipe, PipeReader, PipeWriter, Process, Queue, RecvError,
-    SendError, Value, Worker, worker,
+    Client, Connection, Listener, Lock, Pipe, PipeReader, PipeWriter, Queue, RecvError, SendError,
+    Value, worker,
 };
-use multiproc_tests::join;
 use multiproc_tests::python::Python;
+use multiproc_tests::{join, start};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
@@ -18,12 +18,6 @@ use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(60);
 const KEY: &[u8] = b"handles over a live connection";
-
-fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
-    let mut p = Process::new(worker, args);
-    p.start().unwrap();
-    p
-}
 
 /// An open file with `text` in it, already unlinked.
 fn file_with(text: &[u8]) -> std::fs::File {

@@ -2,25 +2,14 @@
 //! daemon flag inherited from the creator, and the authkey.
 
 use multiproc::{
-    Connection, Error, Pipe, Process, Queue, Stdio, Waitable, Worker, parent_process, wait, worker,
+    Connection, Error, Pipe, Process, Queue, Stdio, Waitable, parent_process, wait, worker,
 };
+use multiproc_tests::{start, wait_for_word};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
-    let mut p = Process::new(worker, args);
-    p.start().unwrap();
-    p
-}
-
-#[worker]
-fn wait_for_word(conn: Connection<String>) {
-    // Exits when told to, or when the parent's end closes.
-    let _ = conn.recv();
-}
 
 #[worker]
 fn quick() -> u32 {

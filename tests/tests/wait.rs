@@ -1,22 +1,11 @@
 //! `wait` over connections, pipe readers and process sentinels together:
 //! all ready ones, level-triggered, empty after the timeout.
 
-use multiproc::{Connection, Pipe, PipeWriter, Process, Waitable, Worker, wait, worker};
+use multiproc::{Connection, Pipe, PipeWriter, Process, Waitable, wait, worker};
+use multiproc_tests::{start, wait_for_word};
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
-    let mut p = Process::new(worker, args);
-    p.start().unwrap();
-    p
-}
-
-#[worker]
-fn wait_for_word(conn: Connection<String>) {
-    // Exits when told to, or when the parent's end closes.
-    let _ = conn.recv();
-}
 
 #[test]
 fn all_ready_objects_level_triggered_then_empty_after_the_timeout() {

@@ -2,7 +2,8 @@
 //! child's stdout, any `AsFd` through `as_fd()`), mixed with processes:
 //! ready while they poll readable, level-triggered.
 
-use multiproc::{Connection, Pipe, Process, Stdio, Waitable, Worker, wait, worker};
+use multiproc::{Connection, Pipe, Process, Stdio, Waitable, wait, worker};
+use multiproc_tests::{start, wait_for_word};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
@@ -10,18 +11,6 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn start<W: Worker>(worker: W, args: W::Args) -> Process<W> {
-    let mut p = Process::new(worker, args);
-    p.start().unwrap();
-    p
-}
-
-#[worker]
-fn wait_for_word(conn: Connection<String>) {
-    // Exits when told to, or when the parent's end closes.
-    let _ = conn.recv();
-}
 
 #[worker]
 fn print_after_word(conn: Connection<String>) {
