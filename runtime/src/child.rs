@@ -10,121 +10,25 @@
 use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::conn::Conn;
 use crate::current::{self, Identity};
-use crate::logs::{self, LogLink};
-use crate::process::{self, MARKER};
+use crate::logs;
+use crate::process;
+use crate::protocol::panics;
+use crate::protocol::{MARKER, MAX_HEADER, Outcome, SpawnHeader};
 use crate::registry::{self, Lookup};
 use crate::setup;
 use crate::sys;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
-use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-const MAGIC: [u8; 4] = *b"MPRC";
-const VERSION: u16 = 3;
 /// How long a child waits for each read of its payload. The parent writes it
 /// right after spawning, so only a stranger's socket is this slow.
 const PAYLOAD_TIMEOUT_SECS: i64 = 30;
 /// Exit status of a child that could not run its worker at all.
 const EXIT_SETUP: i32 = 2;
-/// The largest spawn header a child reads. It is read before its magic is
-/// checked, so this bounds what a stranger's socket can make a child allocate.
-pub(crate) const MAX_HEADER: usize = 1 << 20;
-/// The longest process name `start()` accepts, in bytes. A header carries the
-/// child's name and its parent's (each at most this), the worker's name and
-/// the child's path: with names of 64 KiB it stays far below [`MAX_HEADER`].
-pub(crate) const MAX_NAME: usize = 64 << 10;
-
-/// The first frame on the spawn socket; the argument bytes follow as a
-/// second frame.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct SpawnHeader {
-    magic: [u8; 4],
-    version: u16,
-    worker: String,
-    name: String,
-    path: Vec<u32>,
-    daemon: bool,
-    parent_pid: u32,
-    parent_name: String,
-    /// Descriptors of the handles in the arguments (the initializer's
-    /// first), sent with `SCM_RIGHTS` between the header and the argument
-    /// frames.
-    pub(crate) fds: u32,
-    /// The start hooks to run first (`on_child_start`), by worker name.
-    pub(crate) hooks: Vec<String>,
-    /// The initializer's worker; its arguments come as a frame before the
-    /// worker's.
-    pub(crate) init: Option<String>,
-    /// How many of `fds` are the initializer's.
-    pub(crate) init_fds: u32,
-    /// The child has a memory limit: note an allocation failure's abort.
-    pub(crate) memory_note: bool,
-    /// Forward logs to the descriptor that comes last among `fds`.
-    pub(crate) logs: Option<LogLink>,
-    /// The child's authkey (`current_process().authkey()`).
-    pub(crate) authkey: Vec<u8>,
-}
-
-impl SpawnHeader {
-    pub(crate) fn new(
-        worker: &str,
-        name: &str,
-        path: &[u32],
-        daemon: bool,
-        parent: (u32, String),
-        fds: usize,
-    ) -> Self {
-        SpawnHeader {
-            magic: MAGIC,
-            version: VERSION,
-            worker: worker.to_string(),
-            name: name.to_string(),
-            path: path.to_vec(),
-            daemon,
-            parent_pid: parent.0,
-            parent_name: parent.1,
-            fds: fds as u32,
-            hooks: Vec::new(),
-            init: None,
-            init_fds: 0,
-            memory_note: false,
-            logs: None,
-            authkey: Vec::new(),
-        }
-    }
-}
-
-/// What the child reports before exiting. After `Returned` comes a frame with
-/// the encoded result.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Outcome {
-    Returned,
-    Panicked {
-        message: String,
-        location: Option<String>,
-    },
-    UnknownWorker {
-        name: String,
-    },
-    Failed {
-        reason: String,
-    },
-    /// A start hook or the initializer failed; nothing else ran.
-    SetupFailed {
-        worker: String,
-        message: String,
-        location: Option<String>,
-    },
-    /// Written by the `SIGABRT` handler of a child with a memory limit when
-    /// it aborts just after an allocation failed.
-    AllocationFailed,
-}
-
 #[ctor::ctor(unsafe)]
 fn dispatch_before_main() {
     let Some(marker) = sys::startup::take_env(MARKER) else {
@@ -245,7 +149,7 @@ fn run_child(marker: &str) -> i32 {
             }
         }
     }
-    install_panic_hook();
+    panics::install_panic_hook();
     if let Some(link) = header.logs {
         if let Some(fd) = fds.pop() {
             logs::start_in_child(link, fd);
@@ -337,8 +241,7 @@ fn run_child(marker: &str) -> i32 {
             refuse(format_args!("worker `{}`: {reason}", header.worker))
         }
         Err(payload) => {
-            let message = panic_message(payload.as_ref());
-            let location = LAST_PANIC.with(|l| l.borrow_mut().take());
+            let (message, location) = panics::caught_panic(payload.as_ref());
             send_outcome(&conn, &Outcome::Panicked { message, location }, None);
             1
         }
@@ -374,7 +277,7 @@ fn run_setup(name: &str, args: &[u8], fds: Vec<OwnedFd>) -> Result<(), (String, 
     match panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(args, fds))) {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err((error.to_string(), None)),
-        Err(payload) => Err(caught_panic(payload.as_ref())),
+        Err(payload) => Err(panics::caught_panic(payload.as_ref())),
     }
 }
 
@@ -401,7 +304,7 @@ pub(crate) fn read_payload_frames(conn: &Conn) -> Result<Payload, String> {
     };
     let header: SpawnHeader = codec::decode(&frame(MAX_HEADER as u64)?)
         .map_err(|_| "the payload is not a multiproc spawn header".to_string())?;
-    if header.magic != MAGIC || header.version != VERSION {
+    if !header.is_current() {
         return Err("the payload is not a multiproc spawn header".into());
     }
     // The count is the peer's word: reserve for one message's worth at most,
@@ -444,88 +347,6 @@ fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {
         Some(result) => conn.send_frames(&[&frame, result]),
         None => conn.send_frame(&frame),
     };
-}
-
-thread_local! {
-    /// `file:line:column` of the last panic on this thread.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// Set while a pool task runs: its panics are its result, not output.
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// The backtrace of the last quiet panic, when `RUST_BACKTRACE` asked.
-    static LAST_TRACE: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` (a pool task under `catch_unwind`) with its panics kept quiet:
-/// the hook records the location and, if `RUST_BACKTRACE` asks, the
-/// backtrace for [`take_backtrace`], and prints nothing.
-pub(crate) fn quiet_panics<R>(f: impl FnOnce() -> R) -> R {
-    struct Loud;
-    impl Drop for Loud {
-        fn drop(&mut self) {
-            QUIET.with(|q| q.set(false));
-        }
-    }
-    QUIET.with(|q| q.set(true));
-    let _loud = Loud;
-    f()
-}
-
-/// The backtrace of the quiet panic just caught on this thread, if any.
-pub(crate) fn take_backtrace() -> Option<String> {
-    LAST_TRACE.with(|t| t.borrow_mut().take())
-}
-
-fn backtrace_wanted() -> bool {
-    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
-}
-
-fn install_panic_hook() {
-    let default = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let location = info.location().map(|l| l.to_string());
-        LAST_PANIC.with(|l| *l.borrow_mut() = location.clone());
-        if QUIET.with(|q| q.get()) {
-            let trace =
-                backtrace_wanted().then(|| std::backtrace::Backtrace::force_capture().to_string());
-            LAST_TRACE.with(|t| *t.borrow_mut() = trace);
-            return;
-        }
-        // The worker runs on the main thread before `main`, which std has
-        // not named yet: say 'main', as it would, not '<unnamed>'.
-        let tid = nix::unistd::gettid().as_raw();
-        if std::thread::current().name().is_some() || tid != std::process::id() as i32 {
-            return default(info);
-        }
-        let message = panic_message(info.payload());
-        let at = location.unwrap_or_else(|| "an unknown location".into());
-        let trace = if backtrace_wanted() {
-            let trace = std::backtrace::Backtrace::force_capture();
-            format!("stack backtrace:\n{trace}")
-        } else {
-            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace".into()
-        };
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "\nthread 'main' ({tid}) panicked at {at}:\n{message}\n{trace}"
-        );
-    }));
-}
-
-/// The message and `file:line:column` of a panic just caught on this thread
-/// (for the pool's tasks, which run under the hook installed above).
-pub(crate) fn caught_panic(payload: &(dyn std::any::Any + Send)) -> (String, Option<String>) {
-    let location = LAST_PANIC.with(|l| l.borrow_mut().take());
-    (panic_message(payload), location)
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_string()
-    }
 }
 
 #[cfg(test)]

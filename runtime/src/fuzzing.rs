@@ -190,8 +190,8 @@ pub fn frames(bytes: &[u8]) {
 /// descriptors, the argument frame, read from a socket holding `bytes`.
 /// Also decodes the spawn header and the child's outcome from raw bytes.
 pub fn spawn_payload(bytes: &[u8]) {
-    let _ = codec::decode::<crate::child::SpawnHeader>(bytes);
-    let _ = codec::decode::<crate::child::Outcome>(bytes);
+    let _ = codec::decode::<crate::protocol::SpawnHeader>(bytes);
+    let _ = codec::decode::<crate::protocol::Outcome>(bytes);
     let Ok(stream) = stream_of(bytes) else { return };
     let conn = Conn::from_fd(OwnedFd::from(stream));
     if let Ok(payload) = crate::child::read_payload_frames(&conn) {

@@ -106,6 +106,7 @@ mod logs;
 mod pipe;
 mod pool;
 mod process;
+mod protocol;
 mod queue;
 mod registry;
 mod remote_error;

@@ -1,12 +1,12 @@
 //! `Process`: a worker running in a re-executed child, with Python's semantics.
 
-use crate::child::{MAX_HEADER, MAX_NAME, Outcome, SpawnHeader};
 use crate::codec::{self, MAX_FRAME};
 use crate::conn::Conn;
 use crate::current;
 use crate::error::{Error, Result};
 use crate::handles;
 use crate::pool::Initializer;
+use crate::protocol::{MARKER, MAX_HEADER, MAX_NAME, Outcome, SpawnHeader};
 use crate::registry::Worker;
 use crate::setup::{self, ChildSetup, Limit, Limited, Resource, Stdio};
 use crate::sys;
@@ -1630,9 +1630,6 @@ fn poll_child(fds: &Fds, watch_conn: bool, timeout: Option<Duration>) -> io::Res
     let exited = fds.pidfd.is_some() && polled.last().is_some_and(ready);
     Ok((exited, readable))
 }
-
-/// The environment variable that tells a re-executed binary it is a child.
-pub(crate) const MARKER: &str = "MULTIPROC_CHILD";
 
 /// What goes down the spawn socket: the header, the handles' descriptors
 /// (the initializer's first), the initializer's arguments, the arguments.

@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::pool::Initializer;
-use crate::process::MARKER;
+use crate::protocol::MARKER;
 use crate::registry::Worker;
 use crate::sys;
 use std::ffi::{CString, OsStr, OsString};

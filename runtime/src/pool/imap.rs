@@ -3,8 +3,8 @@
 use super::dispatch::{Shared, Task};
 use super::result::{Delivery, Piece, Sink, Stream, outcomes};
 use super::wire;
-use crate::child;
 use crate::error::{Error, Result};
+use crate::protocol::panics;
 use crate::registry::Worker;
 use std::collections::{HashMap, VecDeque};
 use std::iter::FusedIterator;
@@ -157,7 +157,7 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
                         break;
                     }
                     Err(payload) => {
-                        let (message, _) = child::caught_panic(payload.as_ref());
+                        let (message, _) = panics::caught_panic(payload.as_ref());
                         self.last = Some(Error::InputPanicked {
                             index: self.pulled + items.len(),
                             message,

@@ -19,9 +19,9 @@
 
 use super::progress::{BoardFd, Tracker, now_ns};
 use super::wire::{self, Arrivals, InBuf, TaskFailure};
-use crate::child;
 use crate::codec::{self, CodecError, Items};
 use crate::handles::{self, FdTable};
+use crate::protocol::panics;
 use crate::registry::{self, Worker, WorkerEntry};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -153,7 +153,8 @@ pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Resu
             t => now_ns().saturating_add(t),
         };
         run.tracker.begin_input(calls.offset(), deadline);
-        let value = child::quiet_panics(|| panic::catch_unwind(AssertUnwindSafe(|| W::call(args))));
+        let value =
+            panics::quiet_panics(|| panic::catch_unwind(AssertUnwindSafe(|| W::call(args))));
         let failure = match value {
             Ok(value) if !failed => match run.tracker.encode(&value) {
                 Ok(()) => None,
@@ -168,11 +169,11 @@ pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Resu
                 }),
             },
             Err(payload) => {
-                let (message, location) = child::caught_panic(payload.as_ref());
+                let (message, location) = panics::caught_panic(payload.as_ref());
                 Some(TaskFailure::Panicked {
                     message,
                     location,
-                    backtrace: child::take_backtrace(),
+                    backtrace: panics::take_backtrace(),
                 })
             }
         };
@@ -273,7 +274,7 @@ fn initialize(init: Arc<Initializer>) -> Result<(), (String, Option<String>)> {
     match panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&init.args, init.fds))) {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err((e.to_string(), None)),
-        Err(payload) => Err(child::caught_panic(payload.as_ref())),
+        Err(payload) => Err(panics::caught_panic(payload.as_ref())),
     }
 }
 
