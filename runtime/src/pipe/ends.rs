@@ -24,11 +24,13 @@ use std::time::Duration;
 /// dropped — in every process, including the parent's copy of an end it gave
 /// a child; keep no copy you do not use.
 ///
-/// Bytes this handle has already read from the socket and not yet delivered
-/// stay with this process's handle when a copy is sent to a child. Two
-/// processes receiving on the same end at once may split each other's
-/// messages (Python's warning applies); threads of one process may share a
-/// handle freely.
+/// A receive reads only the message it returns, and `poll` reads nothing,
+/// so processes holding copies of one end each get whole messages: what one
+/// has not taken stays in the socket for the others. Only the part of a
+/// message that a timed-out receive had read stays with this process's
+/// handle, for its next receive. Two processes receiving on the same end at
+/// the same moment may still split a message between them (Python's
+/// warning applies); threads of one process may share a handle freely.
 ///
 /// ```
 /// use multiproc::{Connection, Pipe, Process, worker};
