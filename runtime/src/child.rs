@@ -16,6 +16,7 @@ use crate::protocol::panics;
 use crate::protocol::{MARKER, MAX_HEADER, Outcome, SpawnHeader};
 use crate::registry::{self, Lookup};
 use crate::setup;
+use crate::start::forkserver::{self, SERVER_MARKER};
 use crate::sys;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
@@ -31,6 +32,11 @@ const PAYLOAD_TIMEOUT_SECS: i64 = 30;
 const EXIT_SETUP: i32 = 2;
 #[ctor::ctor(unsafe)]
 fn dispatch_before_main() {
+    if let Some(marker) = sys::startup::take_env(SERVER_MARKER) {
+        let marker = marker.to_string_lossy().into_owned();
+        let code = panic::catch_unwind(|| forkserver::serve(&marker)).unwrap_or(EXIT_SETUP);
+        std::process::exit(code);
+    }
     let Some(marker) = sys::startup::take_env(MARKER) else {
         return;
     };
@@ -97,10 +103,29 @@ fn run_child(marker: &str) -> i32 {
     else {
         return not_ours("malformed value");
     };
-    let conn = match sys::startup::adopt_socket(fd) {
-        Ok(fd) => Conn::from_fd(fd),
+    let socket = match sys::startup::adopt_socket(fd) {
+        Ok(fd) => fd,
         Err(e) => return not_ours(&format!("descriptor {fd}: {e}")),
     };
+    let origin =
+        format!("{MARKER}={marker:?} is set, but this process was not started by multiproc");
+    run_started(socket, ppid, &origin)
+}
+
+/// The start-up path of every child, whatever made it (a re-execution, the
+/// fork server, a fork): `socket` is its end of the spawn socket and
+/// `ppid` the parent that made it; `origin` says what made it, for the
+/// message that refuses a payload that is not ours. Returns the exit status.
+pub(crate) fn run_started(socket: OwnedFd, ppid: u32, origin: &str) -> i32 {
+    sys::startup::ignore_sigpipe();
+    let not_ours = |why: &str| {
+        if origin.starts_with(MARKER) {
+            refuse(format_args!("{origin} ({why}); unset it"))
+        } else {
+            refuse(format_args!("{origin} ({why})"))
+        }
+    };
+    let conn = Conn::from_fd(socket);
     let parent = nix::unistd::getppid().as_raw() as u32;
     if parent != ppid {
         if orphaned(ppid, &conn) {

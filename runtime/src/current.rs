@@ -5,8 +5,8 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// This process's place in the tree, fixed before any user code runs.
@@ -19,22 +19,41 @@ pub(crate) struct Identity {
     pub(crate) parent: Option<(u32, String)>,
 }
 
-static IDENTITY: OnceLock<Identity> = OnceLock::new();
+/// Set once in a child before its worker runs, or made on first use in the
+/// main process; replaced only in a child made by fork, whose copy holds
+/// its parent's (then the old one is leaked, as it may still be borrowed).
+static IDENTITY: RwLock<Option<&'static Identity>> = RwLock::new(None);
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
 /// This process's authkey: 32 random bytes in the main process, the
 /// parent's choice in a child. Kept apart from [`Identity`], which prints.
-static AUTHKEY: OnceLock<Vec<u8>> = OnceLock::new();
+static AUTHKEY: RwLock<Option<&'static [u8]>> = RwLock::new(None);
+
+/// `slot`'s value, or `init()`'s, stored (and leaked) on first use.
+fn get_or_leak<T: ?Sized>(
+    slot: &RwLock<Option<&'static T>>,
+    init: impl FnOnce() -> Box<T>,
+) -> &'static T {
+    if let Some(value) = *slot.read().unwrap_or_else(|e| e.into_inner()) {
+        return value;
+    }
+    let mut slot = slot.write().unwrap_or_else(|e| e.into_inner());
+    slot.get_or_insert_with(|| Box::leak(init()))
+}
+
+fn put<T: ?Sized>(slot: &RwLock<Option<&'static T>>, value: Option<Box<T>>) {
+    *slot.write().unwrap_or_else(|e| e.into_inner()) = value.map(|v| &*Box::leak(v));
+}
 
 /// This process's authkey, made on first use in the main process.
 pub(crate) fn authkey() -> &'static [u8] {
-    AUTHKEY.get_or_init(|| {
+    get_or_leak(&AUTHKEY, || {
         let mut key = vec![0; 32];
         // As Python's `os.urandom(32)`, which raises when the system has no
         // randomness to give.
         if let Err(e) = getrandom::fill(&mut key) {
             panic!("cannot make this process's authkey: getrandom failed: {e}");
         }
-        key
+        key.into_boxed_slice()
     })
 }
 
@@ -42,22 +61,33 @@ pub(crate) fn authkey() -> &'static [u8] {
 /// spawn header (an empty one, which no parent sends, leaves a random key).
 pub(crate) fn set_authkey(key: Vec<u8>) {
     if !key.is_empty() {
-        let _ = AUTHKEY.set(key);
+        put(&AUTHKEY, Some(key.into_boxed_slice()));
     }
 }
 
 pub(crate) fn identity() -> &'static Identity {
-    IDENTITY.get_or_init(|| Identity {
-        name: "MainProcess".to_string(),
-        path: Vec::new(),
-        daemon: false,
-        parent: None,
+    get_or_leak(&IDENTITY, || {
+        Box::new(Identity {
+            name: "MainProcess".to_string(),
+            path: Vec::new(),
+            daemon: false,
+            parent: None,
+        })
     })
 }
 
 /// Called once in a child, before the worker runs.
 pub(crate) fn set_identity(identity: Identity) {
-    let _ = IDENTITY.set(identity);
+    put(&IDENTITY, Some(Box::new(identity)));
+}
+
+/// In a child made by fork: its parent's identity, authkey and child
+/// counter came along in the copy; the child's own are set from its spawn
+/// header next (Python's `_bootstrap` resets the counter too).
+pub(crate) fn forget_identity() {
+    put(&IDENTITY, None);
+    put(&AUTHKEY, None);
+    NEXT_CHILD.store(1, Ordering::Relaxed);
 }
 
 /// The path and default name of the next child this process creates.
@@ -427,20 +457,28 @@ fn reparented(pid: u32) -> bool {
 /// that is readable already. `None` where no pidfd could be opened (then
 /// `getppid` tells).
 fn parent_watch(pid: u32) -> Option<&'static OwnedFd> {
-    static WATCH: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    WATCH
-        .get_or_init(|| {
-            let pidfd = crate::sys::proc::pidfd_open(pid as libc::pid_t);
-            // The parent was alive when this process started (the child
-            // checks at start-up). If it is still our parent after the open,
-            // it was alive during the open, so its pid was not reused and
-            // the pidfd is the parent's. If not, it has exited.
-            if reparented(pid) {
-                return crate::process::readable_fd().ok();
-            }
-            pidfd.ok().flatten()
-        })
-        .as_ref()
+    // Keyed by the parent's pid: a child made by fork has its parent's
+    // entry in the copy, for another process.
+    static WATCH: Mutex<Option<(u32, &'static Option<OwnedFd>)>> = Mutex::new(None);
+    let mut watch = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((watched, fd)) = *watch {
+        if watched == pid {
+            return fd.as_ref();
+        }
+    }
+    let pidfd = crate::sys::proc::pidfd_open(pid as libc::pid_t);
+    // The parent was alive when this process started (the child checks at
+    // start-up). If it is still our parent after the open, it was alive
+    // during the open, so its pid was not reused and the pidfd is the
+    // parent's. If not, it has exited.
+    let fd = if reparented(pid) {
+        crate::process::readable_fd().ok()
+    } else {
+        pidfd.ok().flatten()
+    };
+    let fd: &'static Option<OwnedFd> = Box::leak(Box::new(fd));
+    *watch = Some((pid, fd));
+    fd.as_ref()
 }
 
 /// Returns the parent of this process if multiproc started it, `None` in the

@@ -199,6 +199,27 @@ pub enum Error {
     /// or an `imap` dropped before its end) before it finished.
     #[error("the task was cancelled")]
     Cancelled,
+    /// [`StartMethod::Fork`](crate::StartMethod::Fork) was asked of a
+    /// process with more than one thread: in the child only the forking
+    /// thread would exist, and a lock another thread held would stay held
+    /// (Python's `fork` deadlock). Use `Forkserver` or `Spawn`.
+    #[error(
+        "cannot start a child by fork: this process has {threads} threads, and in the child \
+         every lock another thread held would stay held; use StartMethod::Forkserver or Spawn"
+    )]
+    ForkWithThreads {
+        /// How many threads the process had.
+        threads: usize,
+    },
+    /// [`set_start_method`](crate::set_start_method) was called a second
+    /// time (Python's `RuntimeError: context has already been set`). Use
+    /// [`get_context`](crate::get_context) to start some children another
+    /// way.
+    #[error("the start method is set already (to {current}); use get_context() for another")]
+    StartMethodSet {
+        /// The method set before.
+        current: crate::StartMethod,
+    },
     /// An argument is out of range: a pool of 0 processes or
     /// `max_tasks_per_child(0)`, an empty or oversized authkey, a resource
     /// limit or an environment the child cannot have. (A chunk size of 0 is

@@ -114,6 +114,7 @@ mod remote_error;
 mod self_describing;
 mod setup;
 mod shared;
+mod start;
 mod sync;
 #[allow(unsafe_code)]
 mod sys;
@@ -140,6 +141,10 @@ pub use setup::{Limited, Resource, Stdio, on_child_start};
 pub use shared::{
     Array, ArrayGuard, OwnerDied, RawArray, RawValue, ShareableList, ShareableValue, SharedMemory,
     Value, ValueGuard,
+};
+pub use start::{
+    Context, START_METHOD_ENV, StartMethod, UnknownStartMethod, get_all_start_methods, get_context,
+    get_start_method, set_start_method,
 };
 pub use sync::{
     AcquireResult, AcquireTimeoutError, Barrier, BarrierBuilder, BarrierWaitError,

@@ -9,19 +9,19 @@ use crate::pool::Initializer;
 use crate::protocol::{MARKER, MAX_HEADER, MAX_NAME, Outcome, SpawnHeader};
 use crate::registry::Worker;
 use crate::setup::{self, ChildSetup, Limit, Limited, Resource, Stdio};
+use crate::start::{self, StartMethod};
 use crate::sys;
 use crate::wait::{Sealed, WaitFd, Waitable};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
-use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// A worker that runs in a child process: Python's `multiprocessing.Process`.
@@ -151,6 +151,29 @@ impl<W: Worker> Process<W> {
             pipes: [None, None, None],
             closed: None,
         }
+    }
+
+    /// Starts the child by `method` instead of the program's default
+    /// ([`get_start_method`](crate::get_start_method)).
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod, worker};
+    ///
+    /// #[worker]
+    /// fn parent_pid() -> u32 {
+    ///     multiproc::parent_process().unwrap().pid()
+    /// }
+    ///
+    /// let mut p = Process::new(parent_pid, ());
+    /// p.start_method(StartMethod::Forkserver);
+    /// p.start()?;
+    /// // A fork server's child is still this process's child.
+    /// assert_eq!(p.result()?, std::process::id());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start_method(&mut self, method: StartMethod) -> &mut Self {
+        self.setup.start_method = Some(method);
+        self
     }
 
     /// Sets environment variable `key` to `value` in the child (as
@@ -703,7 +726,12 @@ impl<W: Worker> Process<W> {
             args: &args,
             fds: &all_fds,
         };
+        let method = self
+            .setup
+            .start_method
+            .unwrap_or_else(start::get_start_method);
         let (shared, pipes) = spawn(
+            method,
             payload,
             prepared,
             &self.setup.limits,
@@ -1409,6 +1437,12 @@ fn reap_finished() {
     }
 }
 
+/// In a child forked from this process: the parent's children are not
+/// ours. Forget them without closing or signalling anything.
+pub(crate) fn forget_children() {
+    std::mem::forget(std::mem::take(&mut *children()));
+}
+
 /// Python's exit handling: terminate daemon children, then join them all.
 /// Runs at normal exit of any process that started children, and at the end
 /// of a worker in a child.
@@ -1640,7 +1674,35 @@ struct Payload<'a> {
     fds: &'a [BorrowedFd<'a>],
 }
 
+/// The largest payload sent before its child exists: far below a Unix
+/// socket's buffer (≈ 200 KiB), so that sending it never blocks.
+const EARLY_PAYLOAD: usize = 32 << 10;
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        self.header.len() + self.init.map_or(0, <[u8]>::len) + self.args.len() + 8 * 3
+    }
+}
+
+/// Sends the payload down the spawn socket: the header, the descriptors,
+/// the initializer's arguments, the arguments.
+fn send_payload(conn: &Conn, payload: &Payload<'_>) -> io::Result<()> {
+    if payload.fds.is_empty() && payload.init.is_none() {
+        // One write: each write wakes the child.
+        return conn.send_frames(&[payload.header, payload.args]);
+    }
+    conn.send_frame(payload.header)?;
+    for batch in payload.fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
+        sys::fdpass::send_fds(conn.as_fd(), batch)?;
+    }
+    match payload.init {
+        Some(init) => conn.send_frames(&[init, payload.args]),
+        None => conn.send_frame(payload.args),
+    }
+}
+
 fn spawn(
+    method: StartMethod,
     payload: Payload<'_>,
     prepared: setup::Prepared,
     limits: &[Limit],
@@ -1660,23 +1722,21 @@ fn spawn(
     }
 
     let (ours, theirs) = Conn::pair().map_err(Error::Spawn)?;
-    let mut theirs = theirs.into_fd();
-    if std::os::fd::AsRawFd::as_raw_fd(&theirs) <= sys::spawn::CHILD_FD {
-        // Above every slot a file action writes to.
-        theirs =
-            sys::proc::dup_from(theirs.as_fd(), sys::spawn::CHILD_FD + 1).map_err(Error::Spawn)?;
+    // A payload that fits in the socket's buffer goes before the child
+    // exists, so that it finds it at once instead of waiting to be woken
+    // for it; but never ahead of limits, which must be in place before the
+    // child can run anything.
+    let early = limits.is_empty() && payload.len() <= EARLY_PAYLOAD;
+    if early {
+        send_payload(&ours, &payload).map_err(Error::Spawn)?;
     }
-    let mut envp = prepared.envp;
-    let marker = format!("{MARKER}={},{}", sys::spawn::CHILD_FD, std::process::id());
-    envp.push(CString::new(marker).expect("no NUL"));
-    let job = SpawnJob {
-        argv: vec![argv0()],
-        envp,
-        socket: theirs,
+    let job = start::Job {
+        envp: prepared.envp,
+        socket: theirs.into_fd(),
         stdio: prepared.stdio,
         cwd: prepared.cwd,
     };
-    let pid = spawn_on_stable_thread(job).map_err(Error::Spawn)?;
+    let pid = start::launch(method, job)?;
     let pid = Pid::from_raw(pid);
     let pidfd = sys::proc::pidfd_open(pid.as_raw()).map_err(Error::Spawn)?;
 
@@ -1694,30 +1754,20 @@ fn spawn(
         let _ = shared.signal(libc::SIGKILL);
         let _ = shared.wait(None);
     };
-    // The child waits for its payload, so it has run nothing of the program
-    // yet: a refused limit stops it here.
+    // With limits, the child waits for its payload, so it has run nothing
+    // of the program yet: a refused limit stops it here.
     if let Err(e) = setup::apply_limits(pid.as_raw(), limits) {
         stop(&shared);
         return Err(e);
     }
 
-    let send = |conn: &Conn| -> io::Result<()> {
-        if payload.fds.is_empty() && payload.init.is_none() {
-            // One write: each write wakes the child.
-            return conn.send_frames(&[payload.header, payload.args]);
-        }
-        conn.send_frame(payload.header)?;
-        for batch in payload.fds.chunks(sys::fdpass::MAX_FDS_PER_MESSAGE) {
-            sys::fdpass::send_fds(conn.as_fd(), batch)?;
-        }
-        match payload.init {
-            Some(init) => conn.send_frames(&[init, payload.args]),
-            None => conn.send_frame(payload.args),
-        }
-    };
     let fds = shared.fds.read().unwrap_or_else(|e| e.into_inner());
     let conn = &fds.as_ref().expect("not reaped before start returns").conn;
-    match send(conn) {
+    match if early {
+        Ok(())
+    } else {
+        send_payload(conn, &payload)
+    } {
         Ok(()) => {}
         // The child died before reading its payload; its exit code tells why.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {}
@@ -1729,94 +1779,6 @@ fn spawn(
     }
     drop(fds);
     Ok((shared, prepared.pipes))
-}
-
-fn exe() -> &'static CString {
-    static EXE: OnceLock<CString> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let proc_exe = std::path::Path::new("/proc/self/exe");
-        let path = if proc_exe.exists() {
-            proc_exe.to_path_buf()
-        } else {
-            std::env::current_exe().unwrap_or_else(|_| proc_exe.to_path_buf())
-        };
-        CString::new(path.as_os_str().as_bytes()).expect("a path has no NUL byte")
-    })
-}
-
-fn argv0() -> CString {
-    std::env::args_os()
-        .next()
-        .and_then(|a| CString::new(a.as_bytes()).ok())
-        .unwrap_or_else(|| exe().clone())
-}
-
-struct SpawnJob {
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    /// The child's end of the spawn socket; closed here once the child has it.
-    socket: OwnedFd,
-    /// The child's stdin, stdout and stderr (see [`setup::Prepared`]);
-    /// closed here once the child has them.
-    stdio: [Option<Option<OwnedFd>>; 3],
-    cwd: Option<CString>,
-}
-
-impl SpawnJob {
-    fn run(self) -> io::Result<libc::pid_t> {
-        fn action(slot: &Option<Option<OwnedFd>>) -> sys::spawn::StdioAction<'_> {
-            match slot {
-                None => sys::spawn::StdioAction::Inherit,
-                Some(None) => sys::spawn::StdioAction::Null,
-                Some(Some(fd)) => sys::spawn::StdioAction::Dup(fd.as_fd()),
-            }
-        }
-        let io = sys::spawn::ChildIo {
-            stdio: [
-                action(&self.stdio[0]),
-                action(&self.stdio[1]),
-                action(&self.stdio[2]),
-            ],
-            cwd: self.cwd.as_deref(),
-        };
-        sys::spawn::spawn(exe(), &self.argv, &self.envp, self.socket.as_fd(), &io)
-    }
-}
-
-/// Spawns from a thread that lives as long as the process.
-///
-/// `PR_SET_PDEATHSIG` fires when the *thread* that created the child exits, not
-/// the process; a child spawned from a short-lived thread (a test, a scoped
-/// thread) would be killed with it. The main thread spawns directly; any other
-/// thread hands the job to one long-lived spawner thread.
-fn spawn_on_stable_thread(job: SpawnJob) -> io::Result<libc::pid_t> {
-    if nix::unistd::gettid() == nix::unistd::getpid() {
-        return job.run();
-    }
-    type Reply = mpsc::Sender<io::Result<libc::pid_t>>;
-    static SPAWNER: Mutex<Option<mpsc::Sender<(SpawnJob, Reply)>>> = Mutex::new(None);
-    let sender = {
-        let mut spawner = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
-        if spawner.is_none() {
-            let (tx, rx) = mpsc::channel::<(SpawnJob, Reply)>();
-            std::thread::Builder::new()
-                .name("multiproc-spawner".into())
-                .spawn(move || {
-                    for (job, reply) in rx {
-                        let _ = reply.send(job.run());
-                    }
-                })?;
-            *spawner = Some(tx);
-        }
-        spawner.clone().expect("set above")
-    };
-    let (reply_tx, reply_rx) = mpsc::channel();
-    sender
-        .send((job, reply_tx))
-        .map_err(|_| io::Error::other("the multiproc spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("the multiproc spawner thread is gone"))?
 }
 
 impl Sealed for ChildProcess {}

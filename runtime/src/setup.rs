@@ -339,6 +339,8 @@ pub(crate) struct ChildSetup {
     cwd: Option<PathBuf>,
     pub(crate) stdio: [StdioKind; 3],
     pub(crate) limits: Vec<Limit>,
+    /// `None`: the program's default at `start`.
+    pub(crate) start_method: Option<crate::StartMethod>,
 }
 
 impl Default for ChildSetup {
@@ -349,6 +351,7 @@ impl Default for ChildSetup {
             cwd: None,
             stdio: [StdioKind::Inherit, StdioKind::Inherit, StdioKind::Inherit],
             limits: Vec::new(),
+            start_method: None,
         }
     }
 }

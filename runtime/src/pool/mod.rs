@@ -416,6 +416,29 @@ impl PoolBuilder {
         self
     }
 
+    /// Starts the workers (and their replacements) by `method` instead of
+    /// the program's default; see [`StartMethod`](crate::StartMethod).
+    ///
+    /// ```
+    /// use multiproc::{Pool, StartMethod, worker};
+    ///
+    /// #[worker]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .processes(2)
+    ///     .start_method(StartMethod::Forkserver)
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start_method(mut self, method: crate::StartMethod) -> Self {
+        self.setup.start_method = Some(method);
+        self
+    }
+
     /// Limits every worker's use of `resource`; see
     /// [`Process::rlimit`](crate::Process::rlimit). A limit the kernel
     /// refuses is [`Error::LimitRefused`] from [`build`](Self::build). A

@@ -3,6 +3,7 @@
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 
+pub(crate) mod clone;
 pub(crate) mod fdpass;
 pub(crate) mod fnptr;
 pub(crate) mod futex;

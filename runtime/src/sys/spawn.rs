@@ -8,6 +8,20 @@ use std::ptr;
 /// The descriptor at which a child finds its end of the spawn socket.
 pub(crate) const CHILD_FD: libc::c_int = 3;
 
+/// The signals a child starts with at their default action, whatever this
+/// process does with them.
+pub(crate) const DEFAULT_SIGNALS: &[libc::c_int] = &[
+    libc::SIGPIPE,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGCHLD,
+];
+
 /// What a child's stdin, stdout or stderr is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum StdioAction<'a> {
@@ -101,17 +115,7 @@ pub(crate) fn spawn(
     let mut defaults: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `defaults` is a valid, writable sigset.
     unsafe { libc::sigemptyset(&mut defaults) };
-    for sig in [
-        libc::SIGPIPE,
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGALRM,
-        libc::SIGCHLD,
-    ] {
+    for &sig in DEFAULT_SIGNALS {
         // SAFETY: `defaults` is initialised and `sig` is a valid signal number.
         unsafe { libc::sigaddset(&mut defaults, sig) };
     }

@@ -1,0 +1,444 @@
+//! `Forkserver`: a server process, this binary started once by re-execution,
+//! that forks each new child on request.
+//!
+//! The server is started on the first start that needs it and lives as long
+//! as this process (it dies with it: `PR_SET_PDEATHSIG`, and the end of its
+//! socket). It runs in the runtime's constructor, before `main`, so it has
+//! one thread and none of the program's state; it never prints.
+//!
+//! A request carries what a spawned child would have been given: the
+//! child's end of its spawn socket, its standard descriptors (this
+//! process's, unless the builder chose others), this process's working
+//! directory (a descriptor) and the directory to enter from there, and the
+//! whole environment. The server enters the directory, forks with
+//! `CLONE_PARENT` — so the child is *this* process's child, reaped and
+//! watched by pidfd as a spawned one is, with its parent-death signal on
+//! this process — and replies with the pid. The child puts its descriptors
+//! in place, closes every other one the server had, takes the environment
+//! and runs the common start-up path (`child`), exactly as a spawned child
+//! does after `exec`.
+
+use super::Job;
+use crate::codec;
+use crate::conn::Conn;
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::sys::clone::{Forked, ThreadIds};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The environment variable that tells a re-executed binary to be a fork
+/// server: `<fd>,<parent pid>`, as the child marker.
+pub(crate) const SERVER_MARKER: &str = "MULTIPROC_FORKSERVER";
+
+/// The largest request the server reads (the environment is most of it).
+const MAX_REQUEST: u64 = 16 << 20;
+/// How long the parent waits for the server's greeting or a reply: it
+/// forks at once, so only a stopped or wedged server is this slow.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What becomes of one of the child's descriptors 0–2.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+enum Slot {
+    /// The next descriptor sent with the request.
+    Sent,
+    /// `/dev/null`.
+    Null,
+    /// Closed, as it is in the parent.
+    Closed,
+}
+
+/// One request: descriptors come first (one `SCM_RIGHTS` message: the
+/// child's socket, the parent's working directory, then one per `Sent`
+/// slot), then this frame.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    /// `None`: the server's own environment, which is the parent's as it
+    /// was when the server started (the common case, and the child then
+    /// has nothing to change).
+    env: Option<Vec<Vec<u8>>>,
+    /// Entered from the parent's directory; `None` stays there.
+    cwd: Option<Vec<u8>>,
+    stdio: [Slot; 3],
+}
+
+/// The server's answer, two little-endian `i32`s: what happened and a
+/// value (a pid, or an errno).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Forked(libc::pid_t),
+    /// The directory could not be entered (as `posix_spawn` fails then).
+    Chdir(i32),
+    /// The fork itself failed.
+    Clone(i32),
+    /// The request did not parse: a bug of ours, said as `EINVAL`.
+    BadRequest,
+}
+
+impl Reply {
+    fn to_bytes(self) -> [u8; 8] {
+        let (tag, value) = match self {
+            Reply::Forked(pid) => (0, pid),
+            Reply::Chdir(errno) => (1, errno),
+            Reply::Clone(errno) => (2, errno),
+            Reply::BadRequest => (3, libc::EINVAL),
+        };
+        let mut bytes = [0; 8];
+        bytes[..4].copy_from_slice(&i32::to_le_bytes(tag));
+        bytes[4..].copy_from_slice(&i32::to_le_bytes(value));
+        bytes
+    }
+
+    fn from_bytes(bytes: [u8; 8]) -> Option<Reply> {
+        let tag = i32::from_le_bytes(bytes[..4].try_into().ok()?);
+        let value = i32::from_le_bytes(bytes[4..].try_into().ok()?);
+        match tag {
+            0 if value > 0 => Some(Reply::Forked(value)),
+            1 => Some(Reply::Chdir(value)),
+            2 => Some(Reply::Clone(value)),
+            3 => Some(Reply::BadRequest),
+            _ => None,
+        }
+    }
+}
+
+/// The greeting a server sends once it can serve: 0, or the errno of what
+/// stops it.
+const READY: i32 = 0;
+
+/// This process's server.
+#[derive(Debug)]
+struct Server {
+    conn: Conn,
+    pid: libc::pid_t,
+    /// The environment it was started with.
+    envp: Vec<std::ffi::CString>,
+}
+
+/// The server, or why there can be none (then children are spawned).
+enum State {
+    Idle,
+    Running(Server),
+    Unavailable,
+}
+
+static SERVER: Mutex<State> = Mutex::new(State::Idle);
+
+fn server() -> MutexGuard<'static, State> {
+    SERVER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes `job`'s child through the server, starting (or restarting) it
+/// first if needed.
+pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
+    let mut state = server();
+    // A server that died since the last start is restarted once here.
+    for _ in 0..2 {
+        if matches!(*state, State::Idle) {
+            *state = match start_server() {
+                Ok(server) => State::Running(server),
+                Err(why) => {
+                    eprintln!(
+                        "multiproc: the fork server cannot run here ({why}); children are \
+                         spawned instead"
+                    );
+                    State::Unavailable
+                }
+            };
+        }
+        let server = match &*state {
+            State::Running(server) => server,
+            _ => return super::spawn::launch(job),
+        };
+        match server.request(&job) {
+            Ok(Reply::Forked(pid)) => return Ok(pid),
+            Ok(Reply::Chdir(errno)) => {
+                return Err(Error::Spawn(io::Error::from_raw_os_error(errno)));
+            }
+            Ok(Reply::Clone(errno)) if matches!(errno, libc::ENOSYS | libc::EPERM) => {
+                eprintln!(
+                    "multiproc: the fork server cannot fork here ({}); children are spawned \
+                     instead",
+                    io::Error::from_raw_os_error(errno)
+                );
+                stop(std::mem::replace(&mut *state, State::Unavailable));
+                return super::spawn::launch(job);
+            }
+            Ok(Reply::Clone(errno)) => {
+                return Err(Error::Spawn(io::Error::from_raw_os_error(errno)));
+            }
+            Ok(Reply::BadRequest) => {
+                return Err(Error::Spawn(io::Error::other(
+                    "the fork server did not understand the request",
+                )));
+            }
+            // Dead before it read the request: start another and ask again.
+            Err(Failed::NotSent) => stop(std::mem::replace(&mut *state, State::Idle)),
+            // It may have forked before dying; asking again would give the
+            // child's socket to a second child. The next start restarts it.
+            Err(Failed::NoReply(e)) => {
+                stop(std::mem::replace(&mut *state, State::Idle));
+                return Err(Error::Spawn(io::Error::new(
+                    e.kind(),
+                    format!("the fork server died while starting the child: {e}"),
+                )));
+            }
+        }
+    }
+    Err(Error::Spawn(io::Error::other(
+        "the fork server died as soon as it was started",
+    )))
+}
+
+/// Ends a server the state held (killed and reaped; it is this process's
+/// child).
+fn stop(state: State) {
+    if let State::Running(server) = state {
+        let pid = nix::unistd::Pid::from_raw(server.pid);
+        drop(server.conn);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+}
+
+/// In a child forked from this process: the server belongs to the parent.
+/// Forget it without closing or stopping anything.
+pub(crate) fn forget_server() {
+    let state = std::mem::replace(&mut *server(), State::Idle);
+    std::mem::forget(state);
+}
+
+/// How a request failed.
+enum Failed {
+    /// The server's end was closed before the request went out.
+    NotSent,
+    /// The request went out and no reply came.
+    NoReply(io::Error),
+}
+
+impl Server {
+    fn request(&self, job: &Job) -> std::result::Result<Reply, Failed> {
+        let here = nix::fcntl::open(
+            ".",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|_| Failed::NotSent)?;
+        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        let ours = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+        let mut fds: Vec<BorrowedFd<'_>> = vec![job.socket.as_fd(), here.as_fd()];
+        let mut stdio = [Slot::Null; 3];
+        for (i, chosen) in job.stdio.iter().enumerate() {
+            stdio[i] = match chosen {
+                Some(Some(fd)) => {
+                    fds.push(fd.as_fd());
+                    Slot::Sent
+                }
+                Some(None) => Slot::Null,
+                None if nix::fcntl::fcntl(ours[i], nix::fcntl::FcntlArg::F_GETFD).is_ok() => {
+                    fds.push(ours[i]);
+                    Slot::Sent
+                }
+                None => Slot::Closed,
+            };
+        }
+        let request = Request {
+            env: (job.envp != self.envp)
+                .then(|| job.envp.iter().map(|kv| kv.as_bytes().to_vec()).collect()),
+            cwd: job.cwd.as_ref().map(|d| d.as_bytes().to_vec()),
+            stdio,
+        };
+        let frame = codec::encode(&request).map_err(|_| Failed::NotSent)?;
+        sys::fdpass::send_fds(self.conn.as_fd(), &fds).map_err(|_| Failed::NotSent)?;
+        self.conn.send_frame(&frame).map_err(Failed::NoReply)?;
+        let mut reply = [0; 8];
+        (&self.conn)
+            .read_exact(&mut reply)
+            .map_err(Failed::NoReply)?;
+        Reply::from_bytes(reply).ok_or_else(|| Failed::NoReply(io::Error::other("a garbled reply")))
+    }
+}
+
+/// Starts a server: this binary again, marked, with `/dev/null` for its
+/// standard descriptors, in `/`; waits for its greeting.
+fn start_server() -> io::Result<Server> {
+    let (ours, theirs) = Conn::pair()?;
+    let envp = std::env::vars_os()
+        .filter(|(k, _)| k != crate::protocol::MARKER && k != SERVER_MARKER)
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_encoded_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .collect::<Vec<_>>();
+    let job = Job {
+        envp: Vec::clone(&envp),
+        socket: theirs.into_fd(),
+        stdio: [Some(None), Some(None), Some(None)],
+        cwd: Some(c"/".to_owned()),
+    };
+    let pid = super::spawn::reexec(job, SERVER_MARKER)?;
+    let server = Server {
+        conn: ours,
+        pid,
+        envp,
+    };
+    let greeting = (|| {
+        let patience = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
+        nix::sys::socket::setsockopt(
+            &server.conn,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &patience,
+        )?;
+        let mut greeting = [0; 4];
+        (&server.conn).read_exact(&mut greeting)?;
+        io::Result::Ok(i32::from_le_bytes(greeting))
+    })();
+    match greeting {
+        Ok(READY) => Ok(server),
+        Ok(errno) => {
+            stop(State::Running(server));
+            Err(io::Error::from_raw_os_error(errno))
+        }
+        Err(e) => {
+            stop(State::Running(server));
+            Err(io::Error::new(e.kind(), format!("it did not start: {e}")))
+        }
+    }
+}
+
+/// The server's side: runs in the constructor of a process started with
+/// [`SERVER_MARKER`] set to `marker`, and returns its exit status once its
+/// parent has gone. In a forked child it does not return: the child runs
+/// its worker and exits.
+pub(crate) fn serve(marker: &str) -> i32 {
+    let Some((fd, ppid)) = marker
+        .split_once(',')
+        .and_then(|(fd, ppid)| Some((fd.parse::<i32>().ok()?, ppid.parse::<u32>().ok()?)))
+    else {
+        return 2;
+    };
+    let Ok(socket) = sys::startup::adopt_socket(fd) else {
+        return 2;
+    };
+    let conn = Conn::from_fd(socket);
+    // Die with the parent; if it died before this line, leave now.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() as u32 != ppid {
+        return 2;
+    }
+    let _ = nix::fcntl::fcntl(
+        conn.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    // Ctrl-C in a terminal reaches the whole process group: the parent
+    // decides what it means, and the server stays (as Python's does).
+    sys::clone::ignore_signal(libc::SIGINT);
+    let ids = match sys::clone::thread_ids() {
+        Ok(ids) => ids,
+        Err(e) => {
+            let _ = (&conn).write_all(&e.raw_os_error().unwrap_or(libc::ENOSYS).to_le_bytes());
+            return 2;
+        }
+    };
+    if (&conn).write_all(&READY.to_le_bytes()).is_err() {
+        return 0;
+    }
+    loop {
+        // The parent closing its end (or exiting) ends the server.
+        let Ok(fds) = sys::fdpass::recv_fds(conn.as_fd()) else {
+            return 0;
+        };
+        let Ok(Some(frame)) = conn.recv_frame(MAX_REQUEST) else {
+            return 0;
+        };
+        let reply = match codec::decode::<Request>(&frame) {
+            Ok(request) => fork_one(&ids, ppid, request, fds),
+            Err(_) => Reply::BadRequest,
+        };
+        if (&conn).write_all(&reply.to_bytes()).is_err() {
+            return 0;
+        }
+    }
+}
+
+/// Forks the child of `request`; in the child, does not return.
+fn fork_one(ids: &ThreadIds, ppid: u32, request: Request, fds: Vec<OwnedFd>) -> Reply {
+    let sent = request.stdio.iter().filter(|s| **s == Slot::Sent).count();
+    if fds.len() != 2 + sent {
+        return Reply::BadRequest;
+    }
+    if let Err(e) = nix::unistd::fchdir(&fds[1]) {
+        return Reply::Chdir(e as i32);
+    }
+    if let Some(dir) = &request.cwd {
+        let dir = match std::ffi::CString::new(dir.clone()) {
+            Ok(dir) => dir,
+            Err(_) => return back_home(Reply::BadRequest),
+        };
+        if let Err(e) = nix::unistd::chdir(dir.as_c_str()) {
+            return back_home(Reply::Chdir(e as i32));
+        }
+    }
+    match sys::clone::fork_sibling(ids) {
+        Ok(Forked::Child) => become_child(ppid, request, fds),
+        Ok(Forked::Parent(pid)) => back_home(Reply::Forked(pid)),
+        Err(e) => back_home(Reply::Clone(e.raw_os_error().unwrap_or(libc::EIO))),
+    }
+}
+
+/// The server keeps `/` as its directory, so it holds no other one.
+fn back_home(reply: Reply) -> Reply {
+    let _ = nix::unistd::chdir(c"/");
+    reply
+}
+
+/// In the forked child: descriptors, signals and environment as a spawned
+/// child has them, then the common start-up path; exits.
+fn become_child(ppid: u32, request: Request, mut fds: Vec<OwnedFd>) -> ! {
+    let code = (|| {
+        let mut sent = fds.drain(2..);
+        for (target, slot) in (0..).zip(request.stdio) {
+            let done = match slot {
+                Slot::Sent => {
+                    let fd = sent.next().expect("counted");
+                    sys::clone::dup_onto(fd.as_fd(), target)
+                }
+                Slot::Null => super::null_onto(target),
+                Slot::Closed => Ok(()),
+            };
+            if done.is_err() {
+                return 2;
+            }
+        }
+        drop(sent);
+        // The socket takes the slot of the server's own socket, whose copy
+        // here nothing will close.
+        if sys::clone::dup_onto(fds[0].as_fd(), sys::spawn::CHILD_FD).is_err() {
+            return 2;
+        }
+        drop(fds);
+        sys::clone::close_from(sys::spawn::CHILD_FD + 1);
+        for (target, slot) in (0..).zip(request.stdio) {
+            if slot == Slot::Closed {
+                sys::clone::close_std(target);
+            }
+        }
+        sys::clone::default_signals(&[libc::SIGINT]);
+        if let Some(env) = request.env {
+            sys::clone::replace_env(&super::split_env(env));
+        }
+        let Ok(socket) = sys::startup::adopt_socket(sys::spawn::CHILD_FD) else {
+            return 2;
+        };
+        crate::child::run_started(socket, ppid, "a child of the fork server could not start")
+    })();
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
