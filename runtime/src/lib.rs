@@ -143,8 +143,8 @@ pub use shared::{
     Value, ValueGuard,
 };
 pub use start::{
-    Context, START_METHOD_ENV, StartMethod, UnknownStartMethod, get_all_start_methods, get_context,
-    get_start_method, set_start_method,
+    Context, FORKSERVER_NAME, START_METHOD_ENV, StartMethod, UnknownStartMethod,
+    get_all_start_methods, get_context, get_start_method, set_start_method,
 };
 pub use sync::{
     AcquireResult, AcquireTimeoutError, Barrier, BarrierBuilder, BarrierWaitError,

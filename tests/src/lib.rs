@@ -84,8 +84,40 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The descriptors open in this process, from `/proc/self/fd`.
+#[worker]
+fn warm_up_child() {}
+
+/// In the main process, when the default start method is `Forkserver`
+/// (`MULTIPROC_START_METHOD=forkserver`, as `.ci/run` runs the suites once):
+/// starts the fork server, once, by starting a child. The server is one
+/// descriptor and one child of this process for as long as it lives, so the
+/// suites' before-and-after counts must find it there before they start.
+pub fn warm_up() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if multiproc::parent_process().is_some()
+        || multiproc::get_start_method() != multiproc::StartMethod::Forkserver
+    {
+        return;
+    }
+    ONCE.call_once(|| {
+        let mut p = Process::new(warm_up_child, ());
+        p.start().expect("start the warm-up child");
+        p.join_timeout(Duration::from_secs(30))
+            .expect("join the warm-up child")
+            .expect("the warm-up child ended");
+    });
+}
+
+/// Whether `pid` is a fork server (by its name).
+pub fn is_fork_server(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == multiproc::FORKSERVER_NAME)
+}
+
+/// The descriptors open in this process, from `/proc/self/fd` (after
+/// [`warm_up`]).
 pub fn open_fds() -> Vec<i32> {
+    warm_up();
     let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -94,8 +126,10 @@ pub fn open_fds() -> Vec<i32> {
     fds
 }
 
-/// The pids of this process's children, from `/proc/self/task/*/children`.
+/// The pids of this process's children, from `/proc/self/task/*/children`,
+/// the fork server left out (after [`warm_up`]).
 pub fn child_pids() -> Vec<u32> {
+    warm_up();
     let mut pids = Vec::new();
     for task in std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
@@ -108,6 +142,7 @@ pub fn child_pids() -> Vec<u32> {
             );
         }
     }
+    pids.retain(|&pid| !is_fork_server(pid));
     pids.sort_unstable();
     pids
 }

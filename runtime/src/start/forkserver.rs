@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::clone::{Forked, ThreadIds};
 use serde::{Deserialize, Serialize};
+use std::ffi::CStr;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
@@ -33,6 +34,9 @@ use std::time::Duration;
 /// The environment variable that tells a re-executed binary to be a fork
 /// server: `<fd>,<parent pid>`, as the child marker.
 pub(crate) const SERVER_MARKER: &str = "MULTIPROC_FORKSERVER";
+
+/// [`FORKSERVER_NAME`](super::FORKSERVER_NAME), for `prctl`.
+const SERVER_NAME: &CStr = c"mp-forkserver";
 
 /// The largest request the server reads (the environment is most of it).
 const MAX_REQUEST: u64 = 16 << 20;
@@ -337,6 +341,10 @@ pub(crate) fn serve(marker: &str) -> i32 {
         conn.as_fd(),
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
+    // Named so that `ps` (and a test looking for children) tells it apart;
+    // its children take back the name every child of this binary has.
+    let name = nix::sys::prctl::get_name().ok();
+    let _ = nix::sys::prctl::set_name(SERVER_NAME);
     // Ctrl-C in a terminal reaches the whole process group: the parent
     // decides what it means, and the server stays (as Python's does).
     sys::clone::ignore_signal(libc::SIGINT);
@@ -359,7 +367,7 @@ pub(crate) fn serve(marker: &str) -> i32 {
             return 0;
         };
         let reply = match codec::decode::<Request>(&frame) {
-            Ok(request) => fork_one(&ids, ppid, request, fds),
+            Ok(request) => fork_one(&ids, ppid, name.as_deref(), request, fds),
             Err(_) => Reply::BadRequest,
         };
         if (&conn).write_all(&reply.to_bytes()).is_err() {
@@ -369,7 +377,13 @@ pub(crate) fn serve(marker: &str) -> i32 {
 }
 
 /// Forks the child of `request`; in the child, does not return.
-fn fork_one(ids: &ThreadIds, ppid: u32, request: Request, fds: Vec<OwnedFd>) -> Reply {
+fn fork_one(
+    ids: &ThreadIds,
+    ppid: u32,
+    name: Option<&CStr>,
+    request: Request,
+    fds: Vec<OwnedFd>,
+) -> Reply {
     let sent = request.stdio.iter().filter(|s| **s == Slot::Sent).count();
     if fds.len() != 2 + sent {
         return Reply::BadRequest;
@@ -387,7 +401,7 @@ fn fork_one(ids: &ThreadIds, ppid: u32, request: Request, fds: Vec<OwnedFd>) -> 
         }
     }
     match sys::clone::fork_sibling(ids) {
-        Ok(Forked::Child) => become_child(ppid, request, fds),
+        Ok(Forked::Child) => become_child(ppid, name, request, fds),
         Ok(Forked::Parent(pid)) => back_home(Reply::Forked(pid)),
         Err(e) => back_home(Reply::Clone(e.raw_os_error().unwrap_or(libc::EIO))),
     }
@@ -401,7 +415,10 @@ fn back_home(reply: Reply) -> Reply {
 
 /// In the forked child: descriptors, signals and environment as a spawned
 /// child has them, then the common start-up path; exits.
-fn become_child(ppid: u32, request: Request, mut fds: Vec<OwnedFd>) -> ! {
+fn become_child(ppid: u32, name: Option<&CStr>, request: Request, mut fds: Vec<OwnedFd>) -> ! {
+    if let Some(name) = name {
+        let _ = nix::sys::prctl::set_name(name);
+    }
     let code = (|| {
         let mut sent = fds.drain(2..);
         for (target, slot) in (0..).zip(request.stdio) {

@@ -141,6 +141,28 @@ impl std::str::FromStr for StartMethod {
 /// `spawn` is used.
 pub const START_METHOD_ENV: &str = "MULTIPROC_START_METHOD";
 
+/// The name the fork server runs under (its `/proc/<pid>/comm`, what `ps`
+/// and `top` show): it is a child of the program, beside the program's
+/// own children, and lives until the program exits.
+///
+/// ```
+/// use multiproc::{FORKSERVER_NAME, StartMethod, get_context, worker};
+/// # #[worker] fn nothing() {}
+/// let mut p = get_context(StartMethod::Forkserver).process(nothing, ());
+/// p.start()?;
+/// p.join()?;
+/// let me = std::process::id().to_string();
+/// let server = std::fs::read_dir("/proc")?.flatten().any(|e| {
+///     let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+///     let ppid = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1));
+///     let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+///     ppid == Some(me.as_str()) && comm.trim_end() == FORKSERVER_NAME
+/// });
+/// assert!(server);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub const FORKSERVER_NAME: &str = "mp-forkserver";
+
 /// What `set_start_method` chose; `None` until it is called.
 static CHOSEN: Mutex<Option<StartMethod>> = Mutex::new(None);
 
