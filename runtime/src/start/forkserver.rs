@@ -258,8 +258,27 @@ impl Server {
             stdio,
         };
         let frame = codec::encode(&request).map_err(|_| Failed::NotSent)?;
-        sys::fdpass::send_fds(self.conn.as_fd(), &fds).map_err(|_| Failed::NotSent)?;
-        self.conn.send_frame(&frame).map_err(Failed::NoReply)?;
+        // One message: the frame with the descriptors on its first byte.
+        let mut message = Vec::with_capacity(8 + frame.len());
+        message.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+        message.extend_from_slice(&frame);
+        let sent = loop {
+            match sys::fdpass::send_with_fds(self.conn.as_fd(), &message, &fds) {
+                Ok(sent) => break sent,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let mut out = [nix::poll::PollFd::new(
+                        self.conn.as_fd(),
+                        nix::poll::PollFlags::POLLOUT,
+                    )];
+                    let _ = nix::poll::poll(&mut out, nix::poll::PollTimeout::NONE);
+                }
+                Err(_) => return Err(Failed::NotSent),
+            }
+        };
+        (&self.conn)
+            .write_all(&message[sent..])
+            .map_err(Failed::NoReply)?;
         let mut reply = [0; 8];
         (&self.conn)
             .read_exact(&mut reply)
@@ -358,12 +377,10 @@ pub(crate) fn serve(marker: &str) -> i32 {
     if (&conn).write_all(&READY.to_le_bytes()).is_err() {
         return 0;
     }
+    let mut space = sys::fdpass::CmsgSpace::new();
     loop {
         // The parent closing its end (or exiting) ends the server.
-        let Ok(fds) = sys::fdpass::recv_fds(conn.as_fd()) else {
-            return 0;
-        };
-        let Ok(Some(frame)) = conn.recv_frame(MAX_REQUEST) else {
+        let Ok((fds, frame)) = read_request(&conn, &mut space) else {
             return 0;
         };
         let reply = match codec::decode::<Request>(&frame) {
@@ -372,6 +389,44 @@ pub(crate) fn serve(marker: &str) -> i32 {
         };
         if (&conn).write_all(&reply.to_bytes()).is_err() {
             return 0;
+        }
+    }
+}
+
+/// Reads one request: its descriptors and its frame, in as few reads as
+/// it arrived in (one, unless the environment is large). An end of stream,
+/// lost descriptors or a frame over [`MAX_REQUEST`] is an error.
+fn read_request(
+    conn: &Conn,
+    space: &mut sys::fdpass::CmsgSpace,
+) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
+    let mut fds = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    loop {
+        let want = match buf.get(..8) {
+            Some(len) => {
+                let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+                if len > MAX_REQUEST {
+                    return Err(io::Error::other("an oversized request"));
+                }
+                8 + len as usize
+            }
+            None => 8,
+        };
+        if buf.len() >= 8 && buf.len() >= want {
+            if buf.len() > want {
+                // One request at a time: the parent waits for each reply.
+                return Err(io::Error::other("bytes after the request"));
+            }
+            buf.drain(..8);
+            return Ok((fds, buf));
+        }
+        buf.reserve(want.saturating_sub(buf.len()).max(1));
+        let room = buf.capacity() - buf.len();
+        let (n, lost) =
+            sys::fdpass::recv_append(conn.as_fd(), &mut buf, room, true, space, |fd| fds.push(fd))?;
+        if n == 0 || lost {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
 }
@@ -458,4 +513,65 @@ fn become_child(ppid: u32, name: Option<&CStr>, request: Request, mut fds: Vec<O
     })();
     let _ = std::io::stdout().flush();
     std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_named_as_documented() {
+        assert_eq!(SERVER_NAME.to_str(), Ok(super::super::FORKSERVER_NAME));
+        // `prctl(PR_SET_NAME)` keeps 15 bytes.
+        assert!(SERVER_NAME.to_bytes().len() <= 15);
+    }
+
+    #[test]
+    fn replies_round_trip_and_garbage_is_refused() {
+        for reply in [
+            Reply::Forked(4242),
+            Reply::Chdir(libc::ENOENT),
+            Reply::Clone(libc::EAGAIN),
+            Reply::BadRequest,
+        ] {
+            assert_eq!(Reply::from_bytes(reply.to_bytes()), Some(reply));
+        }
+        assert_eq!(Reply::from_bytes([9, 0, 0, 0, 1, 0, 0, 0]), None);
+        // A pid of 0 or below is no child.
+        assert_eq!(Reply::from_bytes([0; 8]), None);
+    }
+
+    #[test]
+    fn a_request_is_read_with_its_descriptors_and_bad_ones_are_errors() {
+        let (parent, server) = Conn::pair().unwrap();
+        let mut space = sys::fdpass::CmsgSpace::new();
+        let request = Request {
+            env: None,
+            cwd: Some(b"sub".to_vec()),
+            stdio: [Slot::Null, Slot::Sent, Slot::Closed],
+        };
+        let frame = codec::encode(&request).unwrap();
+        let mut message = (frame.len() as u64).to_le_bytes().to_vec();
+        message.extend_from_slice(&frame);
+        let (a, b) = Conn::pair().unwrap();
+        let sent =
+            sys::fdpass::send_with_fds(parent.as_fd(), &message, &[a.as_fd(), b.as_fd()]).unwrap();
+        (&parent).write_all(&message[sent..]).unwrap();
+        let (fds, body) = read_request(&server, &mut space).unwrap();
+        assert_eq!(fds.len(), 2);
+        let back: Request = codec::decode(&body).unwrap();
+        assert_eq!(back.cwd.as_deref(), Some(&b"sub"[..]));
+        assert_eq!(back.stdio, request.stdio);
+
+        // A length past the bound is refused before anything is allocated.
+        (&parent).write_all(&u64::MAX.to_le_bytes()).unwrap();
+        assert!(read_request(&server, &mut space).is_err());
+
+        // A stream that ends mid-request is an error, not a hang.
+        let (parent, server) = Conn::pair().unwrap();
+        (&parent).write_all(&10u64.to_le_bytes()).unwrap();
+        (&parent).write_all(b"abc").unwrap();
+        drop(parent);
+        assert!(read_request(&server, &mut space).is_err());
+    }
 }

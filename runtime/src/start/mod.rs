@@ -139,6 +139,14 @@ impl std::str::FromStr for StartMethod {
 /// (`spawn`, `forkserver` or `fork`) for a program that does not call
 /// [`set_start_method`]. An unknown name is reported once on stderr and
 /// `spawn` is used.
+///
+/// ```
+/// # use multiproc::{START_METHOD_ENV, StartMethod};
+/// // In a child started with `MULTIPROC_START_METHOD=forkserver`, every
+/// // `Process` that does not choose uses the fork server.
+/// let value = std::env::var(START_METHOD_ENV).unwrap_or_else(|_| "spawn".into());
+/// assert!(value.parse::<StartMethod>().is_ok() || multiproc::get_start_method() == StartMethod::Spawn);
+/// ```
 pub const START_METHOD_ENV: &str = "MULTIPROC_START_METHOD";
 
 /// The name the fork server runs under (its `/proc/<pid>/comm`, what `ps`

@@ -2,7 +2,7 @@
 
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The most descriptors one `SCM_RIGHTS` message may carry (`SCM_MAX_FD`).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
@@ -116,16 +116,16 @@ pub(crate) fn recv_with_fds(
 /// `SIGPIPE`) by `sendmsg(2)`, carrying `fds` (at most
 /// [`MAX_FDS_PER_MESSAGE`]) with the first byte; returns the bytes sent.
 /// Nothing is sent (no descriptor either) on an error.
-pub(crate) fn send_with_fds(
+pub(crate) fn send_with_fds<F: AsFd>(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
-    fds: &[OwnedFd],
+    fds: &[F],
 ) -> nix::Result<usize> {
     debug_assert!(!bytes.is_empty() && fds.len() <= MAX_FDS_PER_MESSAGE);
     let mut raw = [0 as RawFd; MAX_FDS_PER_MESSAGE];
     let count = fds.len().min(MAX_FDS_PER_MESSAGE);
     for (slot, fd) in raw.iter_mut().zip(fds) {
-        *slot = fd.as_raw_fd();
+        *slot = fd.as_fd().as_raw_fd();
     }
     let cmsg = [ControlMessage::ScmRights(&raw[..count])];
     let iov = [IoSlice::new(bytes)];
