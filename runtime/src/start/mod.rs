@@ -141,11 +141,19 @@ impl std::str::FromStr for StartMethod {
 /// `spawn` is used.
 ///
 /// ```
-/// # use multiproc::{START_METHOD_ENV, StartMethod};
-/// // In a child started with `MULTIPROC_START_METHOD=forkserver`, every
-/// // `Process` that does not choose uses the fork server.
-/// let value = std::env::var(START_METHOD_ENV).unwrap_or_else(|_| "spawn".into());
-/// assert!(value.parse::<StartMethod>().is_ok() || multiproc::get_start_method() == StartMethod::Spawn);
+/// use multiproc::{Process, START_METHOD_ENV, worker};
+///
+/// #[worker]
+/// fn default_method() -> String {
+///     multiproc::get_start_method().to_string()
+/// }
+///
+/// let mut p = Process::new(default_method, ());
+/// p.env(START_METHOD_ENV, "forkserver");
+/// p.start()?;
+/// // The child's own children would use the fork server.
+/// assert_eq!(p.result()?, "forkserver");
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub const START_METHOD_ENV: &str = "MULTIPROC_START_METHOD";
 
