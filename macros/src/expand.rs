@@ -158,6 +158,11 @@ fn generate(worker: &Worker<'_>) -> TokenStream {
             #[linkme(crate = ::multiproc::__private::linkme)]
             static __MULTIPROC_ENTRY: ::multiproc::__private::WorkerEntry =
                 ::multiproc::__private::WorkerEntry::new::<#ident>();
+
+            #[::multiproc::__private::linkme::distributed_slice(::multiproc::__private::CHUNKS)]
+            #[linkme(crate = ::multiproc::__private::linkme)]
+            static __MULTIPROC_CHUNK: ::multiproc::__private::ChunkEntry =
+                ::multiproc::__private::ChunkEntry::new::<#ident>();
         };
     }
 }

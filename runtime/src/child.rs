@@ -11,7 +11,6 @@ use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::conn::Conn;
 use crate::current::{self, Identity};
 use crate::logs;
-use crate::process;
 use crate::protocol::panics;
 use crate::protocol::{MARKER, MAX_HEADER, Outcome, SpawnHeader};
 use crate::registry::{self, Lookup};
@@ -272,7 +271,7 @@ pub(crate) fn run_started(socket: OwnedFd, ppid: u32, origin: &str) -> i32 {
         }
     };
     // Python's exit handling, for this child's own children.
-    process::exit_children();
+    crate::protocol::at_worker_end();
     // The socket closes with the process; closing it now would only wake the
     // parent once more.
     std::mem::forget(conn);

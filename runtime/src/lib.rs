@@ -184,6 +184,7 @@ pub use multiproc_macros::worker;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::pool::{CHUNKS, ChunkEntry};
     pub use crate::registry::{WORKERS, WorkerEntry};
     pub use linkme;
 }

@@ -1711,6 +1711,10 @@ fn spawn(
 ) -> Result<(Arc<Shared>, [Option<OwnedFd>; 3])> {
     static EXIT_HOOK: Once = Once::new();
     EXIT_HOOK.call_once(|| {
+        crate::protocol::register_parent_side(crate::protocol::ParentSide {
+            at_worker_end: exit_children,
+            after_fork: forget_children,
+        });
         sys::startup::at_exit(exit_hook);
     });
     if std::env::var_os(MARKER).is_some() {

@@ -101,18 +101,12 @@ pub trait Worker: Copy + Send + Sync + 'static {
 /// encodes its result.
 pub(crate) type RunFn = fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>;
 
-/// For a pool: decodes a chunk of argument tuples, runs each call under
-/// `catch_unwind`, appends each encoded result to the worker's reply buffer
-/// as it returns.
-pub(crate) type ChunkFn = fn(&[u8], &mut crate::pool::ChunkRun<'_>) -> Result<(), CodecError>;
-
 /// What the registry holds for one worker.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct WorkerEntry {
     pub(crate) name: &'static str,
     pub(crate) run: RunFn,
-    pub(crate) chunk: ChunkFn,
 }
 
 impl WorkerEntry {
@@ -121,7 +115,6 @@ impl WorkerEntry {
         WorkerEntry {
             name: W::ID,
             run: run::<W>,
-            chunk: crate::pool::run_chunk::<W>,
         }
     }
 }
@@ -140,7 +133,17 @@ fn run<W: Worker>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, CodecError>
 /// `#[worker]` expanded twice at one place, by a macro) is ambiguous and not
 /// found.
 pub(crate) fn find(name: &str) -> Result<&'static WorkerEntry, Lookup> {
-    let mut found = WORKERS.iter().filter(|w| w.name == name);
+    find_in(&WORKERS, name, |w| w.name)
+}
+
+/// The one entry of `entries` named `name` (the pool's chunk runners are
+/// looked up the same way, in their own slice).
+pub(crate) fn find_in<T>(
+    entries: &'static [T],
+    name: &str,
+    name_of: fn(&T) -> &str,
+) -> Result<&'static T, Lookup> {
+    let mut found = entries.iter().filter(|w| name_of(w) == name);
     match (found.next(), found.next()) {
         (Some(entry), None) => Ok(entry),
         (None, _) => Err(Lookup::Missing),

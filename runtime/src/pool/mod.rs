@@ -9,7 +9,7 @@ mod wire;
 
 pub use imap::{Imap, ImapUnordered};
 pub use result::AsyncResult;
-pub(crate) use serve::{ChunkRun, run_chunk};
+pub use serve::{CHUNKS, ChunkEntry};
 
 use crate::current;
 use crate::error::{Error, Result};
@@ -418,6 +418,9 @@ impl PoolBuilder {
 
     /// Starts the workers (and their replacements) by `method` instead of
     /// the program's default; see [`StartMethod`](crate::StartMethod).
+    /// `Fork` is refused by [`build`](Self::build) with
+    /// [`Error::InvalidArgument`] (whether chosen here or by default): the
+    /// pool replaces workers from its own thread, where a fork is refused.
     ///
     /// ```
     /// use multiproc::{Pool, StartMethod, worker};
@@ -432,6 +435,9 @@ impl PoolBuilder {
     ///     .start_method(StartMethod::Forkserver)
     ///     .build()?;
     /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    ///
+    /// let fork = Pool::builder().start_method(StartMethod::Fork).build();
+    /// assert!(matches!(fork, Err(multiproc::Error::InvalidArgument(_))));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn start_method(mut self, method: crate::StartMethod) -> Self {
@@ -496,6 +502,17 @@ impl PoolBuilder {
         let init = self.initializer.transpose()?.map(Arc::new);
         let mut setup = self.setup;
         setup.check()?;
+        // The method is fixed now, as Python's pool keeps its context: the
+        // workers started later (replacements) use it too.
+        let method = setup.start_method.unwrap_or_else(crate::get_start_method);
+        if method == crate::StartMethod::Fork {
+            return Err(Error::InvalidArgument(
+                "a Pool cannot start its workers by fork: it replaces them from its own \
+                 thread, and fork is refused while threads run; use StartMethod::Forkserver"
+                    .into(),
+            ));
+        }
+        setup.start_method = Some(method);
         // One pipe per piped stream for the whole pool: the workers get
         // duplicates of its child end, which the pool keeps for
         // replacements until it stops.

@@ -22,7 +22,7 @@ use super::wire::{self, Arrivals, InBuf, TaskFailure};
 use crate::codec::{self, CodecError, Items};
 use crate::handles::{self, FdTable};
 use crate::protocol::panics;
-use crate::registry::{self, Worker, WorkerEntry};
+use crate::registry::{self, Worker};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -126,14 +126,43 @@ impl ChunkRun<'_> {
     }
 }
 
-/// Runs the calls of one chunk: what `WorkerEntry::chunk` points at.
+/// Decodes a chunk of argument tuples, runs each call under `catch_unwind`,
+/// appends each encoded result to the worker's reply buffer as it returns.
+pub(crate) type ChunkFn = fn(&[u8], &mut ChunkRun<'_>) -> Result<(), CodecError>;
+
+/// The chunk runner of one worker, beside its
+/// [`WorkerEntry`](crate::registry::WorkerEntry) (which the
+/// registry keeps free of the pool): `#[worker]` registers both.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ChunkEntry {
+    name: &'static str,
+    chunk: ChunkFn,
+}
+
+impl ChunkEntry {
+    /// The entry for `W`: its name and its monomorphized chunk runner.
+    pub const fn new<W: Worker>() -> Self {
+        ChunkEntry {
+            name: W::ID,
+            chunk: run_chunk::<W>,
+        }
+    }
+}
+
+/// Every worker's chunk runner, gathered by the linker.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static CHUNKS: [ChunkEntry];
+
+/// Runs the calls of one chunk: what `ChunkEntry::chunk` points at.
 ///
 /// Decodes the calls one at a time (each with the task's descriptors for
 /// the handles in it) and appends each one's value as it returns (see the
 /// module `wire` for the layout), telling the tracker where each call
 /// begins and ends, so a death mid-chunk costs only the call that was
 /// running.
-pub(crate) fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Result<(), CodecError> {
+fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Result<(), CodecError> {
     let mut calls = Items::new(items)?;
     let mut index = 0u64;
     let mut failed = false;
@@ -218,7 +247,7 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
 
     let mut inbuf = InBuf::new();
     let mut arrivals = Arrivals::new();
-    let mut last: Option<&'static WorkerEntry> = None;
+    let mut last: Option<&'static ChunkEntry> = None;
     let mut seq = 0u64;
     loop {
         loop {
@@ -284,7 +313,7 @@ fn initialize(init: Arc<Initializer>) -> Result<(), (String, Option<String>)> {
 fn run_task(
     frame: &[u8],
     fds: FdTable,
-    last: &mut Option<&'static WorkerEntry>,
+    last: &mut Option<&'static ChunkEntry>,
     tracker: &mut Tracker,
 ) -> Option<Duration> {
     let start = Instant::now();
@@ -298,7 +327,7 @@ fn run_task(
         Some(parts) => {
             let entry = match *last {
                 Some(entry) if entry.name == parts.name => Ok(entry),
-                _ => registry::find(parts.name).map_err(|_| {
+                _ => registry::find_in(&CHUNKS, parts.name, |c| c.name).map_err(|_| {
                     format!(
                         "the pool worker's binary has no single worker named `{}`",
                         parts.name

@@ -8,6 +8,40 @@ pub(crate) mod panics;
 use crate::logs::LogLink;
 use serde::{Deserialize, Serialize};
 
+/// What the parent side (`process`, above this module) has the start-up
+/// path (`child`, `start`, beside or below it) do at two moments of a
+/// child's life, so that the start-up path never names it: set by the
+/// first start in a process, which is the first time there is anything to
+/// do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParentSide {
+    /// At the end of a child's worker: Python's exit handling for the
+    /// child's own children.
+    pub(crate) at_worker_end: fn(),
+    /// In a child made by fork: forget the parent's children.
+    pub(crate) after_fork: fn(),
+}
+
+static PARENT_SIDE: std::sync::OnceLock<ParentSide> = std::sync::OnceLock::new();
+
+pub(crate) fn register_parent_side(side: ParentSide) {
+    let _ = PARENT_SIDE.set(side);
+}
+
+/// Runs [`ParentSide::at_worker_end`], if a start registered it.
+pub(crate) fn at_worker_end() {
+    if let Some(side) = PARENT_SIDE.get() {
+        (side.at_worker_end)();
+    }
+}
+
+/// Runs [`ParentSide::after_fork`], if a start registered it.
+pub(crate) fn after_fork() {
+    if let Some(side) = PARENT_SIDE.get() {
+        (side.after_fork)();
+    }
+}
+
 /// The environment variable that tells a re-executed binary it is a child.
 pub(crate) const MARKER: &str = "MULTIPROC_CHILD";
 

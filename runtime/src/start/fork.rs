@@ -24,8 +24,11 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
         None => None,
     };
     let forked = sys::clone::fork();
-    if let Some(back) = back {
-        let _ = nix::unistd::fchdir(&back);
+    if !matches!(forked, Ok(Forked::Child)) {
+        // This process goes back; the child stays where it was sent.
+        if let Some(back) = &back {
+            let _ = nix::unistd::fchdir(back);
+        }
     }
     match forked.map_err(Error::Spawn)? {
         Forked::Child => become_child(job),

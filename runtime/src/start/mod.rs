@@ -75,6 +75,8 @@ pub enum StartMethod {
     ///   included. Buffered stdout is flushed before the fork; a buffer of
     ///   your own is copied as it is.
     /// - The child exits without running this process's `atexit` hooks.
+    /// - A [`Pool`](crate::Pool) cannot use it: it starts replacement
+    ///   workers from its own thread (`build` says so).
     /// - Forking a process that has touched a lot of memory takes longer
     ///   (≈ 4–13 ms at 256 MiB), where `Forkserver` does not.
     Fork,
@@ -396,7 +398,7 @@ fn null_onto(target: libc::c_int) -> std::io::Result<()> {
 /// forgets the parent's bookkeeping that came along in the copy, so the
 /// child starts as a fresh process would (Python's `_after_fork`).
 pub(crate) fn after_fork_in_child() {
-    crate::process::forget_children();
+    crate::protocol::after_fork();
     forkserver::forget_server();
     crate::current::forget_identity();
 }
