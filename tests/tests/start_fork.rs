@@ -19,6 +19,11 @@ const BOUND: Duration = Duration::from_secs(60);
 const FORK: StartMethod = StartMethod::Fork;
 
 type Check = Result<(), String>;
+/// Each grandchild's method, and its result and whether its parent was the
+/// child that started it (or why it failed).
+type Grandchildren = Vec<(String, Result<(i64, bool), String>)>;
+/// A named check.
+type Named = (&'static str, fn() -> Check);
 
 macro_rules! ensure {
     ($cond:expr, $($why:tt)+) => {
@@ -140,7 +145,7 @@ fn change_statics() {
 /// Starts grandchildren by every method; their results, and whether each
 /// one's parent is this child.
 #[worker]
-fn start_grandchildren(x: i64) -> Vec<(String, Result<(i64, bool), String>)> {
+fn start_grandchildren(x: i64) -> Grandchildren {
     let me = std::process::id();
     [
         StartMethod::Spawn,
@@ -379,7 +384,7 @@ fn the_child_sees_the_parents_statics() -> Check {
 
 fn the_childs_own_children_work() -> Check {
     let got = run(&mut fork(start_grandchildren, (9,)))?;
-    let want: Vec<(String, Result<(i64, bool), String>)> = ["spawn", "forkserver", "fork"]
+    let want: Grandchildren = ["spawn", "forkserver", "fork"]
         .into_iter()
         .map(|m| (m.to_string(), Ok((81, true))))
         .collect();
@@ -506,7 +511,7 @@ fn main() {
     // A bound on the whole run: SIGALRM ends it (non-zero) if a check hangs.
     // SAFETY: alarm takes an integer.
     unsafe { libc::alarm(300) };
-    let checks: &[(&str, fn() -> Check)] = &[
+    let checks: &[Named] = &[
         ("results_names_and_pids", results_names_and_pids),
         (
             "a_panic_gives_1_and_its_message",

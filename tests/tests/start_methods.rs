@@ -64,8 +64,11 @@ fn crash(how: String) -> u32 {
     }
 }
 
+/// A child's name, pid and parent (pid and name), as it sees them.
+type Who = (String, u32, Option<(u32, String)>);
+
 #[worker]
-fn whoami() -> (String, u32, Option<(u32, String)>) {
+fn whoami() -> Who {
     let me = current_process();
     let parent = parent_process().map(|p| (p.pid(), p.name().to_string()));
     (me.name().to_string(), me.pid(), parent)
@@ -74,7 +77,7 @@ fn whoami() -> (String, u32, Option<(u32, String)>) {
 /// Starts a forkserver grandchild running `whoami`; returns the name it was
 /// given, what it reported and its pid.
 #[worker]
-fn start_grandchild() -> (String, (String, u32, Option<(u32, String)>), u32) {
+fn start_grandchild() -> (String, Who, u32) {
     let mut p = get_context(FS).process(whoami, ());
     let given = p.name().to_string();
     p.start().unwrap();
@@ -1064,15 +1067,13 @@ fn forkserver_starts_from_many_threads_at_once_all_work() {
     let threads: Vec<_> = (0..6i64)
         .map(|t| {
             std::thread::spawn(move || {
-                (0..5i64)
-                    .map(|i| {
-                        let x = t * 10 + i;
-                        let mut p = fs(square, (x,));
-                        p.start().unwrap();
-                        assert_eq!(p.join_timeout(BOUND).unwrap(), Some(0));
-                        p.result().unwrap() == x * x
-                    })
-                    .all(|ok| ok)
+                (0..5i64).all(|i| {
+                    let x = t * 10 + i;
+                    let mut p = fs(square, (x,));
+                    p.start().unwrap();
+                    assert_eq!(p.join_timeout(BOUND).unwrap(), Some(0));
+                    p.result().unwrap() == x * x
+                })
             })
         })
         .collect();
