@@ -589,8 +589,15 @@ fn helper_forkserver_starts_leak_nothing() {
         }
         assert_eq!(open_fds(), before, "descriptors leaked in round {round}");
     }
-    // No zombie: the only child left is the server, the same one.
-    assert_eq!(child_pids(), server);
+    // No zombie: the only child left is the server (which child_pids leaves
+    // out), the same one.
+    assert_eq!(child_pids(), Vec::<u32>::new());
+    assert_eq!(forkserver_of(std::process::id(), &[]), server);
+    assert!(
+        server
+            .iter()
+            .all(|&pid| multiproc_tests::is_fork_server(pid))
+    );
 }
 
 #[test]
