@@ -340,6 +340,9 @@ def case_array_copy(ctx, iters, size, warmup):
 
 CASES = {
     "start_join": case_start_join,
+    # The same Python runs: only multiproc's start method differs.
+    "start_join_fork": case_start_join,
+    "start_join_forkserver": case_start_join,
     "pipe_roundtrip": case_pipe_roundtrip,
     "queue_small": case_queue_small,
     "queue_1mib": case_queue_1mib,

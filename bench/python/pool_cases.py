@@ -145,5 +145,6 @@ CASES = {
     "pool_apply_async": case_pool_apply_async,
     "pool_map": case_pool_map,
     "pool_start": case_pool_start,
+    "pool_start_forkserver": case_pool_start,
     "pool_idle_rss": case_pool_idle_rss,
 }

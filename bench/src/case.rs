@@ -123,6 +123,7 @@ fn si(value: f64, base: f64, prefixes: &[&str]) -> String {
 pub enum Method {
     Spawn,
     Fork,
+    Forkserver,
 }
 
 impl Method {
@@ -130,6 +131,7 @@ impl Method {
         match self {
             Method::Spawn => "spawn",
             Method::Fork => "fork",
+            Method::Forkserver => "forkserver",
         }
     }
 }

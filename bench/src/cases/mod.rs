@@ -13,6 +13,7 @@ pub mod array_copy;
 pub mod barrier;
 pub mod event_pingpong;
 pub mod floor;
+pub mod fork_floor;
 pub mod lock_contended;
 pub mod lock_uncontended;
 pub mod pipe_roundtrip;
@@ -32,6 +33,8 @@ pub mod value_counter;
 
 pub const ALL: &[Case] = &[
     start_join::CASE,
+    start_join::FORK,
+    start_join::FORKSERVER,
     pipe_roundtrip::CASE,
     queue_small::CASE,
     queue_1mib::CASE,
@@ -50,6 +53,7 @@ pub const ALL: &[Case] = &[
     pool_map::CASE,
     pool_cpu::CASE,
     pool_start::CASE,
+    pool_start::FORKSERVER,
     pool_idle_rss::CASE,
 ];
 

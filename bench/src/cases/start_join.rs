@@ -1,8 +1,8 @@
 //! Start + join of a worker that does nothing: the cost of a process.
 
 use crate::case::{Against, Bound, BoxError, Case, Floor, Method, Params, Target, Unit};
-use crate::cases::time_each;
-use multiproc::Process;
+use crate::cases::{fork_floor, time_each};
+use multiproc::{Process, StartMethod, get_context};
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
 use nix::sys::wait::{WaitStatus, waitpid};
 use std::ffi::CString;
@@ -53,8 +53,90 @@ pub const CASE: Case = Case {
     ],
 };
 
+/// The same with `StartMethod::Forkserver`, beside a bare fork server.
+pub const FORKSERVER: Case = Case {
+    name: "start_join_forkserver",
+    measures: "start_join with get_context(StartMethod::Forkserver) (Python: \
+               get_context('forkserver'), and spawn and fork beside it); time per \
+               process, the server started before timing. Floors: a bare C fork server \
+               doing the same request (a socket passed by SCM_RIGHTS, clone with \
+               CLONE_PARENT, the pid back, the child writes a byte and exits, the \
+               requester reaps it), and start_join's re-exec floor.",
+    unit: Unit::Seconds,
+    full: Params { iters: 40, size: 0 },
+    quick: Params { iters: 8, size: 0 },
+    multiproc: multiproc_forkserver,
+    python: &[Method::Forkserver, Method::Spawn, Method::Fork],
+    floors: &[
+        Floor {
+            label: "bare fork server (C), CLONE_PARENT + waitpid",
+            run: fork_floor::server,
+        },
+        Floor {
+            label: "posix_spawn + waitpid, exit in main",
+            run: floor_in_main,
+        },
+    ],
+    targets: &[
+        Target {
+            text: "≤ 1.5 × the fork-server floor",
+            against: Against::Floor(0),
+            bound: Bound::AtMost(1.5),
+        },
+        Target {
+            text: "≥ 4 × faster than the re-exec floor",
+            against: Against::Floor(1),
+            bound: Bound::AtMost(0.25),
+        },
+        Target {
+            text: "vs Python forkserver",
+            against: Against::Python(Method::Forkserver),
+            bound: Bound::Show,
+        },
+    ],
+};
+
+/// The same with `StartMethod::Fork`, beside a direct fork. Runs before
+/// any case leaves a thread behind (a Fork start refuses a threaded
+/// parent).
+pub const FORK: Case = Case {
+    name: "start_join_fork",
+    measures: "start_join with get_context(StartMethod::Fork) (Python: get_context('fork')); \
+               time per process. Floor: fork + _exit + waitpid in a bare C program.",
+    unit: Unit::Seconds,
+    full: Params { iters: 40, size: 0 },
+    quick: Params { iters: 8, size: 0 },
+    multiproc: multiproc_fork,
+    python: &[Method::Fork],
+    floors: &[Floor {
+        label: "fork + _exit + waitpid (C)",
+        run: fork_floor::direct,
+    }],
+    targets: &[
+        Target {
+            text: "vs the direct fork floor",
+            against: Against::Floor(0),
+            bound: Bound::Show,
+        },
+        Target {
+            text: "vs Python fork",
+            against: Against::Python(Method::Fork),
+            bound: Bound::Show,
+        },
+    ],
+};
+
 #[multiproc::worker]
 fn empty() {}
+
+fn start_join(method: StartMethod) -> Result<(), BoxError> {
+    let mut p = get_context(method).process(empty, ());
+    p.start()?;
+    match p.join()? {
+        0 => Ok(()),
+        code => Err(format!("the child exited with {code}").into()),
+    }
+}
 
 fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
     time_each(params.iters, || {
@@ -65,6 +147,16 @@ fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
             code => Err(format!("the child exited with {code}").into()),
         }
     })
+}
+
+fn multiproc_forkserver(params: &Params) -> Result<Vec<f64>, BoxError> {
+    // The server starts on first use: not timed, as the floor's is not.
+    start_join(StartMethod::Forkserver)?;
+    time_each(params.iters, || start_join(StartMethod::Forkserver))
+}
+
+fn multiproc_fork(params: &Params) -> Result<Vec<f64>, BoxError> {
+    time_each(params.iters, || start_join(StartMethod::Fork))
 }
 
 /// The child runs std's start-up (stack guard, which reads
@@ -125,6 +217,16 @@ mod tests {
         let samples = multiproc(&Params { iters: 2, size: 0 }).unwrap();
         assert_eq!(samples.len(), 2);
         assert!(samples.iter().all(|&s| s > 0.0));
+    }
+
+    #[test]
+    fn forkserver_runner_times_each_start() {
+        assert_eq!(
+            multiproc_forkserver(&Params { iters: 2, size: 0 })
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     /// Holds in a test binary too: the runtime's constructor refuses the
