@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(60);
 const FS: StartMethod = StartMethod::Forkserver;
@@ -266,8 +266,25 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 /// Whether `pid` looks like a fork server: it was started with the server's
 /// marker (its original environment, `/proc/<pid>/environ`, which its forked
-/// children share) and it ignores SIGINT (its children do not).
+/// children share) and it ignores SIGINT (its children, and the spare child
+/// it keeps forked ahead, do not). While it forks a spare, the server has
+/// SIGINT blocked at its default for a moment: one that does not ignore it
+/// is looked at again for a while.
 fn looks_like_a_server(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(50);
+    loop {
+        match marked_and_ignoring(pid) {
+            (true, true) => return alive(pid),
+            (true, false) if alive(pid) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Whether `pid` has the server's marker, and whether it ignores SIGINT.
+fn marked_and_ignoring(pid: u32) -> (bool, bool) {
     let marked = std::fs::read(format!("/proc/{pid}/environ"))
         .map(|env| {
             env.split(|&b| b == 0)
@@ -281,7 +298,7 @@ fn looks_like_a_server(pid: u32) -> bool {
             u64::from_str_radix(hex, 16).ok()
         })
         .is_some_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0);
-    marked && ignores_sigint && alive(pid)
+    (marked, ignores_sigint)
 }
 
 /// The running fork servers among `parent`'s children, not counting `known`

@@ -80,6 +80,10 @@ enum Reply {
     Clone(i32),
     /// The request did not parse: a bug of ours, said as `EINVAL`.
     BadRequest,
+    /// Not an answer: the server has forked `pid` ahead, to be the next
+    /// child. It is this process's child from now on, so that the parent
+    /// can reap it if the server goes first.
+    Spare(libc::pid_t),
 }
 
 impl Reply {
@@ -89,6 +93,7 @@ impl Reply {
             Reply::Chdir(errno) => (1, errno),
             Reply::Clone(errno) => (2, errno),
             Reply::BadRequest => (3, libc::EINVAL),
+            Reply::Spare(pid) => (4, pid),
         };
         let mut bytes = [0; 8];
         bytes[..4].copy_from_slice(&i32::to_le_bytes(tag));
@@ -104,6 +109,7 @@ impl Reply {
             1 => Some(Reply::Chdir(value)),
             2 => Some(Reply::Clone(value)),
             3 => Some(Reply::BadRequest),
+            4 if value > 0 => Some(Reply::Spare(value)),
             _ => None,
         }
     }
@@ -120,6 +126,8 @@ struct Server {
     pid: libc::pid_t,
     /// The environment it was started with.
     envp: Vec<std::ffi::CString>,
+    /// The child the server has forked ahead, if it said so yet.
+    spare: Option<libc::pid_t>,
 }
 
 /// The server, or why there can be none (then children are spawned).
@@ -153,7 +161,7 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
                 }
             };
         }
-        let server = match &*state {
+        let server = match &mut *state {
             State::Running(server) => server,
             _ => return super::spawn::launch(job),
         };
@@ -174,7 +182,8 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
             Ok(Reply::Clone(errno)) => {
                 return Err(Error::Spawn(io::Error::from_raw_os_error(errno)));
             }
-            Ok(Reply::BadRequest) => {
+            // `request` reads past notices; one here would be garbled.
+            Ok(Reply::BadRequest | Reply::Spare(_)) => {
                 return Err(Error::Spawn(io::Error::other(
                     "the fork server did not understand the request",
                 )));
@@ -197,15 +206,35 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
     )))
 }
 
-/// Ends a server the state held (killed and reaped; it is this process's
-/// child).
+/// Ends a server the state held and its spare child (killed and reaped;
+/// both are this process's children).
 fn stop(state: State) {
-    if let State::Running(server) = state {
-        let pid = nix::unistd::Pid::from_raw(server.pid);
+    if let State::Running(mut server) = state {
+        // A notice of a spare may be waiting unread.
+        let mut notice = [0; 8];
+        while let Ok(8) = nix::sys::socket::recv(
+            std::os::fd::AsRawFd::as_raw_fd(&server.conn.as_fd()),
+            &mut notice,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            if let Some(Reply::Spare(pid)) = Reply::from_bytes(notice) {
+                server.spare = Some(pid);
+            }
+        }
         drop(server.conn);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
+        kill_and_reap(server.pid);
+        if let Some(spare) = server.spare {
+            kill_and_reap(spare);
+        }
     }
+}
+
+/// SIGKILLs and reaps a child of this process that no `Process` owns: the
+/// server, or a spare it forked.
+fn kill_and_reap(pid: libc::pid_t) {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
 }
 
 /// In a child forked from this process: the server belongs to the parent.
@@ -224,7 +253,7 @@ enum Failed {
 }
 
 impl Server {
-    fn request(&self, job: &Job) -> std::result::Result<Reply, Failed> {
+    fn request(&mut self, job: &Job) -> std::result::Result<Reply, Failed> {
         let here = nix::fcntl::open(
             ".",
             nix::fcntl::OFlag::O_PATH
@@ -279,11 +308,29 @@ impl Server {
         (&self.conn)
             .write_all(&message[sent..])
             .map_err(Failed::NoReply)?;
-        let mut reply = [0; 8];
-        (&self.conn)
-            .read_exact(&mut reply)
-            .map_err(Failed::NoReply)?;
-        Reply::from_bytes(reply).ok_or_else(|| Failed::NoReply(io::Error::other("a garbled reply")))
+        loop {
+            let mut reply = [0; 8];
+            (&self.conn)
+                .read_exact(&mut reply)
+                .map_err(Failed::NoReply)?;
+            match Reply::from_bytes(reply) {
+                Some(Reply::Spare(pid)) => self.spare = Some(pid),
+                Some(reply) => {
+                    if let Reply::Forked(pid) = reply {
+                        match self.spare.take() {
+                            // The spare became this child.
+                            Some(spare) if spare == pid => {}
+                            // The spare was gone (killed), and the server
+                            // forked this child itself: reap what is left.
+                            Some(gone) => kill_and_reap(gone),
+                            None => {}
+                        }
+                    }
+                    return Ok(reply);
+                }
+                None => return Err(Failed::NoReply(io::Error::other("a garbled reply"))),
+            }
+        }
     }
 }
 
@@ -311,6 +358,7 @@ fn start_server() -> io::Result<Server> {
         conn: ours,
         pid,
         envp,
+        spare: None,
     };
     let greeting = (|| {
         let patience = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
@@ -378,30 +426,159 @@ pub(crate) fn serve(marker: &str) -> i32 {
         return 0;
     }
     let mut space = sys::fdpass::CmsgSpace::new();
+    // One buffer for every request: each page the server writes after a
+    // fork is a copy-on-write fault, so it writes as few as it can.
+    let mut buf = Vec::with_capacity(4096);
+    let mut spare = None;
     loop {
+        // The next child is forked while the parent has no need of the
+        // server (between its starts), not after it asks.
+        if spare.is_none() {
+            spare = fork_spare(&ids, ppid, name.as_deref());
+            if let Some(Spare { pid, .. }) = spare {
+                if (&conn).write_all(&Reply::Spare(pid).to_bytes()).is_err() {
+                    return 0;
+                }
+            }
+        }
         // The parent closing its end (or exiting) ends the server.
-        let Ok((fds, frame)) = read_request(&conn, &mut space) else {
+        let Ok(fds) = read_request(&conn, &mut space, &mut buf) else {
             return 0;
         };
-        let reply = match codec::decode::<Request>(&frame) {
-            Ok(request) => fork_one(&ids, ppid, name.as_deref(), request, fds),
-            Err(_) => Reply::BadRequest,
+        let (reply, done) = match codec::decode::<Request>(&buf[8..]) {
+            Ok(request) => {
+                let ready = enter(&request, &fds);
+                match (ready, spare.take()) {
+                    (Err(reply), taken) => {
+                        spare = taken;
+                        (reply, fds)
+                    }
+                    (Ok(()), Some(next)) => match next.hand_over(&buf, &fds) {
+                        Ok(pid) => (Reply::Forked(pid), fds),
+                        // The spare is gone: fork this one here.
+                        Err(_) => fork_one(&ids, ppid, name.as_deref(), request, fds),
+                    },
+                    (Ok(()), None) => fork_one(&ids, ppid, name.as_deref(), request, fds),
+                }
+            }
+            Err(_) => (Reply::BadRequest, fds),
         };
+        back_home();
+        drop(done);
+        if buf.capacity() > 1 << 20 {
+            // A large environment once does not keep its buffer.
+            buf = Vec::with_capacity(4096);
+        }
         if (&conn).write_all(&reply.to_bytes()).is_err() {
             return 0;
         }
     }
 }
 
-/// Reads one request: its descriptors and its frame, in as few reads as
-/// it arrived in (one, unless the environment is large). An end of stream,
-/// lost descriptors or a frame over [`MAX_REQUEST`] is an error.
+/// A child the server forked ahead of the next request: it waits on its end
+/// of `channel` for the request, which the server passes on as it came.
+struct Spare {
+    pid: libc::pid_t,
+    channel: Conn,
+}
+
+impl Spare {
+    /// Gives the spare the request in `message` (length and frame) with its
+    /// descriptors; it is then the requested child.
+    fn hand_over(self, message: &[u8], fds: &[OwnedFd]) -> io::Result<libc::pid_t> {
+        let sent = loop {
+            match sys::fdpass::send_with_fds(self.channel.as_fd(), message, fds) {
+                Ok(sent) => break sent,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        (&self.channel).write_all(&message[sent..])?;
+        Ok(self.pid)
+    }
+}
+
+/// Forks a spare child; `None` if the fork fails (the next request is
+/// then forked on demand, and its failure answered).
+fn fork_spare(ids: &ThreadIds, ppid: u32, name: Option<&CStr>) -> Option<Spare> {
+    let (ours, theirs) = Conn::pair().ok()?;
+    // Never a moment ignoring SIGINT as the server does, so that it is told
+    // apart from the server by that too.
+    match sys::clone::fork_sibling_defaulting(ids, libc::SIGINT) {
+        Ok(Forked::Child) => {
+            drop(ours);
+            wait_as_spare(ppid, name, theirs)
+        }
+        Ok(Forked::Parent(pid)) => Some(Spare { pid, channel: ours }),
+        Err(_) => None,
+    }
+}
+
+/// In a spare: holds nothing of the server's but its channel, and waits
+/// for its request; then becomes that child. The end of the channel (the
+/// server gone) ends it.
+fn wait_as_spare(ppid: u32, name: Option<&CStr>, channel: Conn) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() as u32 != ppid {
+        sys::clone::exit_now(0);
+    }
+    // The channel takes the slot of the server's socket to the parent,
+    // which must not outlive the server in a spare (the parent tells the
+    // server's death by its end of that socket).
+    if sys::clone::dup_onto(channel.as_fd(), sys::spawn::CHILD_FD).is_err() {
+        sys::clone::exit_now(2);
+    }
+    drop(channel);
+    sys::clone::close_from(sys::spawn::CHILD_FD + 1);
+    // A child's signals, not the server's: Ctrl-C ends a waiting spare as
+    // it ends the children (the server then forks the next child itself).
+    // SIGINT is already at its default; this unblocks it.
+    sys::clone::default_signals(&[libc::SIGINT]);
+    let Ok(channel) = sys::startup::adopt_socket(sys::spawn::CHILD_FD) else {
+        sys::clone::exit_now(2);
+    };
+    let channel = Conn::from_fd(channel);
+    let mut space = sys::fdpass::CmsgSpace::new();
+    let mut buf = Vec::with_capacity(4096);
+    let Ok(fds) = read_request(&channel, &mut space, &mut buf) else {
+        sys::clone::exit_now(0);
+    };
+    let Ok(request) = codec::decode::<Request>(&buf[8..]) else {
+        sys::clone::exit_now(2);
+    };
+    // The server entered this directory for the request: it exists.
+    if enter(&request, &fds).is_err() {
+        sys::clone::exit_now(2);
+    }
+    become_child(ppid, name, request, fds)
+}
+
+/// Enters the directory of `request` (from the parent's, the second
+/// descriptor); an error is the reply to give.
+fn enter(request: &Request, fds: &[OwnedFd]) -> std::result::Result<(), Reply> {
+    let sent = request.stdio.iter().filter(|s| **s == Slot::Sent).count();
+    if fds.len() != 2 + sent {
+        return Err(Reply::BadRequest);
+    }
+    nix::unistd::fchdir(&fds[1]).map_err(|e| Reply::Chdir(e as i32))?;
+    if let Some(dir) = &request.cwd {
+        let dir = std::ffi::CString::new(dir.clone()).map_err(|_| Reply::BadRequest)?;
+        nix::unistd::chdir(dir.as_c_str()).map_err(|e| Reply::Chdir(e as i32))?;
+    }
+    Ok(())
+}
+
+/// Reads one request into `buf` (cleared first): its length, then its
+/// frame, in as few reads as it arrived in (one, unless the environment is
+/// large); returns its descriptors. An end of stream, lost descriptors or a
+/// frame over [`MAX_REQUEST`] is an error.
 fn read_request(
     conn: &Conn,
     space: &mut sys::fdpass::CmsgSpace,
-) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
+    buf: &mut Vec<u8>,
+) -> io::Result<Vec<OwnedFd>> {
     let mut fds = Vec::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    buf.clear();
     loop {
         let want = match buf.get(..8) {
             Some(len) => {
@@ -418,54 +595,38 @@ fn read_request(
                 // One request at a time: the parent waits for each reply.
                 return Err(io::Error::other("bytes after the request"));
             }
-            buf.drain(..8);
-            return Ok((fds, buf));
+            return Ok(fds);
         }
         buf.reserve(want.saturating_sub(buf.len()).max(1));
         let room = buf.capacity() - buf.len();
         let (n, lost) =
-            sys::fdpass::recv_append(conn.as_fd(), &mut buf, room, true, space, |fd| fds.push(fd))?;
+            sys::fdpass::recv_append(conn.as_fd(), buf, room, true, space, |fd| fds.push(fd))?;
         if n == 0 || lost {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
 }
 
-/// Forks the child of `request`; in the child, does not return.
+/// Forks the child of `request` (the server in its directory); in the
+/// child, does not return. Returns the reply and the request's
+/// descriptors, for the server to close once it is back home.
 fn fork_one(
     ids: &ThreadIds,
     ppid: u32,
     name: Option<&CStr>,
     request: Request,
     fds: Vec<OwnedFd>,
-) -> Reply {
-    let sent = request.stdio.iter().filter(|s| **s == Slot::Sent).count();
-    if fds.len() != 2 + sent {
-        return Reply::BadRequest;
-    }
-    if let Err(e) = nix::unistd::fchdir(&fds[1]) {
-        return Reply::Chdir(e as i32);
-    }
-    if let Some(dir) = &request.cwd {
-        let dir = match std::ffi::CString::new(dir.clone()) {
-            Ok(dir) => dir,
-            Err(_) => return back_home(Reply::BadRequest),
-        };
-        if let Err(e) = nix::unistd::chdir(dir.as_c_str()) {
-            return back_home(Reply::Chdir(e as i32));
-        }
-    }
+) -> (Reply, Vec<OwnedFd>) {
     match sys::clone::fork_sibling(ids) {
         Ok(Forked::Child) => become_child(ppid, name, request, fds),
-        Ok(Forked::Parent(pid)) => back_home(Reply::Forked(pid)),
-        Err(e) => back_home(Reply::Clone(e.raw_os_error().unwrap_or(libc::EIO))),
+        Ok(Forked::Parent(pid)) => (Reply::Forked(pid), fds),
+        Err(e) => (Reply::Clone(e.raw_os_error().unwrap_or(libc::EIO)), fds),
     }
 }
 
 /// The server keeps `/` as its directory, so it holds no other one.
-fn back_home(reply: Reply) -> Reply {
+fn back_home() {
     let _ = nix::unistd::chdir(c"/");
-    reply
 }
 
 /// In the forked child: descriptors, signals and environment as a spawned
@@ -511,8 +672,14 @@ fn become_child(ppid: u32, name: Option<&CStr>, request: Request, mut fds: Vec<O
         };
         crate::child::run_started(socket, ppid, "a child of the fork server could not start")
     })();
+    // As Python's forkserver children do (`os._exit`): the exit handlers
+    // are the server's, which ran nothing of `main`, and running them cost
+    // a sixth of a start (each page they touch is a copy-on-write fault).
+    // What a worker buffered still goes out.
     let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    let _ = std::io::stderr().flush();
+    sys::clone::flush_c_stdio();
+    sys::clone::exit_now(code)
 }
 
 #[cfg(test)]
@@ -533,12 +700,14 @@ mod tests {
             Reply::Chdir(libc::ENOENT),
             Reply::Clone(libc::EAGAIN),
             Reply::BadRequest,
+            Reply::Spare(4343),
         ] {
             assert_eq!(Reply::from_bytes(reply.to_bytes()), Some(reply));
         }
         assert_eq!(Reply::from_bytes([9, 0, 0, 0, 1, 0, 0, 0]), None);
         // A pid of 0 or below is no child.
         assert_eq!(Reply::from_bytes([0; 8]), None);
+        assert_eq!(Reply::from_bytes([4, 0, 0, 0, 0, 0, 0, 0]), None);
     }
 
     #[test]
@@ -557,21 +726,23 @@ mod tests {
         let sent =
             sys::fdpass::send_with_fds(parent.as_fd(), &message, &[a.as_fd(), b.as_fd()]).unwrap();
         (&parent).write_all(&message[sent..]).unwrap();
-        let (fds, body) = read_request(&server, &mut space).unwrap();
+        let mut buf = Vec::new();
+        let fds = read_request(&server, &mut space, &mut buf).unwrap();
+        let body = &buf[8..];
         assert_eq!(fds.len(), 2);
-        let back: Request = codec::decode(&body).unwrap();
+        let back: Request = codec::decode(body).unwrap();
         assert_eq!(back.cwd.as_deref(), Some(&b"sub"[..]));
         assert_eq!(back.stdio, request.stdio);
 
         // A length past the bound is refused before anything is allocated.
         (&parent).write_all(&u64::MAX.to_le_bytes()).unwrap();
-        assert!(read_request(&server, &mut space).is_err());
+        assert!(read_request(&server, &mut space, &mut buf).is_err());
 
         // A stream that ends mid-request is an error, not a hang.
         let (parent, server) = Conn::pair().unwrap();
         (&parent).write_all(&10u64.to_le_bytes()).unwrap();
         (&parent).write_all(b"abc").unwrap();
         drop(parent);
-        assert!(read_request(&server, &mut space).is_err());
+        assert!(read_request(&server, &mut space, &mut buf).is_err());
     }
 }

@@ -163,6 +163,12 @@ pub const START_METHOD_ENV: &str = "MULTIPROC_START_METHOD";
 /// and `top` show): it is a child of the program, beside the program's
 /// own children, and lives until the program exits.
 ///
+/// The server keeps one child forked ahead (a *spare*), so that a start is
+/// a hand-over rather than a fork; the spare is a child of the program too,
+/// and carries this name until a start takes it and it becomes the worker.
+/// So a program using the method has two processes of this name beside its
+/// workers, both gone when it exits.
+///
 /// ```
 /// use multiproc::{FORKSERVER_NAME, StartMethod, get_context, worker};
 /// # #[worker] fn nothing() {}

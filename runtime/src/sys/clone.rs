@@ -275,14 +275,50 @@ pub(crate) fn default_signals(signals: &[libc::c_int]) {
     }
 }
 
+/// [`fork_sibling`] by a process that ignores `signal`, the child getting
+/// it at its default action instead, blocked (a signal that comes meanwhile
+/// waits for the child to unblock it). This process keeps ignoring it
+/// throughout: it is blocked here while its action is the default.
+pub(crate) fn fork_sibling_defaulting(ids: &ThreadIds, signal: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: both sets are initialised (sigemptyset, or written by
+    // sigprocmask) before they are read; SIG_DFL and SIG_IGN run no code of
+    // ours.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, signal);
+        libc::sigprocmask(libc::SIG_BLOCK, &block, &mut old);
+        libc::signal(signal, libc::SIG_DFL);
+        let forked = fork_sibling(ids);
+        if !matches!(forked, Ok(Forked::Child)) {
+            // Ignoring it again discards one that came while it was blocked.
+            libc::signal(signal, libc::SIG_IGN);
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        }
+        forked
+    }
+}
+
 /// Ignores `signal` (the fork server ignores `SIGINT`, as Python's does).
 pub(crate) fn ignore_signal(signal: libc::c_int) {
     // SAFETY: SIG_IGN runs no code of ours.
     unsafe { libc::signal(signal, libc::SIG_IGN) };
 }
 
+/// Flushes C's stdio streams (`fflush(NULL)`): what C code in a worker
+/// printed, before [`exit_now`] skips `exit`'s own flush.
+pub(crate) fn flush_c_stdio() {
+    // SAFETY: fflush(NULL) flushes every open output stream; it takes no
+    // pointer of ours.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+    }
+}
+
 /// Leaves the process at once with `code`, running no exit handler
-/// (`_exit(2)`): a `Fork` child must not run its parent's `atexit` hooks.
+/// (`_exit(2)`): a `Fork` child must not run its parent's `atexit` hooks,
+/// nor a fork server's child the server's.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process; nothing runs after it.
     unsafe { libc::_exit(code) }
