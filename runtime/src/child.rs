@@ -363,6 +363,11 @@ pub(crate) fn read_payload_frames(conn: &Conn) -> Result<Payload, String> {
 }
 
 fn send_outcome(conn: &Conn, outcome: &Outcome, result: Option<&[u8]>) {
+    // What the worker printed goes out before its outcome, so that the
+    // parent has it when it learns the result (and the child, which exits
+    // right after, has nothing left to do but exit).
+    let _ = std::io::stdout().flush();
+    sys::clone::flush_c_stdio();
     // The parent may be gone; then nobody is listening and that is fine.
     let Ok(frame) = codec::encode(outcome) else {
         return;
