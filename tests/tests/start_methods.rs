@@ -1127,7 +1127,7 @@ fn a_forkserver_child_can_fork_its_own_children() {
 }
 
 #[test]
-#[ignore = "helper, run by a_stopped_server_fails_one_start_and_is_replaced"]
+#[ignore = "helper, run by a_stopped_server_delays_one_start_and_is_replaced"]
 fn helper_stop_the_server() {
     assert_eq!(run_ok(&mut fs(square, (2,))), 4);
     let servers = forkserver_of(std::process::id(), &[]);
@@ -1138,30 +1138,79 @@ fn helper_stop_the_server() {
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    // The server cannot answer: the start fails (after the runtime's reply
-    // timeout) rather than hangs, and the next one gets a new server.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut p = fs(square, (3,));
-        let started = p.start();
-        let _ = tx.send(started.map(|()| p.result()));
-    });
-    match rx.recv_timeout(BOUND) {
-        Ok(Err(Error::Spawn(_))) => {}
-        Ok(other) => panic!("a start through a stopped server: {other:?}"),
-        Err(_) => {
-            sigkill(old);
-            panic!("a start through a stopped server hung");
+    // The server cannot answer. A start needs it only for the next spare:
+    // the one forked already takes the first start, and the start after it
+    // waits at most the runtime's reply timeout (10 s) for the server, then
+    // has a new one fork it. None fails, none hangs.
+    for x in 3..6_i64 {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut p = fs(square, (x,));
+            let _ = tx.send(p.start().and_then(|()| p.result()));
+        });
+        match rx.recv_timeout(BOUND) {
+            Ok(Ok(result)) => assert_eq!(result, x * x),
+            Ok(Err(e)) => panic!("a start through a stopped server failed: {e}"),
+            Err(_) => {
+                sigkill(old);
+                panic!("a start through a stopped server hung");
+            }
         }
     }
-    assert_eq!(run_ok(&mut fs(square, (5,))), 25);
     assert!(
         wait_until(BOUND, || !exists(old)),
         "the stopped server was left"
     );
+    let new = forkserver_of(std::process::id(), &[]);
+    assert_eq!(new.len(), 1, "one server again: {new:?}");
+    assert_ne!(new[0], old);
 }
 
 #[test]
-fn a_stopped_server_fails_one_start_and_is_replaced() {
+fn a_stopped_server_delays_one_start_and_is_replaced() {
     helper("helper_stop_the_server", &[]);
+}
+
+/// The spares among this process's children: named as the server, marked
+/// as it is (they are its forks), but not ignoring SIGINT.
+fn spares() -> Vec<u32> {
+    children_of(std::process::id())
+        .into_iter()
+        .filter(|&p| multiproc_tests::is_fork_server(p) && marked_and_ignoring(p) == (true, false))
+        .collect()
+}
+
+#[test]
+#[ignore = "helper, run by a_killed_spare_is_replaced_and_reaped"]
+fn helper_kill_the_spare() {
+    assert_eq!(run_ok(&mut fs(square, (2,))), 4);
+    // Ctrl-C reaches a spare (it has a child's SIGINT); so does a kill.
+    for round in 0..3_i64 {
+        assert!(
+            wait_until(BOUND, || !spares().is_empty()),
+            "no spare was forked ahead"
+        );
+        let killed = spares();
+        for &spare in &killed {
+            let signal = if round == 0 {
+                nix::sys::signal::Signal::SIGINT
+            } else {
+                nix::sys::signal::Signal::SIGKILL
+            };
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(spare as i32), signal);
+        }
+        assert!(wait_until(BOUND, || killed.iter().all(|&p| !alive(p))));
+        // The next start hands its request to another spare.
+        assert_eq!(run_ok(&mut fs(square, (round,))), round * round);
+        assert!(
+            wait_until(BOUND, || killed.iter().all(|&p| !exists(p))),
+            "a killed spare was left a zombie"
+        );
+    }
+    assert_eq!(child_pids(), Vec::<u32>::new());
+}
+
+#[test]
+fn a_killed_spare_is_replaced_and_reaped() {
+    helper("helper_kill_the_spare", &[]);
 }

@@ -513,6 +513,11 @@ impl PoolBuilder {
             ));
         }
         setup.start_method = Some(method);
+        if method == crate::StartMethod::Forkserver {
+            // The server forks the workers' spares one after another while
+            // the first workers start, instead of one after each start.
+            crate::start::reserve_forkserver(processes);
+        }
         // One pipe per piped stream for the whole pool: the workers get
         // duplicates of its child end, which the pool keeps for
         // replacements until it stops.

@@ -1,22 +1,29 @@
 //! `Forkserver`: a server process, this binary started once by re-execution,
-//! that forks each new child on request.
+//! that forks the children ahead of need.
 //!
 //! The server is started on the first start that needs it and lives as long
 //! as this process (it dies with it: `PR_SET_PDEATHSIG`, and the end of its
 //! socket). It runs in the runtime's constructor, before `main`, so it has
 //! one thread and none of the program's state; it never prints.
 //!
+//! It forks with `CLONE_PARENT` — so each child is *this* process's child,
+//! reaped and watched by pidfd as a spawned one is, with its parent-death
+//! signal on this process — and keeps one child forked ahead, a *spare*,
+//! which has run nothing but the server's code. It sends this process the
+//! spare's pid with this process's end of a socket pair that only the spare
+//! shares, and forks the next when asked ([`WANT`], sent as each spare is
+//! taken; a `Pool` asks for as many as it has workers). So the server is
+//! off the path of a start: the start writes its request to the spare.
+//!
 //! A request carries what a spawned child would have been given: the
 //! child's end of its spawn socket, its standard descriptors (this
 //! process's, unless the builder chose others), this process's working
 //! directory (a descriptor) and the directory to enter from there, and the
-//! whole environment. The server enters the directory, forks with
-//! `CLONE_PARENT` — so the child is *this* process's child, reaped and
-//! watched by pidfd as a spawned one is, with its parent-death signal on
-//! this process — and replies with the pid. The child puts its descriptors
-//! in place, closes every other one the server had, takes the environment
-//! and runs the common start-up path (`child`), exactly as a spawned child
-//! does after `exec`.
+//! environment if it differs from the server's. The spare enters the
+//! directory (answering, when one was chosen, whether it could: a bad one
+//! fails the start), puts its descriptors in place, closes every other one
+//! the server had, takes the environment and runs the common start-up path
+//! (`child`), exactly as a spawned child does after `exec`.
 
 use super::Job;
 use crate::codec;
@@ -34,6 +41,11 @@ use std::time::Duration;
 /// The environment variable that tells a re-executed binary to be a fork
 /// server: `<fd>,<parent pid>`, as the child marker.
 pub(crate) const SERVER_MARKER: &str = "MULTIPROC_FORKSERVER";
+
+/// Set beside `LD_BIND_NOW` when the parent added that variable to the
+/// server's environment (and the server is to take it out).
+const BOUND_MARKER: &str = "MULTIPROC_FORKSERVER_BOUND";
+const BIND_NOW: &str = "LD_BIND_NOW";
 
 /// [`FORKSERVER_NAME`](super::FORKSERVER_NAME), for `prctl`.
 const SERVER_NAME: &CStr = c"mp-forkserver";
@@ -69,20 +81,23 @@ struct Request {
     stdio: [Slot; 3],
 }
 
-/// The server's answer, two little-endian `i32`s: what happened and a
-/// value (a pid, or an errno).
+/// A message of the server or of a spare, two little-endian `i32`s: what
+/// happened and a value (a pid, or an errno).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reply {
+    /// From a spare: it took the request and is now that child.
     Forked(libc::pid_t),
-    /// The directory could not be entered (as `posix_spawn` fails then).
+    /// From a spare: the directory could not be entered (as `posix_spawn`
+    /// fails then); it exits.
     Chdir(i32),
-    /// The fork itself failed.
+    /// From the server: the fork of the next spare failed.
     Clone(i32),
-    /// The request did not parse: a bug of ours, said as `EINVAL`.
+    /// From a spare: the request did not parse (a bug of ours, said as
+    /// `EINVAL`); it exits.
     BadRequest,
-    /// Not an answer: the server has forked `pid` ahead, to be the next
-    /// child. It is this process's child from now on, so that the parent
-    /// can reap it if the server goes first.
+    /// From the server, with the parent's end of the spare's channel: it
+    /// has forked `pid`, to be the next child. It is this process's child
+    /// from now on, so this process reaps it if it is not used.
     Spare(libc::pid_t),
 }
 
@@ -115,6 +130,9 @@ impl Reply {
     }
 }
 
+/// What the parent sends the server: fork the next spare (tag 5).
+const WANT: [u8; 8] = [5, 0, 0, 0, 0, 0, 0, 0];
+
 /// The greeting a server sends once it can serve: 0, or the errno of what
 /// stops it.
 const READY: i32 = 0;
@@ -126,8 +144,19 @@ struct Server {
     pid: libc::pid_t,
     /// The environment it was started with.
     envp: Vec<std::ffi::CString>,
-    /// The child the server has forked ahead, if it said so yet.
-    spare: Option<libc::pid_t>,
+    /// The notices of spares not read yet: the server forks one when it
+    /// starts and one after each [`WANT`], and tells of each. Each is read
+    /// when a start needs it (a spare is this process's child from its fork,
+    /// and [`stop`] reaps those it did not read).
+    owed: usize,
+}
+
+/// A child the server forked ahead: it waits for a request at its end of
+/// `channel`, whose other end the server gave this process.
+#[derive(Debug)]
+struct Spare {
+    pid: libc::pid_t,
+    channel: Conn,
 }
 
 /// The server, or why there can be none (then children are spawned).
@@ -143,34 +172,30 @@ fn server() -> MutexGuard<'static, State> {
     SERVER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Makes `job`'s child through the server, starting (or restarting) it
-/// first if needed.
+/// Makes `job`'s child: hands it to the spare the server forked last,
+/// starting (or restarting) the server first if needed, and asks the
+/// server for the next spare meanwhile.
 pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
+    let here = nix::fcntl::open(
+        ".",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::Spawn(e.into()))?;
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let ours = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     let mut state = server();
-    // A server that died since the last start is restarted once here.
-    for _ in 0..2 {
-        if matches!(*state, State::Idle) {
-            *state = match start_server() {
-                Ok(server) => State::Running(server),
-                Err(why) => {
-                    eprintln!(
-                        "multiproc: the fork server cannot run here ({why}); children are \
-                         spawned instead"
-                    );
-                    State::Unavailable
-                }
-            };
-        }
+    // A server that died since the last start is restarted here, and a
+    // spare that died (a Ctrl-C reaches it) is replaced: twice at most.
+    for _ in 0..3 {
+        ensure_started(&mut state);
         let server = match &mut *state {
             State::Running(server) => server,
             _ => return super::spawn::launch(job),
         };
-        match server.request(&job) {
-            Ok(Reply::Forked(pid)) => return Ok(pid),
-            Ok(Reply::Chdir(errno)) => {
-                return Err(Error::Spawn(io::Error::from_raw_os_error(errno)));
-            }
-            Ok(Reply::Clone(errno)) if matches!(errno, libc::ENOSYS | libc::EPERM) => {
+        let spare = match server.take_spare() {
+            Ok(Ok(spare)) => spare,
+            Ok(Err(errno)) if matches!(errno, libc::ENOSYS | libc::EPERM) => {
                 eprintln!(
                     "multiproc: the fork server cannot fork here ({}); children are spawned \
                      instead",
@@ -179,52 +204,140 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
                 stop(std::mem::replace(&mut *state, State::Unavailable));
                 return super::spawn::launch(job);
             }
-            Ok(Reply::Clone(errno)) => {
-                return Err(Error::Spawn(io::Error::from_raw_os_error(errno)));
-            }
-            // `request` reads past notices; one here would be garbled.
-            Ok(Reply::BadRequest | Reply::Spare(_)) => {
-                return Err(Error::Spawn(io::Error::other(
-                    "the fork server did not understand the request",
-                )));
-            }
-            // Dead before it read the request: start another and ask again.
-            Err(Failed::NotSent) => stop(std::mem::replace(&mut *state, State::Idle)),
-            // It may have forked before dying; asking again would give the
-            // child's socket to a second child. The next start restarts it.
-            Err(Failed::NoReply(e)) => {
+            Ok(Err(errno)) => return Err(Error::Spawn(io::Error::from_raw_os_error(errno))),
+            // Gone or garbled: start another and ask again.
+            Err(_) => {
                 stop(std::mem::replace(&mut *state, State::Idle));
-                return Err(Error::Spawn(io::Error::new(
-                    e.kind(),
-                    format!("the fork server died while starting the child: {e}"),
-                )));
+                continue;
             }
+        };
+        let (message, fds) =
+            request_for(&job, &server.envp, here.as_fd(), ours).map_err(Error::Spawn)?;
+        // The next spare is forked while this one starts. A server that is
+        // gone is replaced now, so that the next start finds one.
+        if !server.ask(1) {
+            stop(std::mem::replace(&mut *state, State::Idle));
+            if let Ok(server) = start_server() {
+                *state = State::Running(server);
+            }
+        }
+        match spare.hand_over(&message, &fds, job.cwd.is_some()) {
+            Ok(Reply::Forked(pid)) if pid == spare.pid => return Ok(pid),
+            Ok(reply) => {
+                // It has exited or will, having run nothing.
+                kill_and_reap(spare.pid);
+                return Err(Error::Spawn(match reply {
+                    Reply::Chdir(errno) => io::Error::from_raw_os_error(errno),
+                    _ => io::Error::other("the fork server's child did not understand the request"),
+                }));
+            }
+            // Dead before it answered, so before it ran anything: the next
+            // spare takes the request.
+            Err(_) => kill_and_reap(spare.pid),
         }
     }
     Err(Error::Spawn(io::Error::other(
-        "the fork server died as soon as it was started",
+        "the fork server and its children died as soon as they were started",
     )))
 }
 
-/// Ends a server the state held and its spare child (killed and reaped;
-/// both are this process's children).
-fn stop(state: State) {
-    if let State::Running(mut server) = state {
-        // A notice of a spare may be waiting unread.
-        let mut notice = [0; 8];
-        while let Ok(8) = nix::sys::socket::recv(
-            std::os::fd::AsRawFd::as_raw_fd(&server.conn.as_fd()),
-            &mut notice,
-            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-        ) {
-            if let Some(Reply::Spare(pid)) = Reply::from_bytes(notice) {
-                server.spare = Some(pid);
+/// Starts the server if there is none (and it has not been found unable
+/// to run here).
+fn ensure_started(state: &mut State) {
+    if matches!(*state, State::Idle) {
+        *state = match start_server() {
+            Ok(server) => State::Running(server),
+            Err(why) => {
+                eprintln!(
+                    "multiproc: the fork server cannot run here ({why}); children are \
+                     spawned instead"
+                );
+                State::Unavailable
             }
+        };
+    }
+}
+
+/// Asks the server to fork spares until `n` are ready or coming, so that
+/// `n` starts in a row (a `Pool`'s workers) find each its spare forked
+/// while the ones before it started, not after. Starts the server if
+/// needed.
+pub(crate) fn reserve(n: usize) {
+    let mut state = server();
+    ensure_started(&mut state);
+    if let State::Running(server) = &mut *state {
+        if !server.ask(n) {
+            stop(std::mem::replace(&mut *state, State::Idle));
         }
-        drop(server.conn);
-        kill_and_reap(server.pid);
-        if let Some(spare) = server.spare {
-            kill_and_reap(spare);
+    }
+}
+
+/// The request for `job`'s child as it goes on the wire (its length, then
+/// its frame), and its descriptors in their order: the socket, this
+/// process's directory (`here`), then one per `Sent` slot. `envp` is the
+/// server's environment, which the spare has; `ours` are this process's
+/// standard descriptors.
+fn request_for<'a>(
+    job: &'a Job,
+    envp: &[std::ffi::CString],
+    here: BorrowedFd<'a>,
+    ours: [BorrowedFd<'a>; 3],
+) -> io::Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
+    let mut fds = vec![job.socket.as_fd(), here];
+    let mut stdio = [Slot::Null; 3];
+    for (i, chosen) in job.stdio.iter().enumerate() {
+        stdio[i] = match chosen {
+            Some(Some(fd)) => {
+                fds.push(fd.as_fd());
+                Slot::Sent
+            }
+            Some(None) => Slot::Null,
+            // Open here: the child inherits it. Closed here: closed there.
+            None if nix::fcntl::fcntl(ours[i], nix::fcntl::FcntlArg::F_GETFD).is_ok() => {
+                fds.push(ours[i]);
+                Slot::Sent
+            }
+            None => Slot::Closed,
+        };
+    }
+    let request = Request {
+        env: (job.envp != envp).then(|| job.envp.iter().map(|kv| kv.as_bytes().to_vec()).collect()),
+        cwd: job.cwd.as_ref().map(|d| d.as_bytes().to_vec()),
+        stdio,
+    };
+    let frame = codec::encode(&request).map_err(io::Error::other)?;
+    let mut message = Vec::with_capacity(8 + frame.len());
+    message.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+    message.extend_from_slice(&frame);
+    Ok((message, fds))
+}
+
+/// Ends a server the state held and every spare it told of (killed and
+/// reaped; all are this process's children).
+fn stop(state: State) {
+    if let State::Running(server) = state {
+        let Server { conn, pid, .. } = server;
+        kill_and_reap(pid);
+        // The server is gone: each notice it sent is there unread, or never
+        // was. (A spare forked just before a kill, whose notice never went,
+        // ends at the end of its channel; it is not this process's to know.)
+        let mut space = sys::fdpass::CmsgSpace::new();
+        let mut notice = Vec::with_capacity(8);
+        loop {
+            notice.clear();
+            let mut fds = Vec::new();
+            match sys::fdpass::recv_append(conn.as_fd(), &mut notice, 8, false, &mut space, |fd| {
+                fds.push(fd)
+            }) {
+                Ok((8, _)) => {
+                    let bytes = notice[..8].try_into().expect("8 bytes");
+                    if let Some(Reply::Spare(pid)) = Reply::from_bytes(bytes) {
+                        drop(fds);
+                        kill_and_reap(pid);
+                    }
+                }
+                _ => break,
+            }
         }
     }
 }
@@ -244,93 +357,83 @@ pub(crate) fn forget_server() {
     std::mem::forget(state);
 }
 
-/// How a request failed.
-enum Failed {
-    /// The server's end was closed before the request went out.
-    NotSent,
-    /// The request went out and no reply came.
-    NoReply(io::Error),
-}
+/// The server is gone, or said something that makes no sense.
+struct Gone;
 
 impl Server {
-    fn request(&mut self, job: &Job) -> std::result::Result<Reply, Failed> {
-        let here = nix::fcntl::open(
-            ".",
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|_| Failed::NotSent)?;
-        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        let ours = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-        let mut fds: Vec<BorrowedFd<'_>> = vec![job.socket.as_fd(), here.as_fd()];
-        let mut stdio = [Slot::Null; 3];
-        for (i, chosen) in job.stdio.iter().enumerate() {
-            stdio[i] = match chosen {
-                Some(Some(fd)) => {
-                    fds.push(fd.as_fd());
-                    Slot::Sent
-                }
-                Some(None) => Slot::Null,
-                None if nix::fcntl::fcntl(ours[i], nix::fcntl::FcntlArg::F_GETFD).is_ok() => {
-                    fds.push(ours[i]);
-                    Slot::Sent
-                }
-                None => Slot::Closed,
-            };
+    /// The spare to use: the next the server tells of (asked for first if
+    /// none is owed). `Ok(Err(errno))`: the server could not fork one.
+    fn take_spare(&mut self) -> std::result::Result<std::result::Result<Spare, i32>, Gone> {
+        if !self.ask(1) {
+            return Err(Gone);
         }
-        let request = Request {
-            env: (job.envp != self.envp)
-                .then(|| job.envp.iter().map(|kv| kv.as_bytes().to_vec()).collect()),
-            cwd: job.cwd.as_ref().map(|d| d.as_bytes().to_vec()),
-            stdio,
-        };
-        let frame = codec::encode(&request).map_err(|_| Failed::NotSent)?;
-        // One message: the frame with the descriptors on its first byte.
-        let mut message = Vec::with_capacity(8 + frame.len());
-        message.extend_from_slice(&(frame.len() as u64).to_le_bytes());
-        message.extend_from_slice(&frame);
+        let mut space = sys::fdpass::CmsgSpace::new();
+        let mut notice = Vec::with_capacity(8);
+        let mut fds = Vec::new();
+        while notice.len() < 8 {
+            let room = 8 - notice.len();
+            match sys::fdpass::recv_append(
+                self.conn.as_fd(),
+                &mut notice,
+                room,
+                true,
+                &mut space,
+                |fd| fds.push(fd),
+            ) {
+                Ok((n, false)) if n > 0 => {}
+                _ => return Err(Gone),
+            }
+        }
+        self.owed -= 1;
+        let bytes = notice[..8].try_into().expect("8 bytes");
+        match (Reply::from_bytes(bytes), fds.len()) {
+            (Some(Reply::Spare(pid)), 1) => Ok(Ok(Spare {
+                pid,
+                channel: Conn::from_fd(fds.pop().expect("one")),
+            })),
+            (Some(Reply::Spare(pid)), _) => {
+                kill_and_reap(pid);
+                Err(Gone)
+            }
+            (Some(Reply::Clone(errno)), 0) => Ok(Err(errno)),
+            _ => Err(Gone),
+        }
+    }
+
+    /// Asks for spares until `n` are owed; false if the server is gone.
+    fn ask(&mut self, n: usize) -> bool {
+        while self.owed < n {
+            if (&self.conn).write_all(&WANT).is_err() {
+                return false;
+            }
+            self.owed += 1;
+        }
+        true
+    }
+}
+
+impl Spare {
+    /// Gives the spare the request in `message` (length and frame) with its
+    /// descriptors. With `answer` (a directory was chosen, which may not be
+    /// entered), reads its answer: `Forked` with its own pid, once it is
+    /// that child; without, the spare is that child once this returns. An
+    /// error: it died first (or is wedged past [`REPLY_TIMEOUT`]), having
+    /// run nothing of the request.
+    fn hand_over(&self, message: &[u8], fds: &[BorrowedFd<'_>], answer: bool) -> io::Result<Reply> {
         let sent = loop {
-            match sys::fdpass::send_with_fds(self.conn.as_fd(), &message, &fds) {
+            match sys::fdpass::send_with_fds(self.channel.as_fd(), message, fds) {
                 Ok(sent) => break sent,
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::EAGAIN) => {
-                    let mut out = [nix::poll::PollFd::new(
-                        self.conn.as_fd(),
-                        nix::poll::PollFlags::POLLOUT,
-                    )];
-                    let _ = nix::poll::poll(&mut out, nix::poll::PollTimeout::NONE);
-                }
-                Err(_) => return Err(Failed::NotSent),
+                Err(e) => return Err(e.into()),
             }
         };
-        (&self.conn)
-            .write_all(&message[sent..])
-            .map_err(Failed::NoReply)?;
-        loop {
-            let mut reply = [0; 8];
-            (&self.conn)
-                .read_exact(&mut reply)
-                .map_err(Failed::NoReply)?;
-            match Reply::from_bytes(reply) {
-                Some(Reply::Spare(pid)) => self.spare = Some(pid),
-                Some(reply) => {
-                    if let Reply::Forked(pid) = reply {
-                        match self.spare.take() {
-                            // The spare became this child.
-                            Some(spare) if spare == pid => {}
-                            // The spare was gone (killed), and the server
-                            // forked this child itself: reap what is left.
-                            Some(gone) => kill_and_reap(gone),
-                            None => {}
-                        }
-                    }
-                    return Ok(reply);
-                }
-                None => return Err(Failed::NoReply(io::Error::other("a garbled reply"))),
-            }
+        (&self.channel).write_all(&message[sent..])?;
+        if !answer {
+            return Ok(Reply::Forked(self.pid));
         }
+        let mut reply = [0; 8];
+        (&self.channel).read_exact(&mut reply)?;
+        Reply::from_bytes(reply).ok_or_else(|| io::Error::other("a garbled answer"))
     }
 }
 
@@ -347,18 +450,29 @@ fn start_server() -> io::Result<Server> {
             std::ffi::CString::new(kv).ok()
         })
         .collect::<Vec<_>>();
-    let job = Job {
+    let mut job = Job {
         envp: Vec::clone(&envp),
         socket: theirs.into_fd(),
         stdio: [Some(None), Some(None), Some(None)],
         cwd: Some(c"/".to_owned()),
     };
+    if std::env::var_os(BIND_NOW).is_none() {
+        // Every library's symbols bound once in the server, not lazily in
+        // each child: a lazy binding (libc binds its own calls to `malloc`
+        // and the like lazily) is a lookup and a copy-on-write fault in
+        // every child that makes the call. The server takes the variable
+        // out of its environment again, which its children get.
+        job.envp.push(c"LD_BIND_NOW=1".to_owned());
+        job.envp
+            .push(std::ffi::CString::new(format!("{BOUND_MARKER}=1")).expect("no NUL"));
+    }
     let pid = super::spawn::reexec(job, SERVER_MARKER)?;
     let server = Server {
         conn: ours,
         pid,
         envp,
-        spare: None,
+        // It forks its first spare as soon as it has greeted.
+        owed: 1,
     };
     let greeting = (|| {
         let patience = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
@@ -386,8 +500,10 @@ fn start_server() -> io::Result<Server> {
 
 /// The server's side: runs in the constructor of a process started with
 /// [`SERVER_MARKER`] set to `marker`, and returns its exit status once its
-/// parent has gone. In a forked child it does not return: the child runs
-/// its worker and exits.
+/// parent has gone. It forks a spare child, tells the parent of it (with
+/// the parent's end of the spare's channel), and waits to be asked for the
+/// next; it never reads a request itself. In a spare it does not return:
+/// the spare becomes a child, runs its worker and exits.
 pub(crate) fn serve(marker: &str) -> i32 {
     let Some((fd, ppid)) = marker
         .split_once(',')
@@ -399,6 +515,9 @@ pub(crate) fn serve(marker: &str) -> i32 {
         return 2;
     };
     let conn = Conn::from_fd(socket);
+    if sys::startup::take_env(BOUND_MARKER).is_some() {
+        sys::startup::take_env(BIND_NOW);
+    }
     // Die with the parent; if it died before this line, leave now.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     if nix::unistd::getppid().as_raw() as u32 != ppid {
@@ -425,98 +544,58 @@ pub(crate) fn serve(marker: &str) -> i32 {
     if (&conn).write_all(&READY.to_le_bytes()).is_err() {
         return 0;
     }
-    let mut space = sys::fdpass::CmsgSpace::new();
-    // One buffer for every request: each page the server writes after a
-    // fork is a copy-on-write fault, so it writes as few as it can.
-    let mut buf = Vec::with_capacity(4096);
-    let mut spare = None;
     loop {
-        // The next child is forked while the parent has no need of the
-        // server (between its starts), not after it asks.
-        if spare.is_none() {
-            spare = fork_spare(&ids, ppid, name.as_deref());
-            if let Some(Spare { pid, .. }) = spare {
-                if (&conn).write_all(&Reply::Spare(pid).to_bytes()).is_err() {
-                    return 0;
-                }
-            }
-        }
+        let told = match fork_spare(&ids, ppid, name.as_deref()) {
+            Ok(spare) => tell(&conn, Reply::Spare(spare.pid), &[spare.channel.as_fd()]),
+            Err(errno) => tell(&conn, Reply::Clone(errno), &[]),
+        };
         // The parent closing its end (or exiting) ends the server.
-        let Ok(fds) = read_request(&conn, &mut space, &mut buf) else {
-            return 0;
-        };
-        let (reply, done) = match codec::decode::<Request>(&buf[8..]) {
-            Ok(request) => {
-                let ready = enter(&request, &fds);
-                match (ready, spare.take()) {
-                    (Err(reply), taken) => {
-                        spare = taken;
-                        (reply, fds)
-                    }
-                    (Ok(()), Some(next)) => match next.hand_over(&buf, &fds) {
-                        Ok(pid) => (Reply::Forked(pid), fds),
-                        // The spare is gone: fork this one here.
-                        Err(_) => fork_one(&ids, ppid, name.as_deref(), request, fds),
-                    },
-                    (Ok(()), None) => fork_one(&ids, ppid, name.as_deref(), request, fds),
-                }
-            }
-            Err(_) => (Reply::BadRequest, fds),
-        };
-        back_home();
-        drop(done);
-        if buf.capacity() > 1 << 20 {
-            // A large environment once does not keep its buffer.
-            buf = Vec::with_capacity(4096);
-        }
-        if (&conn).write_all(&reply.to_bytes()).is_err() {
+        let mut want = [0; 8];
+        if told.is_err() || (&conn).read_exact(&mut want).is_err() || want != WANT {
             return 0;
         }
     }
 }
 
-/// A child the server forked ahead of the next request: it waits on its end
-/// of `channel` for the request, which the server passes on as it came.
-struct Spare {
-    pid: libc::pid_t,
-    channel: Conn,
-}
-
-impl Spare {
-    /// Gives the spare the request in `message` (length and frame) with its
-    /// descriptors; it is then the requested child.
-    fn hand_over(self, message: &[u8], fds: &[OwnedFd]) -> io::Result<libc::pid_t> {
-        let sent = loop {
-            match sys::fdpass::send_with_fds(self.channel.as_fd(), message, fds) {
-                Ok(sent) => break sent,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        };
-        (&self.channel).write_all(&message[sent..])?;
-        Ok(self.pid)
+/// Sends the parent `reply`, carrying `fds`.
+fn tell(conn: &Conn, reply: Reply, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let bytes = reply.to_bytes();
+    if fds.is_empty() {
+        return (&*conn).write_all(&bytes);
     }
+    let sent = loop {
+        match sys::fdpass::send_with_fds(conn.as_fd(), &bytes, fds) {
+            Ok(sent) => break sent,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    (&*conn).write_all(&bytes[sent..])
 }
 
-/// Forks a spare child; `None` if the fork fails (the next request is
-/// then forked on demand, and its failure answered).
-fn fork_spare(ids: &ThreadIds, ppid: u32, name: Option<&CStr>) -> Option<Spare> {
-    let (ours, theirs) = Conn::pair().ok()?;
+/// Forks a spare child, with a channel of its own to the parent (whose end
+/// the caller sends on, then closes); the errno of a fork that failed.
+fn fork_spare(ids: &ThreadIds, ppid: u32, name: Option<&CStr>) -> std::result::Result<Spare, i32> {
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let (ours, theirs) = Conn::pair().map_err(errno)?;
+    // The parent's wait for the spare's answer is bounded.
+    let patience = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
+    let _ =
+        nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &patience);
     // Never a moment ignoring SIGINT as the server does, so that it is told
     // apart from the server by that too.
-    match sys::clone::fork_sibling_defaulting(ids, libc::SIGINT) {
-        Ok(Forked::Child) => {
+    match sys::clone::fork_sibling_defaulting(ids, libc::SIGINT).map_err(errno)? {
+        Forked::Child => {
             drop(ours);
             wait_as_spare(ppid, name, theirs)
         }
-        Ok(Forked::Parent(pid)) => Some(Spare { pid, channel: ours }),
-        Err(_) => None,
+        Forked::Parent(pid) => Ok(Spare { pid, channel: ours }),
     }
 }
 
 /// In a spare: holds nothing of the server's but its channel, and waits
-/// for its request; then becomes that child. The end of the channel (the
-/// server gone) ends it.
+/// for its request; then answers and becomes that child. The end of the
+/// channel (the parent has no use for it) ends it.
 fn wait_as_spare(ppid: u32, name: Option<&CStr>, channel: Conn) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     if nix::unistd::getppid().as_raw() as u32 != ppid {
@@ -531,7 +610,7 @@ fn wait_as_spare(ppid: u32, name: Option<&CStr>, channel: Conn) -> ! {
     drop(channel);
     sys::clone::close_from(sys::spawn::CHILD_FD + 1);
     // A child's signals, not the server's: Ctrl-C ends a waiting spare as
-    // it ends the children (the server then forks the next child itself).
+    // it ends the children (the parent then hands the request to the next).
     // SIGINT is already at its default; this unblocks it.
     sys::clone::default_signals(&[libc::SIGINT]);
     let Ok(channel) = sys::startup::adopt_socket(sys::spawn::CHILD_FD) else {
@@ -543,14 +622,33 @@ fn wait_as_spare(ppid: u32, name: Option<&CStr>, channel: Conn) -> ! {
     let Ok(fds) = read_request(&channel, &mut space, &mut buf) else {
         sys::clone::exit_now(0);
     };
-    let Ok(request) = codec::decode::<Request>(&buf[8..]) else {
-        sys::clone::exit_now(2);
+    let ready = codec::decode::<Request>(&buf[8..])
+        .map_err(|_| Reply::BadRequest)
+        .and_then(|request| enter(&request, &fds).map(|()| request));
+    // The parent waits for an answer only if it chose a directory (which
+    // may not be entered: that fails its start). A failure it does not wait
+    // for (its own directory, or a request that does not parse) ends the
+    // child as any failure of its set-up does, with status 2.
+    let answer = match &ready {
+        Ok(request) => request
+            .cwd
+            .is_some()
+            .then(|| Reply::Forked(std::process::id() as libc::pid_t)),
+        Err(reply) => Some(*reply),
     };
-    // The server entered this directory for the request: it exists.
-    if enter(&request, &fds).is_err() {
-        sys::clone::exit_now(2);
+    if let Some(answer) = answer {
+        if (&channel).write_all(&answer.to_bytes()).is_err() {
+            sys::clone::exit_now(2);
+        }
     }
-    become_child(ppid, name, request, fds)
+    match ready {
+        Ok(request) => {
+            // Its slot becomes the socket's, which `become_child` puts there.
+            std::mem::forget(channel);
+            become_child(ppid, name, request, fds)
+        }
+        Err(_) => sys::clone::exit_now(2),
+    }
 }
 
 /// Enters the directory of `request` (from the parent's, the second
@@ -607,36 +705,16 @@ fn read_request(
     }
 }
 
-/// Forks the child of `request` (the server in its directory); in the
-/// child, does not return. Returns the reply and the request's
-/// descriptors, for the server to close once it is back home.
-fn fork_one(
-    ids: &ThreadIds,
-    ppid: u32,
-    name: Option<&CStr>,
-    request: Request,
-    fds: Vec<OwnedFd>,
-) -> (Reply, Vec<OwnedFd>) {
-    match sys::clone::fork_sibling(ids) {
-        Ok(Forked::Child) => become_child(ppid, name, request, fds),
-        Ok(Forked::Parent(pid)) => (Reply::Forked(pid), fds),
-        Err(e) => (Reply::Clone(e.raw_os_error().unwrap_or(libc::EIO)), fds),
-    }
-}
-
-/// The server keeps `/` as its directory, so it holds no other one.
-fn back_home() {
-    let _ = nix::unistd::chdir(c"/");
-}
-
 /// In the forked child: descriptors, signals and environment as a spawned
 /// child has them, then the common start-up path; exits.
-fn become_child(ppid: u32, name: Option<&CStr>, request: Request, mut fds: Vec<OwnedFd>) -> ! {
+fn become_child(ppid: u32, name: Option<&CStr>, request: Request, fds: Vec<OwnedFd>) -> ! {
     if let Some(name) = name {
         let _ = nix::sys::prctl::set_name(name);
     }
     let code = (|| {
-        let mut sent = fds.drain(2..);
+        // The request's descriptors: the socket, the directory, then one per
+        // `Sent` slot (as many as `enter` counted).
+        let mut sent = fds[2..].iter();
         for (target, slot) in (0..).zip(request.stdio) {
             let done = match slot {
                 Slot::Sent => {
@@ -650,20 +728,20 @@ fn become_child(ppid: u32, name: Option<&CStr>, request: Request, mut fds: Vec<O
                 return 2;
             }
         }
-        drop(sent);
-        // The socket takes the slot of the server's own socket, whose copy
-        // here nothing will close.
+        // The socket takes the slot of the spare's channel (closing it).
         if sys::clone::dup_onto(fds[0].as_fd(), sys::spawn::CHILD_FD).is_err() {
             return 2;
         }
-        drop(fds);
+        // Every descriptor the request brought is above that slot: one call
+        // closes them all, with anything else the server had.
+        std::mem::forget(fds);
         sys::clone::close_from(sys::spawn::CHILD_FD + 1);
         for (target, slot) in (0..).zip(request.stdio) {
             if slot == Slot::Closed {
                 sys::clone::close_std(target);
             }
         }
-        sys::clone::default_signals(&[libc::SIGINT]);
+        // Signals are a child's already (the spare set them).
         if let Some(env) = request.env {
             sys::clone::replace_env(&super::split_env(env));
         }
@@ -705,6 +783,8 @@ mod tests {
             assert_eq!(Reply::from_bytes(reply.to_bytes()), Some(reply));
         }
         assert_eq!(Reply::from_bytes([9, 0, 0, 0, 1, 0, 0, 0]), None);
+        // The parent's one message to the server is no reply.
+        assert_eq!(Reply::from_bytes(WANT), None);
         // A pid of 0 or below is no child.
         assert_eq!(Reply::from_bytes([0; 8]), None);
         assert_eq!(Reply::from_bytes([4, 0, 0, 0, 0, 0, 0, 0]), None);

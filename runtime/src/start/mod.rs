@@ -371,6 +371,11 @@ pub(crate) fn launch(method: StartMethod, job: Job) -> Result<libc::pid_t> {
     }
 }
 
+/// Has the fork server fork `n` children ahead (see `forkserver::reserve`).
+pub(crate) fn reserve_forkserver(n: usize) {
+    forkserver::reserve(n);
+}
+
 /// `KEY=VALUE` strings as pairs (a string without `=` is dropped; `prepare`
 /// makes none).
 fn split_env(vars: impl IntoIterator<Item = Vec<u8>>) -> Vec<(OsString, OsString)> {
