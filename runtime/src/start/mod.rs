@@ -20,8 +20,8 @@ use std::sync::Mutex;
 ///
 /// | method | how | start + join | inherits |
 /// |---|---|---|---|
-/// | [`Spawn`](Self::Spawn) (default) | `posix_spawn` of this binary | ≈ 1 ms | nothing but what it is sent |
-/// | [`Forkserver`](Self::Forkserver) | a server process, started once, forks each child | ≈ 0.15 ms | nothing but what it is sent |
+/// | [`Spawn`](Self::Spawn) (default) | `posix_spawn` of this binary | ≈ 1–1.7 ms | nothing but what it is sent |
+/// | [`Forkserver`](Self::Forkserver) | a server process, started once, forks each child ahead of need | ≈ 1/5 of `Spawn`'s | nothing but what it is sent |
 /// | [`Fork`](Self::Fork) | `fork` of this process | ≈ 0.1 ms + the copy of this process | all of this process's memory and descriptors |
 ///
 /// Children of `Spawn` and `Forkserver` are alike to your code: the same
