@@ -193,6 +193,8 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
             State::Running(server) => server,
             _ => return super::spawn::launch(job),
         };
+        let (message, fds) =
+            request_for(&job, &server.envp, here.as_fd(), ours).map_err(Error::Spawn)?;
         let spare = match server.take_spare() {
             Ok(Ok(spare)) => spare,
             Ok(Err(errno)) if matches!(errno, libc::ENOSYS | libc::EPERM) => {
@@ -211,15 +213,11 @@ pub(crate) fn launch(job: Job) -> Result<libc::pid_t> {
                 continue;
             }
         };
-        let (message, fds) =
-            request_for(&job, &server.envp, here.as_fd(), ours).map_err(Error::Spawn)?;
         // The next spare is forked while this one starts. A server that is
         // gone is replaced now, so that the next start finds one.
         if !server.ask(1) {
             stop(std::mem::replace(&mut *state, State::Idle));
-            if let Ok(server) = start_server() {
-                *state = State::Running(server);
-            }
+            ensure_started(&mut state);
         }
         match spare.hand_over(&message, &fds, job.cwd.is_some()) {
             Ok(Reply::Forked(pid)) if pid == spare.pid => return Ok(pid),
@@ -321,22 +319,10 @@ fn stop(state: State) {
         // The server is gone: each notice it sent is there unread, or never
         // was. (A spare forked just before a kill, whose notice never went,
         // ends at the end of its channel; it is not this process's to know.)
-        let mut space = sys::fdpass::CmsgSpace::new();
-        let mut notice = Vec::with_capacity(8);
-        loop {
-            notice.clear();
-            let mut fds = Vec::new();
-            match sys::fdpass::recv_append(conn.as_fd(), &mut notice, 8, false, &mut space, |fd| {
-                fds.push(fd)
-            }) {
-                Ok((8, _)) => {
-                    let bytes = notice[..8].try_into().expect("8 bytes");
-                    if let Some(Reply::Spare(pid)) = Reply::from_bytes(bytes) {
-                        drop(fds);
-                        kill_and_reap(pid);
-                    }
-                }
-                _ => break,
+        while let Some((reply, fds)) = read_notice(&conn, false) {
+            if let Some(Reply::Spare(pid)) = reply {
+                drop(fds);
+                kill_and_reap(pid);
             }
         }
     }
@@ -360,6 +346,28 @@ pub(crate) fn forget_server() {
 /// The server is gone, or said something that makes no sense.
 struct Gone;
 
+/// Reads one notice of the server: its 8 bytes as a reply (`None` if they
+/// make no sense) and the descriptors that came with them (a `Spare`'s
+/// channel). `None` at the end of the stream, on an error (a timeout
+/// included) or lost descriptors, and, without `wait`, when no whole notice
+/// is there now.
+fn read_notice(conn: &Conn, wait: bool) -> Option<(Option<Reply>, Vec<OwnedFd>)> {
+    let mut space = sys::fdpass::CmsgSpace::new();
+    let mut notice = Vec::with_capacity(8);
+    let mut fds = Vec::new();
+    while notice.len() < 8 {
+        let room = 8 - notice.len();
+        match sys::fdpass::recv_append(conn.as_fd(), &mut notice, room, wait, &mut space, |fd| {
+            fds.push(fd)
+        }) {
+            Ok((n, false)) if n > 0 => {}
+            _ => return None,
+        }
+    }
+    let bytes = notice[..8].try_into().expect("8 bytes");
+    Some((Reply::from_bytes(bytes), fds))
+}
+
 impl Server {
     /// The spare to use: the next the server tells of (asked for first if
     /// none is owed). `Ok(Err(errno))`: the server could not fork one.
@@ -367,26 +375,9 @@ impl Server {
         if !self.ask(1) {
             return Err(Gone);
         }
-        let mut space = sys::fdpass::CmsgSpace::new();
-        let mut notice = Vec::with_capacity(8);
-        let mut fds = Vec::new();
-        while notice.len() < 8 {
-            let room = 8 - notice.len();
-            match sys::fdpass::recv_append(
-                self.conn.as_fd(),
-                &mut notice,
-                room,
-                true,
-                &mut space,
-                |fd| fds.push(fd),
-            ) {
-                Ok((n, false)) if n > 0 => {}
-                _ => return Err(Gone),
-            }
-        }
+        let (reply, mut fds) = read_notice(&self.conn, true).ok_or(Gone)?;
         self.owed -= 1;
-        let bytes = notice[..8].try_into().expect("8 bytes");
-        match (Reply::from_bytes(bytes), fds.len()) {
+        match (reply, fds.len()) {
             (Some(Reply::Spare(pid)), 1) => Ok(Ok(Spare {
                 pid,
                 channel: Conn::from_fd(fds.pop().expect("one")),
@@ -420,14 +411,7 @@ impl Spare {
     /// error: it died first (or is wedged past [`REPLY_TIMEOUT`]), having
     /// run nothing of the request.
     fn hand_over(&self, message: &[u8], fds: &[BorrowedFd<'_>], answer: bool) -> io::Result<Reply> {
-        let sent = loop {
-            match sys::fdpass::send_with_fds(self.channel.as_fd(), message, fds) {
-                Ok(sent) => break sent,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        };
-        (&self.channel).write_all(&message[sent..])?;
+        send_with_fds(&self.channel, message, fds)?;
         if !answer {
             return Ok(Reply::Forked(self.pid));
         }
@@ -546,8 +530,12 @@ pub(crate) fn serve(marker: &str) -> i32 {
     }
     loop {
         let told = match fork_spare(&ids, ppid, name.as_deref()) {
-            Ok(spare) => tell(&conn, Reply::Spare(spare.pid), &[spare.channel.as_fd()]),
-            Err(errno) => tell(&conn, Reply::Clone(errno), &[]),
+            Ok(spare) => send_with_fds(
+                &conn,
+                &Reply::Spare(spare.pid).to_bytes(),
+                &[spare.channel.as_fd()],
+            ),
+            Err(errno) => send_with_fds(&conn, &Reply::Clone(errno).to_bytes(), &[]),
         };
         // The parent closing its end (or exiting) ends the server.
         let mut want = [0; 8];
@@ -557,14 +545,14 @@ pub(crate) fn serve(marker: &str) -> i32 {
     }
 }
 
-/// Sends the parent `reply`, carrying `fds`.
-fn tell(conn: &Conn, reply: Reply, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let bytes = reply.to_bytes();
+/// Sends all of `bytes` on `conn`, `fds` with the first of them (what a
+/// socket with room does not take at once follows by plain writes).
+fn send_with_fds(conn: &Conn, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.is_empty() {
-        return (&*conn).write_all(&bytes);
+        return (&*conn).write_all(bytes);
     }
     let sent = loop {
-        match sys::fdpass::send_with_fds(conn.as_fd(), &bytes, fds) {
+        match sys::fdpass::send_with_fds(conn.as_fd(), bytes, fds) {
             Ok(sent) => break sent,
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
@@ -690,7 +678,7 @@ fn read_request(
         };
         if buf.len() >= 8 && buf.len() >= want {
             if buf.len() > want {
-                // One request at a time: the parent waits for each reply.
+                // A spare takes one request, and nothing comes after it.
                 return Err(io::Error::other("bytes after the request"));
             }
             return Ok(fds);
