@@ -95,6 +95,8 @@ extern crate self as multiproc;
 #[doc(hidden)]
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
+#[cfg(feature = "tokio")]
+mod aio;
 mod child;
 mod codec;
 mod conn;
@@ -120,6 +122,8 @@ mod sync;
 mod sys;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use aio::ResultFuture;
 pub use codec::CodecError;
 pub use connection::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, IntoAddress, Listener};
 pub use current::{CurrentProcess, ParentProcess, cpu_count, current_process, parent_process};

@@ -745,7 +745,7 @@ impl<W: Worker> Process<W> {
         Ok(())
     }
 
-    fn started(&self) -> Result<&ChildProcess> {
+    pub(crate) fn started(&self) -> Result<&ChildProcess> {
         if self.closed.is_some() {
             return Err(Error::Closed);
         }
@@ -1310,6 +1310,33 @@ impl ChildProcess {
     /// A descriptor that becomes readable when the child exits (a duplicate
     /// of its pidfd, for `wait`), or `None` once it has been reaped or where
     /// the kernel has no pidfds.
+    /// Duplicates of what a join waits on: the pidfd, and the spawn socket
+    /// until its end of file (its outcome is read as it comes, so that a
+    /// large one does not stall the child). Empty once reaped.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn join_fds(&self) -> io::Result<Vec<OwnedFd>> {
+        let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
+        let Some(fds) = fds.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let eof = self.shared.lock_state().eof;
+        let mut out = Vec::with_capacity(2);
+        if let Some(pidfd) = &fds.pidfd {
+            out.push(pidfd.try_clone()?);
+        }
+        if !eof {
+            out.push(fds.conn.as_fd().try_clone_to_owned()?);
+        }
+        Ok(out)
+    }
+
+    /// The started child, for the async forms of `join` and `result`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_pidfd(&self) -> bool {
+        let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
+        fds.as_ref().is_some_and(|f| f.pidfd.is_some())
+    }
+
     pub(crate) fn pidfd_dup(&self) -> Option<OwnedFd> {
         let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
         fds.as_ref()?.pidfd.as_ref()?.try_clone().ok()

@@ -17,6 +17,8 @@
 //! goes on accepting.
 
 mod address;
+#[cfg(feature = "tokio")]
+mod aio;
 mod auth;
 mod handshake;
 
@@ -398,6 +400,8 @@ impl Listener {
             let until = [next, deadline, retry].into_iter().flatten().min();
             let timeout = match until {
                 None => PollTimeout::NONE,
+                // Only looking (an async accept's try): no wait at all.
+                Some(u) if u <= now => PollTimeout::ZERO,
                 Some(u) => {
                     let left = u.saturating_duration_since(now);
                     PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX)

@@ -1,6 +1,9 @@
 //! The public ends: [`Connection`], [`PipeReader`], [`PipeWriter`], and
 //! what [`wait`](crate::wait) sees of them.
 
+#[cfg(feature = "tokio")]
+mod aio;
+
 use super::error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use super::socket::{Deadline, Inner};
 use crate::codec::MAX_FRAME;

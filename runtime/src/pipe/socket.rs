@@ -73,7 +73,7 @@ pub(super) struct Inner {
     /// a call in flight; the descriptor closes when the last of them ends.
     pub(super) stream: Mutex<Option<Arc<UnixStream>>>,
     /// Serialises sends, so frames from several threads never interleave.
-    pub(super) send: Mutex<()>,
+    pub(super) send: SendLock,
     pub(super) recv: Mutex<RecvState>,
     /// A Unix socket, which carries descriptors (TCP does not).
     pub(super) unix: bool,
@@ -86,7 +86,7 @@ impl Inner {
             .unwrap_or(false);
         Arc::new(Inner {
             stream: Mutex::new(Some(Arc::new(stream))),
-            send: Mutex::new(()),
+            send: SendLock::default(),
             recv: Mutex::new(RecvState::default()),
             unix,
         })
@@ -122,7 +122,7 @@ impl Inner {
     /// signal.
     pub(super) fn write(&self, parts: &mut [IoSlice<'_>]) -> Result<(), SendError> {
         let stream = self.stream().ok_or(SendError::Closed)?;
-        let _serial = lock(&self.send);
+        let _serial = self.send.lock();
         write_all(&stream, parts)
     }
 
@@ -168,7 +168,7 @@ impl Inner {
             }));
         }
         let stream = self.stream().ok_or(SendError::Closed)?;
-        let _serial = lock(&self.send);
+        let _serial = self.send.lock();
         let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         let rights = [socket::ControlMessage::ScmRights(&raw)];
         let sent = loop {
@@ -387,4 +387,184 @@ pub(super) fn check_len(len: u64) -> Result<(), SendError> {
         }));
     }
     Ok(())
+}
+
+/// Serializes the senders of one end, blocking and async alike: a sender
+/// holds it for a whole frame, across an await for room too (a frame is
+/// never interleaved with another).
+#[derive(Default)]
+pub(super) struct SendLock {
+    state: Mutex<SendState>,
+    freed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct SendState {
+    busy: bool,
+    wakers: Vec<std::task::Waker>,
+}
+
+/// A sender's hold on a [`SendLock`].
+pub(super) struct SendGuard<'a>(&'a SendLock);
+
+impl SendLock {
+    pub(super) fn lock(&self) -> SendGuard<'_> {
+        let mut state = lock(&self.state);
+        while state.busy {
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.busy = true;
+        SendGuard(self)
+    }
+
+    /// The lock if it is free; if not, the task is woken when it may be.
+    #[cfg(feature = "tokio")]
+    pub(super) fn poll_lock(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<SendGuard<'_>> {
+        let mut state = lock(&self.state);
+        if state.busy {
+            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.wakers.push(cx.waker().clone());
+            }
+            return std::task::Poll::Pending;
+        }
+        state.busy = true;
+        std::task::Poll::Ready(SendGuard(self))
+    }
+}
+
+impl Drop for SendGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.busy = false;
+        let wakers = std::mem::take(&mut state.wakers);
+        drop(state);
+        self.0.freed.notify_one();
+        wakers.into_iter().for_each(std::task::Waker::wake);
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Inner {
+    /// `send`, awaited (feature `tokio`): the value is encoded at once, then
+    /// written without blocking, awaiting room in the socket's buffer in
+    /// tokio's reactor while the receiver is not reading.
+    pub(super) fn send_async<T: Serialize + ?Sized>(
+        self: &Arc<Self>,
+        value: &T,
+    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'static {
+        let encoded = self.encode_frame(value, std::any::type_name::<T>());
+        let inner = self.clone();
+        async move {
+            let (frame, at, fds) = encoded?;
+            inner.write_async(&frame[at..], &fds).await
+        }
+    }
+
+    /// `send_bytes`, awaited.
+    pub(super) fn send_bytes_async(
+        self: &Arc<Self>,
+        body: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'static {
+        let framed = check_len(body.len() as u64).map(|()| {
+            let (header, size) = frame_header(body.len() as u64);
+            [&header[..size], body].concat()
+        });
+        let inner = self.clone();
+        async move { inner.write_async(&framed?, &[]).await }
+    }
+
+    /// The frame of `value` (its header from `.1` on) and the descriptors
+    /// of the handles inside it.
+    fn encode_frame<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        type_name: &'static str,
+    ) -> Result<(Vec<u8>, usize, Vec<OwnedFd>), SendError> {
+        let mut frame = vec![0; LONG];
+        let (encoded, fds) = handles::collecting(|| codec::encode_into(value, &mut frame));
+        encoded.map_err(SendError::Encode)?;
+        let len = (frame.len() - LONG) as u64;
+        check_len(len)?;
+        let (header, size) = frame_header(len);
+        let at = LONG - size;
+        frame[at..LONG].copy_from_slice(&header[..size]);
+        if !fds.is_empty() {
+            if !self.unix {
+                return Err(SendError::HandlesNeedUnixSocket);
+            }
+            if fds.len() > fdpass::MAX_FDS_PER_MESSAGE {
+                return Err(SendError::Encode(CodecError::Unencodable {
+                    type_name,
+                    reason: format!(
+                        "it holds handles of {} descriptors; one message carries at most {}",
+                        fds.len(),
+                        fdpass::MAX_FDS_PER_MESSAGE
+                    ),
+                }));
+            }
+        }
+        Ok((frame, at, fds))
+    }
+
+    /// Writes `bytes` (with `fds` on the first byte) without blocking,
+    /// holding the send lock throughout.
+    async fn write_async(&self, bytes: &[u8], fds: &[OwnedFd]) -> Result<(), SendError> {
+        let stream = self.stream().ok_or(SendError::Closed)?;
+        let _serial = std::future::poll_fn(|cx| self.send.poll_lock(cx)).await;
+        let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        /// Closes the end if dropped part-way through a frame: the
+        /// stream cannot carry another message after half of one.
+        struct Progress<'a> {
+            inner: &'a Inner,
+            sent: usize,
+            len: usize,
+        }
+        impl Drop for Progress<'_> {
+            fn drop(&mut self) {
+                if self.sent > 0 && self.sent < self.len {
+                    self.inner.close();
+                }
+            }
+        }
+        let mut progress = Progress {
+            inner: self,
+            sent: 0,
+            len: bytes.len(),
+        };
+        let mut rights = !raw.is_empty();
+        while progress.sent < bytes.len() {
+            let rest = &bytes[progress.sent..];
+            let result = if rights {
+                let control = [socket::ControlMessage::ScmRights(&raw)];
+                socket::sendmsg::<()>(
+                    stream.as_raw_fd(),
+                    &[IoSlice::new(rest)],
+                    &control,
+                    flags,
+                    None,
+                )
+            } else {
+                socket::send(stream.as_raw_fd(), rest, flags)
+            };
+            match result {
+                Ok(n) => {
+                    progress.sent += n;
+                    rights = false;
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    crate::aio::ready_fd(stream.as_fd(), tokio::io::Interest::WRITABLE)
+                        .await
+                        .map_err(SendError::Io)?;
+                }
+                Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(SendError::Closed),
+                Err(e) => return Err(SendError::Io(e.into())),
+            }
+        }
+        Ok(())
+    }
 }

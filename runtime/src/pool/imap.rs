@@ -206,15 +206,34 @@ impl<W: Worker, I: Iterator> Lazy<W, I> {
     }
 
     fn next(&mut self) -> Option<Result<W::Output>> {
+        self.advance(|stream, seq| Some(stream.take(seq)))
+            .expect("a waiting take always takes")
+    }
+
+    /// The next item if it is there; if not, `waker` is woken when a chunk
+    /// arrives (a stream's poll).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_next(
+        &mut self,
+        waker: &std::task::Waker,
+    ) -> Option<Option<Result<W::Output>>> {
+        self.advance(|stream, seq| stream.take_or_wake(seq, waker))
+    }
+
+    /// The next item, taking chunks with `take`; `None` if `take` gave none.
+    fn advance(
+        &mut self,
+        mut take: impl FnMut(&Stream, Option<u64>) -> Option<(u64, Delivery)>,
+    ) -> Option<Option<Result<W::Output>>> {
         loop {
             if let Some(item) = self.ready.pop_front() {
-                return Some(item);
+                return Some(Some(item));
             }
             self.top_up();
             if self.lens.is_empty() {
-                return self.last.take().map(Err);
+                return Some(self.last.take().map(Err));
             }
-            let (seq, mut delivery) = self.stream.take(self.ordered.then_some(self.next_take));
+            let (seq, mut delivery) = take(&self.stream, self.ordered.then_some(self.next_take))?;
             let frame = std::mem::take(&mut delivery.frame);
             if frame.capacity() <= SPARE_CAPACITY && self.spare.len() < self.prefetch {
                 self.spare.push(frame);
@@ -284,6 +303,57 @@ macro_rules! iterator {
 
             fn next(&mut self) -> Option<Self::Item> {
                 self.inner.next()
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.inner.size_hint()
+            }
+        }
+
+        /// Results as a [`Stream`](futures_core::Stream) (feature `tokio`):
+        /// the same items as the iterator, awaited instead of waited for.
+        /// Inputs are pulled from the input iterator in `poll_next`.
+        ///
+        /// ```
+        /// use futures_core::Stream;
+        /// use multiproc::{Pool, worker};
+        /// use std::pin::Pin;
+        ///
+        /// #[worker]
+        /// fn square(x: u64) -> u64 {
+        ///     x * x
+        /// }
+        ///
+        /// # fn main() -> multiproc::Result<()> {
+        /// let pool = Pool::builder().processes(2).build()?;
+        /// let mut squares = pool.imap(square, 0..4)?;
+        /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        /// let got = runtime.block_on(async {
+        ///     let mut got = Vec::new();
+        ///     while let Some(x) = std::future::poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
+        ///         got.push(x?);
+        ///     }
+        ///     Ok::<_, multiproc::Error>(got)
+        /// })?;
+        /// assert_eq!(got, [0, 1, 4, 9]);
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[cfg(feature = "tokio")]
+        impl<W: Worker, I: Iterator> futures_core::Stream for $name<W, I>
+        where
+            Self: Unpin,
+        {
+            type Item = Result<W::Output>;
+
+            fn poll_next(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                match self.inner.poll_next(cx.waker()) {
+                    Some(item) => std::task::Poll::Ready(item),
+                    None => std::task::Poll::Pending,
+                }
             }
 
             fn size_hint(&self) -> (usize, Option<usize>) {

@@ -11,6 +11,7 @@ use super::dispatch::Shared;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 /// Part of what became of a task's calls, in call order: a task whose
@@ -221,6 +222,8 @@ struct SlotState {
     /// The worker that ran (some of) it, once done.
     pid: Option<u32>,
     waiters: usize,
+    /// Futures waiting for it (feature `tokio`; empty otherwise).
+    wakers: Vec<Waker>,
 }
 
 impl Slot {
@@ -241,11 +244,29 @@ impl Slot {
         state.delivery = Some(delivery);
         state.done = true;
         let waiters = state.waiters > 0;
+        let wakers = std::mem::take(&mut state.wakers);
         drop(state);
         // Outside the lock, so the woken thread does not block on it.
         if waiters {
             self.filled.notify_all();
         }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Whether filled; if not, `waker` is woken when it is.
+    pub(crate) fn done_or_wake(&self, waker: &Waker) -> bool {
+        let mut state = lock(&self.state);
+        if !state.done {
+            remember(&mut state.wakers, waker);
+        }
+        state.done
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Forgets `waker` (its future was dropped).
+    pub(crate) fn forget(&self, waker: &Waker) {
+        lock(&self.state).wakers.retain(|w| !w.will_wake(waker));
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -302,6 +323,8 @@ struct StreamState {
     /// Arrival order, kept only for an unordered stream.
     order: Option<VecDeque<u64>>,
     waiting: bool,
+    /// A stream's consumer, when it polls (feature `tokio`).
+    waker: Option<Waker>,
 }
 
 impl Stream {
@@ -311,6 +334,7 @@ impl Stream {
                 by_seq: HashMap::new(),
                 order: (!ordered).then(VecDeque::new),
                 waiting: false,
+                waker: None,
             }),
             arrived: Condvar::new(),
         })
@@ -327,9 +351,13 @@ impl Stream {
             order.push_back(seq);
         }
         let waiting = state.waiting;
+        let waker = state.waker.take();
         drop(state);
         if waiting {
             self.arrived.notify_one();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -337,24 +365,38 @@ impl Stream {
     pub(crate) fn take(&self, seq: Option<u64>) -> (u64, Delivery) {
         let mut state = lock(&self.state);
         loop {
-            match seq {
-                Some(seq) => {
-                    if let Some(delivery) = state.by_seq.remove(&seq) {
-                        return (seq, delivery);
-                    }
-                }
-                None => {
-                    let state = &mut *state;
-                    while let Some(seq) = state.order.as_mut().and_then(VecDeque::pop_front) {
-                        if let Some(delivery) = state.by_seq.remove(&seq) {
-                            return (seq, delivery);
-                        }
-                    }
-                }
+            if let Some(taken) = Self::take_now(&mut state, seq) {
+                return taken;
             }
             state.waiting = true;
             state = self.arrived.wait(state).unwrap_or_else(|e| e.into_inner());
             state.waiting = false;
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    /// As [`take`](Self::take) if the chunk is there; if not, `waker` is
+    /// woken when a chunk arrives.
+    pub(crate) fn take_or_wake(&self, seq: Option<u64>, waker: &Waker) -> Option<(u64, Delivery)> {
+        let mut state = lock(&self.state);
+        let taken = Self::take_now(&mut state, seq);
+        if taken.is_none() {
+            state.waker = Some(waker.clone());
+        }
+        taken
+    }
+
+    fn take_now(state: &mut StreamState, seq: Option<u64>) -> Option<(u64, Delivery)> {
+        match seq {
+            Some(seq) => state.by_seq.remove(&seq).map(|delivery| (seq, delivery)),
+            None => {
+                while let Some(seq) = state.order.as_mut().and_then(VecDeque::pop_front) {
+                    if let Some(delivery) = state.by_seq.remove(&seq) {
+                        return Some((seq, delivery));
+                    }
+                }
+                None
+            }
         }
     }
 }
@@ -597,14 +639,25 @@ impl<T> AsyncResult<T> {
     /// }
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn get(self) -> Result<T> {
-        if self.taken {
+    pub fn get(mut self) -> Result<T> {
+        self.take()
+    }
+
+    /// What `get` returns (waiting first if it is not ready); once.
+    pub(crate) fn take(&mut self) -> Result<T> {
+        if std::mem::replace(&mut self.taken, true) {
             return Err(Error::ResultTaken);
         }
         if self.cancelled.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
         (self.collect)(&self.parts)
+    }
+
+    #[cfg(feature = "tokio")]
+    /// The tasks' result slots (for the future that awaits them).
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.parts.iter().map(|p| &p.slot)
     }
 
     /// Waits at most `timeout`: the result, or [`Error::Timeout`] if it is not
@@ -707,6 +760,14 @@ impl<T> AsyncResult<T> {
             return None;
         }
         Some(self.parts.iter().all(|part| part.slot.ok()))
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// Adds `waker` to `wakers` unless one there wakes the same task.
+fn remember(wakers: &mut Vec<Waker>, waker: &Waker) {
+    if !wakers.iter().any(|w| w.will_wake(waker)) {
+        wakers.push(waker.clone());
     }
 }
 

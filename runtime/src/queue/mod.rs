@@ -15,6 +15,8 @@
 //!   instant before `get` would have returned) takes it with it;
 //! - no message is ever delivered twice, and the queue stays usable.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod raw;
 
 /// Messages that encode to more bytes than this are encoded straight into

@@ -1071,6 +1071,65 @@ impl Drop for Held<'_> {
     }
 }
 
+/// A word of a queue's header, for the futex helper of the async forms.
+#[cfg(feature = "tokio")]
+struct QueueWord {
+    queue: Arc<RawQueue>,
+    offset: usize,
+}
+
+#[cfg(feature = "tokio")]
+impl crate::aio::FutexWord for QueueWord {
+    fn word(&self) -> &AtomicU32 {
+        self.queue.word(self.offset)
+    }
+}
+
+/// The async forms' waits: the same announcements as the blocking ones
+/// (a count of sleepers, then a look), with the futex word awaited.
+#[cfg(feature = "tokio")]
+impl RawQueue {
+    /// Calls `attempt` (a put that does not wait) until it gives an answer,
+    /// awaiting room between tries: a get, a shutdown or a close moves
+    /// `NOT_FULL` on while a putter is announced.
+    pub(crate) async fn until_room<R>(
+        self: &Arc<Self>,
+        mut attempt: impl FnMut() -> Option<R>,
+    ) -> R {
+        loop {
+            let seq = self.word(off::NOT_FULL).load(Ordering::SeqCst);
+            let _announced = crate::aio::Counted::new(self.word(off::PUTTERS));
+            let gets = self.u64(off::GETS).load(Ordering::SeqCst);
+            if let Some(answer) = attempt() {
+                return answer;
+            }
+            if self.u64(off::GETS).load(Ordering::SeqCst) == gets {
+                let word = Arc::new(QueueWord {
+                    queue: self.clone(),
+                    offset: off::NOT_FULL,
+                });
+                crate::aio::changed(word, seq).await;
+            }
+        }
+    }
+
+    /// `join`, awaited: until every message put has been `task_done`.
+    pub(crate) async fn join_async(self: &Arc<Self>) -> io::Result<()> {
+        loop {
+            let seq = self.word(off::ALL_DONE).load(Ordering::SeqCst);
+            let _announced = crate::aio::Counted::new(self.word(off::JOINERS));
+            if self.join(Wait::No)? {
+                return Ok(());
+            }
+            let word = Arc::new(QueueWord {
+                queue: self.clone(),
+                offset: off::ALL_DONE,
+            });
+            crate::aio::changed(word, seq).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+#[cfg(feature = "tokio")]
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -191,5 +193,29 @@ impl Drop for Block {
         if matches!(self.kind, Kind::Lock | Kind::RLock) && self.held_here() {
             std::mem::forget(self.map.take());
         }
+    }
+}
+
+/// A futex word of a block, for the futex helper of the async forms.
+#[cfg(feature = "tokio")]
+pub(crate) struct BlockWord {
+    block: Arc<Block>,
+    offset: usize,
+}
+
+#[cfg(feature = "tokio")]
+impl BlockWord {
+    pub(crate) fn new(block: &Arc<Block>, offset: usize) -> BlockWord {
+        BlockWord {
+            block: block.clone(),
+            offset,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl crate::aio::FutexWord for BlockWord {
+    fn word(&self) -> &AtomicU32 {
+        self.block.u32(self.offset)
     }
 }

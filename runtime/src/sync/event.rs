@@ -150,6 +150,46 @@ impl Event {
         self.is_set()
     }
 
+    /// Awaits the flag: the async [`wait`](Self::wait) (feature `tokio`).
+    /// The futex word is watched by the process's one helper thread, which
+    /// waits for every such future at once (never a thread per waiter).
+    ///
+    /// ```
+    /// use multiproc::{Event, Process, worker};
+    ///
+    /// #[worker]
+    /// fn starter(go: Event) {
+    ///     go.set();
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let go = Event::new()?;
+    /// let mut p = Process::new(starter, (go.clone(),));
+    /// p.start()?;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// runtime.block_on(go.wait_async());
+    /// assert!(go.is_set());
+    /// p.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async(&self) {
+        let word = self.block.u32(WORD);
+        loop {
+            let start = word.load(SeqCst);
+            if start & SET != 0 {
+                return;
+            }
+            let _sleeping = crate::aio::Counted::new(self.block.u32(SLEEPERS));
+            if word.load(SeqCst) != start {
+                continue;
+            }
+            let watched = std::sync::Arc::new(super::block::BlockWord::new(&self.block, WORD));
+            crate::aio::changed(watched, start).await;
+        }
+    }
+
     fn wait_until(&self, deadline: Deadline) -> bool {
         let word = self.block.u32(WORD);
         let start = word.load(Acquire);

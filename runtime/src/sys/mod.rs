@@ -10,6 +10,8 @@ pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod pod;
 pub(crate) mod proc;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 pub(crate) mod shm;
 pub(crate) mod spawn;
 pub(crate) mod startup;
