@@ -6,6 +6,7 @@ bench.py merges CASES into its own. Each function has bench.py's signature,
 itself is started (and used once) before timing except in pool_start.
 """
 
+import asyncio
 import time
 
 
@@ -85,6 +86,48 @@ def case_pool_apply_async(ctx, iters, size, warmup):
     return "1/s", [iters / elapsed]
 
 
+def case_pool_await(ctx, iters, size, warmup):
+    """iters apply_async(increment, (i,)) awaited from `size` asyncio tasks on
+    Pool(2): each result reaches its coroutine through apply_async's callback
+    and loop.call_soon_threadsafe (asyncio's way to await a thread's result);
+    tasks per second."""
+    del warmup
+    tasks = max(size, 1)
+    per_task = -(-iters // tasks)
+
+    async def main(pool):
+        loop = asyncio.get_running_loop()
+
+        async def one(i):
+            future = loop.create_future()
+
+            def done(value):
+                loop.call_soon_threadsafe(future.set_result, value)
+
+            def failed(error):
+                loop.call_soon_threadsafe(future.set_exception, error)
+
+            pool.apply_async(increment, (i,), callback=done, error_callback=failed)
+            return await future
+
+        async def task(t):
+            for i in range(t * per_task, (t + 1) * per_task):
+                got = await one(i)
+                if got != i + 1:
+                    raise RuntimeError(f"task {i} returned {got}")
+
+        await asyncio.gather(*(task(t) for t in range(tasks)))
+
+    with ctx.Pool(2) as pool:
+        pool.map(increment, [0, 1], chunksize=1)
+        t0 = time.perf_counter()
+        asyncio.run(main(pool))
+        elapsed = time.perf_counter() - t0
+        pool.close()
+        pool.join()
+    return "1/s", [per_task * tasks / elapsed]
+
+
 def case_pool_map(ctx, iters, size, warmup):
     """map(square, range(size)) on Pool(2), default chunksize; items per second."""
     del warmup
@@ -143,6 +186,7 @@ CASES = {
     "pool_apply": case_pool_apply,
     "pool_imap": case_pool_imap,
     "pool_apply_async": case_pool_apply_async,
+    "pool_await": case_pool_await,
     "pool_map": case_pool_map,
     "pool_start": case_pool_start,
     "pool_start_forkserver": case_pool_start,

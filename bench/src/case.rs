@@ -59,6 +59,8 @@ pub enum Unit {
     Bytes,
     /// Bytes per second; higher is better.
     BytesPerSecond,
+    /// A count (OS threads, say); lower is better.
+    Count,
 }
 
 impl Unit {
@@ -69,6 +71,7 @@ impl Unit {
             Unit::PerSecond => "1/s",
             Unit::Bytes => "B",
             Unit::BytesPerSecond => "B/s",
+            Unit::Count => "n",
         }
     }
 
@@ -91,6 +94,7 @@ impl Unit {
             Unit::BytesPerSecond => {
                 format!("{}B/s", si(value, 1024.0, &[" ", " Ki", " Mi", " Gi"]))
             }
+            Unit::Count => sig3(value),
         }
     }
 }

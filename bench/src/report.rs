@@ -205,6 +205,7 @@ fn ratio_cell(series: &Series, unit: Unit) -> String {
     let less = match unit {
         Unit::Seconds => Some("faster"),
         Unit::Bytes => Some("less"),
+        Unit::Count => Some("fewer"),
         Unit::PerSecond | Unit::BytesPerSecond => None,
     };
     match less {

@@ -19,6 +19,7 @@ pub mod lock_uncontended;
 pub mod pipe_roundtrip;
 pub mod pool_apply;
 pub mod pool_apply_async;
+pub mod pool_await;
 pub mod pool_cpu;
 pub mod pool_idle_rss;
 pub mod pool_imap;
@@ -50,6 +51,8 @@ pub const ALL: &[Case] = &[
     pool_apply::CASE,
     pool_imap::CASE,
     pool_apply_async::CASE,
+    pool_await::CASE,
+    pool_await::THREADS,
     pool_map::CASE,
     pool_cpu::CASE,
     pool_start::CASE,
