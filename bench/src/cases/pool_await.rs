@@ -151,12 +151,12 @@ fn total(params: &Params) -> usize {
 }
 
 fn awaited(params: &Params) -> Result<Vec<f64>, BoxError> {
-    let elapsed = drive(params, |pool, i| one_awaited(pool, i))?;
+    let elapsed = drive(params, one_awaited)?;
     Ok(per_second(total(params), elapsed))
 }
 
 fn blocking(params: &Params) -> Result<Vec<f64>, BoxError> {
-    let elapsed = drive(params, |pool, i| one_blocking(pool, i))?;
+    let elapsed = drive(params, one_blocking)?;
     Ok(per_second(total(params), elapsed))
 }
 
@@ -192,11 +192,11 @@ fn threads_now() -> usize {
 }
 
 fn awaited_threads(params: &Params) -> Result<Vec<f64>, BoxError> {
-    peak_threads(|| drive(params, |pool, i| one_awaited(pool, i)).map(drop))
+    peak_threads(|| drive(params, one_awaited).map(drop))
 }
 
 fn blocking_threads(params: &Params) -> Result<Vec<f64>, BoxError> {
-    peak_threads(|| drive(params, |pool, i| one_blocking(pool, i)).map(drop))
+    peak_threads(|| drive(params, one_blocking).map(drop))
 }
 
 #[cfg(test)]
