@@ -74,6 +74,22 @@ fn take(b: &Block, deadline: Deadline) -> bool {
     taken
 }
 
+/// `take` awaited (feature `tokio`): the value word is watched by the
+/// process's futex helper, in slices (as `take` sleeps in slices).
+#[cfg(feature = "tokio")]
+async fn take_async(b: &Arc<Block>) {
+    loop {
+        if try_take(b) {
+            return;
+        }
+        let _sleeping = crate::aio::Counted::new(b.u32(SLEEPERS));
+        if b.u32(VALUE).load(SeqCst) == 0 {
+            let watched = Arc::new(super::block::BlockWord::new(b, VALUE));
+            let _ = tokio::time::timeout(RECHECK, crate::aio::changed(watched, 0)).await;
+        }
+    }
+}
+
 /// Adds `n` units unless that would pass the limit.
 fn give(b: &Block, n: u32) -> Result<(), ReleaseError> {
     let (word, limit) = (b.u32(VALUE), b.u32(LIMIT).load(Relaxed));
@@ -200,6 +216,29 @@ impl Semaphore {
     /// ```
     pub fn acquire(&self) -> SemaphoreGuard {
         take(&self.block, Deadline::Never);
+        self.guard()
+    }
+
+    /// Takes a unit, awaiting one: the async [`acquire`](Self::acquire)
+    /// (feature `tokio`). The futex word is watched by the process's one
+    /// helper thread, never a thread per waiter; dropping the future takes
+    /// nothing.
+    ///
+    /// ```
+    /// let sem = multiproc::Semaphore::new(0)?;
+    /// let other = sem.clone();
+    /// let releaser = std::thread::spawn(move || other.release());
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let unit = runtime.block_on(sem.acquire_async());
+    /// assert_eq!(sem.value(), 0);
+    /// drop(unit);
+    /// assert_eq!(sem.value(), 1);
+    /// releaser.join().unwrap();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn acquire_async(&self) -> SemaphoreGuard {
+        take_async(&self.block).await;
         self.guard()
     }
 
@@ -345,6 +384,23 @@ impl BoundedSemaphore {
     /// ```
     pub fn acquire(&self) -> SemaphoreGuard {
         take(&self.block, Deadline::Never);
+        self.guard()
+    }
+
+    /// Takes a unit, awaiting one, as [`Semaphore::acquire_async`]
+    /// (feature `tokio`).
+    ///
+    /// ```
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let unit = runtime.block_on(sem.acquire_async());
+    /// assert!(sem.try_acquire().is_none());
+    /// drop(unit);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn acquire_async(&self) -> SemaphoreGuard {
+        take_async(&self.block).await;
         self.guard()
     }
 
