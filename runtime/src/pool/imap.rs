@@ -312,7 +312,10 @@ macro_rules! iterator {
 
         /// Results as a [`Stream`](futures_core::Stream) (feature `tokio`):
         /// the same items as the iterator, awaited instead of waited for.
-        /// Inputs are pulled from the input iterator in `poll_next`.
+        /// Inputs are pulled from the input iterator in `poll_next`. Being
+        /// both an `Iterator` and a `Stream`, its `next` and `map` are
+        /// ambiguous with `futures::StreamExt` in scope: call them as
+        /// `StreamExt::next(&mut results)`.
         ///
         /// ```
         /// use futures_core::Stream;
