@@ -109,6 +109,24 @@ fn run_alone(name: &str, mode: &str) {
     }
 }
 
+/// Whether this is the copy of the binary that runs `name` alone; if not,
+/// runs that copy and asserts it passed (the caller then returns).
+fn in_alone_copy(name: &str, mode: &str) -> bool {
+    if std::env::var_os(mode).is_some() {
+        return true;
+    }
+    run_alone(name, mode);
+    false
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 // ---------------------------------------------------------------------------
 // Workers.
 
@@ -834,18 +852,13 @@ const THREAD_BOUND: usize = 50;
 
 #[test]
 fn three_hundred_event_waiters_do_not_need_three_hundred_threads() {
-    if std::env::var_os(MANY_WAITERS_MODE).is_none() {
-        run_alone(
-            "three_hundred_event_waiters_do_not_need_three_hundred_threads",
-            MANY_WAITERS_MODE,
-        );
+    if !in_alone_copy(
+        "three_hundred_event_waiters_do_not_need_three_hundred_threads",
+        MANY_WAITERS_MODE,
+    ) {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = multi_thread_runtime();
     runtime.block_on(async {
         let before = threads();
         let events: Vec<Event> = (0..300).map(|_| Event::new().unwrap()).collect();
@@ -889,11 +902,10 @@ const SHUTDOWN_MODE: &str = "MULTIPROC_TEST_TOKIO_SHUTDOWN";
 
 #[test]
 fn a_runtime_shut_down_with_futures_pending_leaves_nothing_behind() {
-    if std::env::var_os(SHUTDOWN_MODE).is_none() {
-        run_alone(
-            "a_runtime_shut_down_with_futures_pending_leaves_nothing_behind",
-            SHUTDOWN_MODE,
-        );
+    if !in_alone_copy(
+        "a_runtime_shut_down_with_futures_pending_leaves_nothing_behind",
+        SHUTDOWN_MODE,
+    ) {
         return;
     }
     let pool = Arc::new(pool(2));
@@ -905,11 +917,7 @@ fn a_runtime_shut_down_with_futures_pending_leaves_nothing_behind() {
     let q: Queue<u64> = Queue::new().unwrap();
     let ev = Event::new().unwrap();
     let (mine, theirs) = Pipe::<u64>::new().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = multi_thread_runtime();
     let (long, join) = {
         let (pool, sleeper) = (pool.clone(), sleeper.clone());
         let long = runtime.spawn(async move { pool.apply_async(nap, (60_000,)).unwrap().await });
@@ -1092,4 +1100,55 @@ async fn a_put_async_dropped_while_full_puts_nothing_and_a_later_one_goes_in() {
     bounded("put_async", q.put_async(3)).await.unwrap();
     assert_eq!(q.get().unwrap(), 3);
     assert!(q.empty());
+}
+
+#[worker]
+fn big_reply(len: usize) -> serde_bytes::ByteBuf {
+    std::thread::sleep(Duration::from_millis(5));
+    serde_bytes::ByteBuf::from(vec![7u8; len])
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+const DROPPED_FUTURES_MODE: &str = "MULTIPROC_TEST_DROPPED_FUTURES";
+
+/// 100 results of 4 MiB each, their futures polled and dropped before the
+/// replies came: if a dropped future kept its task's slot (and the reply
+/// filed into it), the process would hold 400 MiB more afterwards.
+#[test]
+fn dropped_result_futures_do_not_keep_their_replies() {
+    if !in_alone_copy(
+        "dropped_result_futures_do_not_keep_their_replies",
+        DROPPED_FUTURES_MODE,
+    ) {
+        return;
+    }
+    const LEN: usize = 4 << 20;
+    let runtime = multi_thread_runtime();
+    runtime.block_on(async {
+        let pool = pool(2);
+        // Once through, so that the pool's own buffers are grown.
+        let first = bounded("a big reply", pool.apply_async(big_reply, (LEN,)).unwrap()).await;
+        assert_eq!(first.unwrap().len(), LEN);
+        let before = rss_bytes();
+        for _ in 0..100 {
+            let mut fut = Box::pin(pool.apply_async(big_reply, (LEN,)).unwrap().into_future());
+            // Polled once (its waker is in the slot), then dropped.
+            let _ = timeout(Duration::from_millis(1), &mut fut).await;
+        }
+        // Every task has run and its reply has come once the pool is joined.
+        pool.close();
+        pool.join().unwrap();
+        let grown = rss_bytes().saturating_sub(before);
+        eprintln!("rss grew by {} MiB", grown >> 20);
+        assert!(grown < 100 << 20, "the process kept {} MiB", grown >> 20);
+    });
 }
