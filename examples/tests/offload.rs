@@ -1,32 +1,11 @@
 //! Runs the `offload` example (a tokio line service whose CPU-bound work
 //! is awaited from a process pool) and checks what it prints.
 
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn every_client_gets_its_prime_counts_in_order() {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "multiproc-examples",
-            "--features",
-            "tokio",
-        ])
-        .args(["--example", "offload"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the example");
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/offload");
-    let out = multiproc_tests::run_bounded(Command::new(path), Duration::from_secs(60));
+    let out = multiproc_tests::run_example_with("offload", "tokio", Duration::from_secs(60));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

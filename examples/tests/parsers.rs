@@ -2,32 +2,11 @@
 //! limit and a task timeout, with `tracing` from the workers) and checks
 //! what it prints.
 
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn each_bad_document_fails_alone_and_the_workers_events_reach_the_parent() {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "multiproc-examples",
-            "--features",
-            "tracing",
-        ])
-        .args(["--example", "parsers"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the example");
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/parsers");
-    let out = multiproc_tests::run_bounded(Command::new(path), Duration::from_secs(60));
+    let out = multiproc_tests::run_example_with("parsers", "tracing", Duration::from_secs(60));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

@@ -1312,29 +1312,19 @@ impl ChildProcess {
     /// the kernel has no pidfds.
     /// Duplicates of what a join waits on: the pidfd, and the spawn socket
     /// until its end of file (its outcome is read as it comes, so that a
-    /// large one does not stall the child). Empty once reaped.
+    /// large one does not stall the child). Empty once reaped, or on a
+    /// kernel without pidfds (then the child is looked at in slices).
     #[cfg(feature = "tokio")]
     pub(crate) fn join_fds(&self) -> io::Result<Vec<OwnedFd>> {
         let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
-        let Some(fds) = fds.as_ref() else {
+        let Some((fds, pidfd)) = fds.as_ref().and_then(|f| Some((f, f.pidfd.as_ref()?))) else {
             return Ok(Vec::new());
         };
-        let eof = self.shared.lock_state().eof;
-        let mut out = Vec::with_capacity(2);
-        if let Some(pidfd) = &fds.pidfd {
-            out.push(pidfd.try_clone()?);
-        }
-        if !eof {
+        let mut out = vec![pidfd.try_clone()?];
+        if !self.shared.lock_state().eof {
             out.push(fds.conn.as_fd().try_clone_to_owned()?);
         }
         Ok(out)
-    }
-
-    /// The started child, for the async forms of `join` and `result`.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn has_pidfd(&self) -> bool {
-        let fds = self.shared.fds.read().unwrap_or_else(|e| e.into_inner());
-        fds.as_ref().is_some_and(|f| f.pidfd.is_some())
     }
 
     pub(crate) fn pidfd_dup(&self) -> Option<OwnedFd> {

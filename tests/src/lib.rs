@@ -155,6 +155,28 @@ pub fn run_self(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Outpu
     run_bounded(cmd, timeout)
 }
 
+/// Builds the example `name` of `multiproc-examples` with `feature` (an
+/// example that needs one is not built by a plain test run), then runs it as
+/// [`run_bounded`] does. Call from a test binary of that package.
+pub fn run_example_with(name: &str, feature: &str, timeout: Duration) -> Output {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "multiproc-examples",
+            "--features",
+            feature,
+        ])
+        .args(["--example", name])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building the example {name}");
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    run_bounded(Command::new(dir.join("examples").join(name)), timeout)
+}
+
 /// Runs `cmd` with stdin closed and output captured, killing it if it takes
 /// longer than `timeout`. Panics on timeout.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {

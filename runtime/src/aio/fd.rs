@@ -40,15 +40,9 @@ pub(crate) async fn ready<W: Waitable + ?Sized>(object: &W) -> io::Result<()> {
         if object.ready_now() {
             return Ok(());
         }
-        let fd = object
-            .wait_fd()
-            .map(|fd| fd.as_fd().try_clone_to_owned())
-            .transpose()?;
-        match fd {
+        match object.wait_fd() {
             Some(fd) => {
-                let watched = watch(fd, Interest::READABLE)?;
-                let _ = watched.readable().await?;
-                drop(watched);
+                ready_fd(fd.as_fd(), Interest::READABLE).await?;
                 if !object.ready_now() {
                     object.clear_spurious();
                 }

@@ -40,7 +40,7 @@ impl ChildProcess {
                 return Ok(code);
             }
             let fds = self.join_fds()?;
-            if !self.has_pidfd() || fds.is_empty() {
+            if fds.is_empty() {
                 tokio::time::sleep(SLICE).await;
                 continue;
             }

@@ -128,16 +128,7 @@ impl Inner {
 
     pub(super) fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
         codec::with_scratch(|frame| {
-            // Room for the longer header; the frame starts where its header does.
-            frame.extend_from_slice(&[0; LONG]);
-            // The handles inside `value` give their descriptors to `fds`.
-            let (encoded, fds) = handles::collecting(|| codec::encode_into(value, frame));
-            encoded.map_err(SendError::Encode)?;
-            let len = (frame.len() - LONG) as u64;
-            check_len(len)?;
-            let (header, size) = frame_header(len);
-            let at = LONG - size;
-            frame[at..LONG].copy_from_slice(&header[..size]);
+            let (at, fds) = encode_frame(value, frame)?;
             if fds.is_empty() {
                 self.write(&mut [IoSlice::new(&frame[at..])])
             } else {
@@ -146,14 +137,8 @@ impl Inner {
         })
     }
 
-    /// Writes `bytes` with `fds` attached to their first byte, so that they
-    /// reach the receiver with the frame that names them.
-    pub(super) fn write_with_fds(
-        &self,
-        bytes: &[u8],
-        fds: &[OwnedFd],
-        type_name: &'static str,
-    ) -> Result<(), SendError> {
+    /// Whether these descriptors can go with one message on this socket.
+    fn check_fds(&self, fds: &[OwnedFd], type_name: &'static str) -> Result<(), SendError> {
         if !self.unix {
             return Err(SendError::HandlesNeedUnixSocket);
         }
@@ -167,6 +152,18 @@ impl Inner {
                 ),
             }));
         }
+        Ok(())
+    }
+
+    /// Writes `bytes` with `fds` attached to their first byte, so that they
+    /// reach the receiver with the frame that names them.
+    pub(super) fn write_with_fds(
+        &self,
+        bytes: &[u8],
+        fds: &[OwnedFd],
+        type_name: &'static str,
+    ) -> Result<(), SendError> {
+        self.check_fds(fds, type_name)?;
         let stream = self.stream().ok_or(SendError::Closed)?;
         let _serial = self.send.lock();
         let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
@@ -379,6 +376,25 @@ pub(super) fn write_all(stream: &UnixStream, parts: &mut [IoSlice<'_>]) -> Resul
     Ok(())
 }
 
+/// Encodes `value` into the empty `frame` behind its header: the
+/// frame starts at the returned offset; the handles inside `value` give
+/// their descriptors to the returned list.
+fn encode_frame<T: Serialize + ?Sized>(
+    value: &T,
+    frame: &mut Vec<u8>,
+) -> Result<(usize, Vec<OwnedFd>), SendError> {
+    // Room for the longer header; the frame starts where its header does.
+    frame.extend_from_slice(&[0; LONG]);
+    let (encoded, fds) = handles::collecting(|| codec::encode_into(value, frame));
+    encoded.map_err(SendError::Encode)?;
+    let len = (frame.len() - LONG) as u64;
+    check_len(len)?;
+    let (header, size) = frame_header(len);
+    let at = LONG - size;
+    frame[at..LONG].copy_from_slice(&header[..size]);
+    Ok((at, fds))
+}
+
 pub(super) fn check_len(len: u64) -> Result<(), SendError> {
     if len > MAX_FRAME {
         return Err(SendError::Encode(CodecError::Oversized {
@@ -455,7 +471,13 @@ impl Inner {
         self: &Arc<Self>,
         value: &T,
     ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'static {
-        let encoded = self.encode_frame(value, std::any::type_name::<T>());
+        let mut frame = Vec::new();
+        let encoded = encode_frame(value, &mut frame).and_then(|(at, fds)| {
+            if !fds.is_empty() {
+                self.check_fds(&fds, std::any::type_name::<T>())?;
+            }
+            Ok((frame, at, fds))
+        });
         let inner = self.clone();
         async move {
             let (frame, at, fds) = encoded?;
@@ -474,39 +496,6 @@ impl Inner {
         });
         let inner = self.clone();
         async move { inner.write_async(&framed?, &[]).await }
-    }
-
-    /// The frame of `value` (its header from `.1` on) and the descriptors
-    /// of the handles inside it.
-    fn encode_frame<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-        type_name: &'static str,
-    ) -> Result<(Vec<u8>, usize, Vec<OwnedFd>), SendError> {
-        let mut frame = vec![0; LONG];
-        let (encoded, fds) = handles::collecting(|| codec::encode_into(value, &mut frame));
-        encoded.map_err(SendError::Encode)?;
-        let len = (frame.len() - LONG) as u64;
-        check_len(len)?;
-        let (header, size) = frame_header(len);
-        let at = LONG - size;
-        frame[at..LONG].copy_from_slice(&header[..size]);
-        if !fds.is_empty() {
-            if !self.unix {
-                return Err(SendError::HandlesNeedUnixSocket);
-            }
-            if fds.len() > fdpass::MAX_FDS_PER_MESSAGE {
-                return Err(SendError::Encode(CodecError::Unencodable {
-                    type_name,
-                    reason: format!(
-                        "it holds handles of {} descriptors; one message carries at most {}",
-                        fds.len(),
-                        fdpass::MAX_FDS_PER_MESSAGE
-                    ),
-                }));
-            }
-        }
-        Ok((frame, at, fds))
     }
 
     /// Writes `bytes` (with `fds` on the first byte) without blocking,
