@@ -86,6 +86,29 @@ def case_pool_apply_async(ctx, iters, size, warmup):
     return "1/s", [iters / elapsed]
 
 
+def nap(x):
+    time.sleep(0.01)
+    return x
+
+
+def case_pool_scale(ctx, iters, size, warmup):
+    """iters apply_async(increment, (i,)) on Pool(size), every worker up (a
+    10 ms task each) before timing, then get() each; tasks/s."""
+    del warmup
+    with ctx.Pool(size) as pool:
+        pool.map(nap, range(size), chunksize=1)
+        t0 = time.perf_counter()
+        pending = [pool.apply_async(increment, (i,)) for i in range(iters)]
+        for i, result in enumerate(pending):
+            got = result.get()
+            if got != i + 1:
+                raise RuntimeError(f"task {i} returned {got!r}")
+        elapsed = time.perf_counter() - t0
+        pool.close()
+        pool.join()
+    return "1/s", [iters / elapsed]
+
+
 def case_pool_await(ctx, iters, size, warmup):
     """iters apply_async(increment, (i,)) awaited from `size` asyncio tasks on
     Pool(2): each result reaches its coroutine through apply_async's callback
@@ -188,6 +211,10 @@ CASES = {
     "pool_apply_async": case_pool_apply_async,
     "pool_await": case_pool_await,
     "pool_map": case_pool_map,
+    "pool_scale_2": case_pool_scale,
+    "pool_scale_8": case_pool_scale,
+    "pool_scale_32": case_pool_scale,
+    "pool_scale_128": case_pool_scale,
     "pool_start": case_pool_start,
     "pool_start_forkserver": case_pool_start,
     "pool_idle_rss": case_pool_idle_rss,

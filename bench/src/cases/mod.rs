@@ -24,6 +24,7 @@ pub mod pool_cpu;
 pub mod pool_idle_rss;
 pub mod pool_imap;
 pub mod pool_map;
+pub mod pool_scale;
 pub mod pool_start;
 pub mod queue_1mib;
 pub mod queue_4to1;
@@ -55,6 +56,10 @@ pub const ALL: &[Case] = &[
     pool_await::THREADS,
     pool_map::CASE,
     pool_cpu::CASE,
+    pool_scale::TWO,
+    pool_scale::EIGHT,
+    pool_scale::THIRTY_TWO,
+    pool_scale::HUNDRED_TWENTY_EIGHT,
     pool_start::CASE,
     pool_start::FORKSERVER,
     pool_idle_rss::CASE,

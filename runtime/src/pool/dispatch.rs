@@ -26,6 +26,7 @@ use crate::setup::{ChildSetup, StdioKind};
 use crate::sys::fdpass;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{self, MsgFlags, Shutdown};
 use nix::sys::wait::{self, WaitPidFlag, WaitStatus};
@@ -33,6 +34,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -150,8 +152,30 @@ pub(crate) struct Config {
 pub(crate) struct Shared {
     state: Mutex<State>,
     wake: EventFd,
+    /// What the dispatcher waits on: `wake`, and each worker's socket (for
+    /// the events it needs now) and pidfd, registered as they change, so a
+    /// wait costs the same whatever the number of workers.
+    epoll: Epoll,
     config: Config,
 }
+
+/// The epoll token of `wake`; a worker's are `id << 1` (its socket) and
+/// `id << 1 | 1` (its pidfd).
+const WAKE_TOKEN: u64 = u64::MAX;
+/// The epoll events a wait returns at most; more wait for the next.
+const EPOLL_BATCH: usize = 256;
+/// How long a busy worker may go without a reply before `fill` stops
+/// queueing tasks behind it, once every CPU has a busy worker.
+const CROWDED_OVERDUE: Duration = Duration::from_millis(1);
+
+/// The CPUs this process may run on (read once: the first pool's).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Worker ids, unique in the process (tokens outlive no worker).
+static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(0);
 
 struct State {
     queue: VecDeque<Task>,
@@ -164,6 +188,18 @@ struct State {
     /// Whether any task with a timeout was ever submitted: until then the
     /// dispatcher spends nothing on deadlines.
     timed: bool,
+    /// Tasks assigned to workers so far.
+    assigned: u64,
+    /// The place in `workers` of the worker given the last task, and how
+    /// many workers held tasks when `fill` last looked at all of them.
+    hot: Option<usize>,
+    busy: usize,
+    /// The places of the workers `fill` gave tasks since the submitter
+    /// last looked (in order, each once in a row).
+    touched: Vec<usize>,
+    /// What `flush_touched` last found: a worker it looked at holds tasks
+    /// nobody reads the replies of.
+    unwatched: bool,
 }
 
 /// What reading replies learns beyond the replies themselves.
@@ -207,6 +243,16 @@ enum Doom {
 struct Member {
     child: ChildProcess,
     pid: u32,
+    /// Its epoll tokens' base.
+    id: u64,
+    /// The socket's events registered in the dispatcher's epoll set (empty:
+    /// not in it), and whether its pidfd is.
+    sock_events: EpollFlags,
+    pidfd_registered: bool,
+    /// The pool's assignment count when it was last given a task: of idle
+    /// workers, the one given work last is woken first (its caches are
+    /// warm, and the others stay asleep).
+    last_assigned: u64,
     io: Arc<Io>,
     board: Board,
     /// The tasks assigned to this worker and not yet answered, oldest
@@ -240,6 +286,57 @@ struct Member {
     served: bool,
 }
 
+impl Member {
+    /// [`State::flush_all`]'s write of one worker for a submitting thread;
+    /// returns whether it blocked and the dispatcher does not know it yet.
+    fn flush_eager(&mut self) -> bool {
+        let batches = self.inflight.back().is_some_and(|task| task.batch);
+        if self.unwritten() == 0 || (batches && self.written >= 2) {
+            return false;
+        }
+        self.flush() && !self.pollout_armed
+    }
+
+    /// Brings its registrations in `epoll` to `sock_events` for the socket
+    /// (empty: out of the set: an unwatched socket's hang-up would
+    /// otherwise wake every wait) and, always, its pidfd.
+    fn register(&mut self, epoll: &Epoll, sock_events: EpollFlags) {
+        if sock_events != self.sock_events {
+            let event = EpollEvent::new(sock_events, self.id << 1);
+            let done = if sock_events.is_empty() {
+                epoll.delete(self.io.sock.as_fd())
+            } else if self.sock_events.is_empty() {
+                epoll.add(self.io.sock.as_fd(), event)
+            } else {
+                epoll.modify(self.io.sock.as_fd(), &mut { event })
+            };
+            // ENOMEM/ENOSPC (the user's epoll watch limit) leave it as it
+            // was; the next plan tries again.
+            if done.is_ok() {
+                self.sock_events = sock_events;
+            }
+        }
+        if !self.pidfd_registered {
+            if let Some(pidfd) = &self.io.pidfd {
+                let event = EpollEvent::new(EpollFlags::EPOLLIN, self.id << 1 | 1);
+                self.pidfd_registered = epoll.add(pidfd.as_fd(), event).is_ok();
+            }
+        }
+    }
+
+    /// Takes it out of `epoll` (before it is buried: a serving thread may
+    /// still hold its socket open).
+    fn unregister(&mut self, epoll: &Epoll) {
+        self.register(epoll, EpollFlags::empty());
+        if self.pidfd_registered {
+            if let Some(pidfd) = &self.io.pidfd {
+                let _ = epoll.delete(pidfd.as_fd());
+            }
+            self.pidfd_registered = false;
+        }
+    }
+}
+
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -249,6 +346,11 @@ impl Shared {
     pub(crate) fn start(config: Config) -> Result<Arc<Shared>> {
         let wake =
             EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+        )?;
         let mut workers = Vec::with_capacity(config.processes);
         for _ in 0..config.processes {
             match Member::spawn(&config) {
@@ -272,8 +374,14 @@ impl Shared {
                 stats: Stats::default(),
                 retry_spawn_at: None,
                 timed: config.task_timeout.is_some(),
+                assigned: 0,
+                hot: None,
+                busy: 0,
+                touched: Vec::new(),
+                unwatched: false,
             }),
             wake,
+            epoll,
             config,
         }))
     }
@@ -366,16 +474,14 @@ impl Shared {
                         .and_then(|task| task.sink.as_slot())
                         .is_some_and(|slot| Arc::ptr_eq(slot, &mine))
             };
-            if let Some(w) = state
-                .workers
-                .iter_mut()
-                .find(|w| took_it(w) && !w.watched && !w.served)
-            {
+            if let Some(w) = state.workers.iter_mut().find(|w| took_it(w) && !w.served) {
+                // The dispatcher leaves a served socket alone (and takes it
+                // out of its set at its next look).
                 w.served = true;
                 served = Some(w.io.clone());
             }
         }
-        let blocked = state.flush_all(true);
+        let blocked = state.flush_touched();
         let wake = blocked || timed || state.unwatched_work();
         drop(state);
         if wake {
@@ -416,10 +522,12 @@ impl Shared {
             }
         }
         let mut state = self.lock();
+        let mut wake = false;
         if let Some(w) = state.workers.iter_mut().find(|w| Arc::ptr_eq(&w.io, io)) {
             w.served = false;
+            // Tasks went to it meanwhile: the dispatcher watches it again.
+            wake = !w.inflight.is_empty() && !w.read_eof;
         }
-        let wake = state.unwatched_work();
         drop(state);
         if wake {
             self.wake();
@@ -574,63 +682,59 @@ impl Shared {
 
     fn dispatch(&self) {
         let mut deliveries: Vec<(Sink, Delivery)> = Vec::new();
-        let mut plan = self.lock().plan();
+        let mut events = vec![EpollEvent::empty(); EPOLL_BATCH];
+        let mut plan = self.lock().plan(&self.epoll);
         // Each round: wait, then handle what happened and plan the next wait
         // under one lock, then hand out replies outside it (so a woken owner
         // submitting its next task does not find the lock taken).
-        while let Some((watch, timeout)) = plan.take() {
-            let mut polled = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
-            let mut index = Vec::with_capacity(watch.len());
-            for (io, events) in &watch {
-                let sock = (!events.is_empty()).then(|| {
-                    polled.push(PollFd::new(io.sock.as_fd(), *events));
-                    polled.len() - 1
-                });
-                let pidfd = io.pidfd.as_ref().map(|pidfd| {
-                    polled.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
-                    polled.len() - 1
-                });
-                index.push((sock, pidfd));
-            }
+        while let Some(timeout) = plan.take() {
             let timeout = match timeout {
                 None => PollTimeout::NONE,
                 Some(t) => {
                     PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
                 }
             };
-            match nix::poll::poll(&mut polled, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
-            let revents = |i: Option<usize>| {
-                i.and_then(|i| polled[i].revents())
-                    .unwrap_or(PollFlags::empty())
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    0
+                }
             };
-            let events: Vec<(PollFlags, bool)> = index
-                .iter()
-                .map(|&(sock, pidfd)| (revents(sock), !revents(pidfd).is_empty()))
-                .collect();
-            let woken = polled[0].revents().is_some_and(|r| !r.is_empty());
-            drop(polled);
-            drop(watch);
 
             let mut guard = self.lock();
-            if woken {
-                let _ = self.wake.read();
-            }
             let state = &mut *guard;
+            // What each worker's descriptors said, by the worker's place.
+            // Only this thread adds or removes workers, so the ids found
+            // are still there.
+            let mut said = vec![(EpollFlags::empty(), false); state.workers.len()];
+            for event in &events[..n] {
+                let token = event.data();
+                if token == WAKE_TOKEN {
+                    let _ = self.wake.read();
+                    continue;
+                }
+                let Some(i) = state.workers.iter().position(|w| w.id == token >> 1) else {
+                    continue;
+                };
+                if token & 1 == 1 {
+                    said[i].1 = true;
+                } else {
+                    said[i].0 |= event.events();
+                }
+            }
             let mut died = Vec::new();
-            // Only this thread adds or removes workers, so `events` lines up.
-            for (i, (sock, exited)) in events.into_iter().enumerate() {
+            for (i, (sock, exited)) in said.into_iter().enumerate() {
                 let w = &mut state.workers[i];
                 if w.served {
                     // Its caller reads it; only a write may be ours to finish.
                 } else if sock
-                    .intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                    .intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
                 {
                     w.read_replies(&mut deliveries, &mut state.stats);
                 }
-                if sock.contains(PollFlags::POLLOUT) {
+                if sock.contains(EpollFlags::EPOLLOUT) {
                     w.flush();
                 }
                 let exited = exited || (w.io.pidfd.is_none() && w.child.exitcode().is_some());
@@ -643,13 +747,15 @@ impl Shared {
                 }
             }
             for &i in died.iter().rev() {
-                let w = state.workers.remove(i);
+                let mut w = state.workers.remove(i);
+                state.hot = None;
+                w.unregister(&self.epoll);
                 state.bury(w, &mut deliveries);
             }
             self.tend(state, &mut deliveries);
             let spawn = state.missing_workers(self.config.processes);
             if spawn == 0 {
-                plan = state.plan();
+                plan = state.plan(&self.epoll);
             }
             drop(guard);
 
@@ -658,7 +764,7 @@ impl Shared {
             }
             if spawn > 0 {
                 self.replace(spawn);
-                plan = self.lock().plan();
+                plan = self.lock().plan(&self.epoll);
             }
         }
         self.stop_now();
@@ -762,15 +868,15 @@ impl Shared {
     }
 }
 
-/// What the dispatcher waits for next: each worker's descriptors and
-/// socket events, and a timeout.
-type Plan = Option<(Vec<(Arc<Io>, PollFlags)>, Option<Duration>)>;
+/// How long the dispatcher's next wait may last (`None`: until an event);
+/// what it waits for is registered in its epoll set.
+type Plan = Option<Option<Duration>>;
 
 impl State {
-    /// The next wait, or `None` when the dispatcher should stop: after
-    /// `terminate`, or once a closed (or broken) pool has no work and no
-    /// workers left.
-    fn plan(&mut self) -> Plan {
+    /// The next wait, registered in `epoll`, or `None` when the dispatcher
+    /// should stop: after `terminate`, or once a closed (or broken) pool
+    /// has no work and no workers left.
+    fn plan(&mut self, epoll: &Epoll) -> Plan {
         if self.terminated {
             return None;
         }
@@ -783,18 +889,20 @@ impl State {
         let mut timeout = self
             .retry_spawn_at
             .map(|at| at.saturating_duration_since(Instant::now()));
-        let mut watch = Vec::with_capacity(self.workers.len());
         for w in &mut self.workers {
-            let mut events = PollFlags::empty();
-            // An idle worker's socket stays quiet; its pidfd tells of its death.
-            w.watched = !w.read_eof && !w.served && (!w.ready || !w.inflight.is_empty());
+            let mut events = EpollFlags::empty();
+            // An idle worker's socket stays quiet, and stays in the set
+            // (costing a wait nothing), so that a task written to it needs
+            // no wake-up of this thread to watch for the reply.
+            w.watched = !w.read_eof && !w.served;
             if w.watched {
-                events |= PollFlags::POLLIN;
+                events |= EpollFlags::EPOLLIN;
             }
             w.pollout_armed = w.blocked && w.unwritten() > 0 && !w.write_failed;
             if w.pollout_armed {
-                events |= PollFlags::POLLOUT;
+                events |= EpollFlags::EPOLLOUT;
             }
+            w.register(epoll, events);
             if let Some(check) = self.timed.then(|| w.next_deadline_check()).flatten() {
                 timeout = Some(timeout.map_or(check, |t| t.min(check)));
             }
@@ -806,7 +914,6 @@ impl State {
                 let slice = Duration::from_millis(10);
                 timeout = Some(timeout.map_or(slice, |t| t.min(slice)));
             }
-            watch.push((w.io.clone(), events));
         }
         if let Some(at) = self.next_steal() {
             let check = at
@@ -814,7 +921,7 @@ impl State {
                 .max(Duration::from_millis(1));
             timeout = Some(timeout.map_or(check, |t| t.min(check)));
         }
-        Some((watch, timeout))
+        Some(timeout)
     }
 
     /// How long a worker's oldest task must have run before the tasks
@@ -914,7 +1021,14 @@ impl State {
         processes.saturating_sub(live)
     }
 
-    /// Hands queued tasks to ready workers with room, least loaded first.
+    /// Hands queued tasks to ready workers with room, least loaded first
+    /// (of the idle, the one given work last). Once as many workers are
+    /// busy as there are CPUs to run them, the worker given the last task
+    /// takes the next while it has room (about 1 ms of work): tiny tasks
+    /// stay on workers that are awake, an oversubscribed pool does not
+    /// wake 128 processes for 128 tiny tasks (thread pools prefer hot
+    /// threads for the same reason), and most tasks are placed without
+    /// looking at every worker.
     fn fill(&mut self, max_tasks: Option<u64>) {
         if self.queue.is_empty() {
             return;
@@ -923,52 +1037,132 @@ impl State {
             0 => 1,
             ns => (QUEUED_WORK_NS / ns).clamp(1, MAX_WINDOW),
         } as usize;
-        // No worker takes more than its share of the work there is, counting
-        // workers still starting: a task written to one worker's socket
-        // cannot move to another, so a pool whose second worker is not
-        // ready yet would otherwise run a whole map on the first.
-        let live = self
-            .workers
-            .iter()
-            .filter(|w| !w.retiring && !w.write_failed)
-            .count()
-            .max(1);
-        let work = self.queue.len() + self.workers.iter().map(|w| w.inflight.len()).sum::<usize>();
-        let window = window.min(work.div_ceil(live)).max(1);
         let now = Instant::now();
-        let overdue = Duration::from_nanos(self.stats.task_ns.saturating_mul(2) + 100_000);
+        // A busy worker whose oldest task has run this long may be stuck in
+        // a long one: it gets no more behind it. With every CPU taken, a
+        // worker merely waiting for one looks the same for longer.
+        let mut overdue = Duration::from_nanos(self.stats.task_ns.saturating_mul(2) + 100_000);
+        if self.busy >= cpus() {
+            overdue = overdue.max(CROWDED_OVERDUE);
+        }
+        let usable = |w: &Member| {
+            w.ready
+                && !w.retiring
+                && !w.write_failed
+                && w.doom.is_none()
+                && max_tasks.is_none_or(|max| w.sent < max)
+                && (w.inflight.is_empty() || now - w.head_since < overdue)
+        };
         while !self.queue.is_empty() {
             let batch = self.queue.front().is_some_and(|t| t.batch);
-            let window = if batch { window.max(2) } else { window };
-            let best = self
-                .workers
-                .iter_mut()
-                .filter(|w| {
-                    w.ready
-                        && !w.retiring
-                        && !w.write_failed
-                        && w.doom.is_none()
-                        && w.inflight.len() < window
-                        && (w.inflight.is_empty() || now - w.head_since < overdue)
-                        && max_tasks.is_none_or(|max| w.sent < max)
-                })
-                .min_by_key(|w| w.inflight.len());
-            let Some(w) = best else { break };
+            let hot = self.hot.filter(|&i| {
+                !batch
+                    && self.busy >= cpus()
+                    && self
+                        .workers
+                        .get(i)
+                        .is_some_and(|w| (1..window).contains(&w.inflight.len()) && usable(w))
+            });
+            let pick = match hot {
+                Some(i) => Some(i),
+                None => self.scan(window, batch, &usable),
+            };
+            let Some(i) = pick else { break };
+            let w = &mut self.workers[i];
             if w.inflight.is_empty() {
                 w.head_since = now;
             }
             let task = self.queue.pop_front().expect("not empty");
             w.inflight.push_back(task);
             w.sent += 1;
+            self.assigned += 1;
+            w.last_assigned = self.assigned;
+            self.hot = Some(i);
+            if self.touched.last() != Some(&i) {
+                self.touched.push(i);
+            }
         }
     }
 
-    /// Whether some worker holds tasks whose replies nobody is reading: the
-    /// dispatcher must add it to its wait.
+    /// Looks at every worker: the least loaded `usable` one with room, of
+    /// the idle the one given work last, or, once as many are busy as there
+    /// are CPUs, the least loaded busy one with room first; counts the busy
+    /// ones.
+    fn scan(
+        &mut self,
+        window: usize,
+        batch: bool,
+        usable: &impl Fn(&Member) -> bool,
+    ) -> Option<usize> {
+        let (mut live, mut work, mut busy) = (0, self.queue.len(), 0);
+        let mut best = None::<(usize, (usize, u64))>;
+        let mut best_busy = None::<(usize, usize)>;
+        for (i, w) in self.workers.iter().enumerate() {
+            let load = w.inflight.len();
+            work += load;
+            if w.retiring || w.write_failed {
+                continue;
+            }
+            live += 1;
+            busy += usize::from(load > 0);
+            if !usable(w) {
+                continue;
+            }
+            let key = (load, u64::MAX - w.last_assigned);
+            if best.is_none_or(|(_, k)| key < k) {
+                best = Some((i, key));
+            }
+            if load > 0 && best_busy.is_none_or(|(_, l)| load < l) {
+                best_busy = Some((i, load));
+            }
+        }
+        self.busy = busy;
+        if busy >= cpus() && !batch {
+            if let Some((i, _)) = best_busy.filter(|&(_, load)| load < window) {
+                return Some(i);
+            }
+        }
+        // No worker takes more than its share of the work there is,
+        // counting workers still starting: a task written to one worker's
+        // socket cannot move to another, so a pool whose second worker is
+        // not ready yet would otherwise run a whole map on the first.
+        let share = work.div_ceil(live.max(1)).max(1);
+        let window = if batch {
+            window.min(share).max(2)
+        } else {
+            window.min(share)
+        };
+        best.filter(|&(_, (load, _))| load < window).map(|(i, _)| i)
+    }
+
+    /// Whether some worker [`flush_touched`](Self::flush_touched) looked
+    /// at holds tasks whose replies nobody is reading: the dispatcher must
+    /// add it to its wait.
     fn unwatched_work(&self) -> bool {
-        self.workers
-            .iter()
-            .any(|w| !w.inflight.is_empty() && !w.watched && !w.served && !w.read_eof)
+        self.unwatched
+    }
+
+    /// For a submitting thread: writes what the workers `fill` just gave
+    /// tasks can take now, as [`flush_all`](Self::flush_all) with
+    /// `eager_only`, without looking at the others (nor does
+    /// [`unwatched_work`](Self::unwatched_work) then).
+    fn flush_touched(&mut self) -> bool {
+        let mut wake = false;
+        let touched = std::mem::take(&mut self.touched);
+        self.unwatched = false;
+        for &i in &touched {
+            let Some(w) = self.workers.get_mut(i) else {
+                continue;
+            };
+            wake |= w.flush_eager();
+            // Unread replies to come, or descriptors to retry: the
+            // dispatcher must plan for them.
+            self.unwatched |= !w.inflight.is_empty() && !w.watched && !w.served && !w.read_eof;
+            wake |= w.fds_waiting() && w.unwritten() > 0;
+        }
+        self.touched = touched;
+        self.touched.clear();
+        wake
     }
 
     /// Writes what every worker can take now; returns whether some worker
@@ -982,13 +1176,11 @@ impl State {
     fn flush_all(&mut self, eager_only: bool) -> bool {
         let mut wake = false;
         for w in &mut self.workers {
-            let batches = w.inflight.back().is_some_and(|task| task.batch);
-            if w.unwritten() == 0 || (eager_only && batches && w.written >= 2) {
-                continue;
-            }
-            if w.flush() && !w.pollout_armed {
-                wake = true;
-            }
+            wake |= if eager_only {
+                w.flush_eager()
+            } else {
+                w.unwritten() > 0 && w.flush() && !w.pollout_armed
+            };
         }
         wake
     }
@@ -1088,6 +1280,10 @@ impl Member {
         let pidfd = child.pidfd_dup();
         Ok(Member {
             pid: child.pid(),
+            id: NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed),
+            sock_events: EpollFlags::empty(),
+            pidfd_registered: false,
+            last_assigned: 0,
             child,
             io: Arc::new(Io {
                 sock: ours.into_fd(),
