@@ -23,6 +23,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::process::{ChildProcess, Process};
 use crate::setup::{ChildSetup, StdioKind};
+use crate::sync::Spin;
 use crate::sys::fdpass;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -156,6 +157,8 @@ pub(crate) struct Shared {
     /// the events it needs now) and pidfd, registered as they change, so a
     /// wait costs the same whatever the number of workers.
     epoll: Epoll,
+    /// The spin of callers of `apply` waiting for their reply.
+    spin: Spin,
     config: Config,
 }
 
@@ -227,9 +230,17 @@ impl Stats {
     }
 }
 
+/// A worker whose replies a caller of `apply` reads itself, and how many
+/// replies it will have sent once the caller's is.
+pub(crate) struct Served {
+    io: Arc<Io>,
+    replies: u64,
+}
+
 pub(crate) struct Io {
     sock: OwnedFd,
     pidfd: Option<OwnedFd>,
+    board: Board,
 }
 
 /// Why the pool killed a worker: what its running input fails with.
@@ -254,7 +265,6 @@ struct Member {
     /// warm, and the others stay asleep).
     last_assigned: u64,
     io: Arc<Io>,
-    board: Board,
     /// The tasks assigned to this worker and not yet answered, oldest
     /// first. The first `written` are wholly written to its socket; of the
     /// next, `out_off` bytes are.
@@ -382,6 +392,7 @@ impl Shared {
             }),
             wake,
             epoll,
+            spin: Spin::new(),
             config,
         }))
     }
@@ -424,7 +435,7 @@ impl Shared {
     /// straight to an idle worker, the caller reads that worker's replies
     /// itself ([`serve`](Self::serve)): the reply then wakes the caller
     /// directly, not the dispatcher first.
-    pub(crate) fn submit_and_serve(&self, task: Task) -> Result<Option<Arc<Io>>> {
+    pub(crate) fn submit_and_serve(&self, task: Task) -> Result<Option<Served>> {
         self.submit_inner([task], true)
     }
 
@@ -432,7 +443,7 @@ impl Shared {
         &self,
         tasks: impl IntoIterator<Item = Task>,
         serve: bool,
-    ) -> Result<Option<Arc<Io>>> {
+    ) -> Result<Option<Served>> {
         let mut state = self.lock();
         let refused = |state: &State| {
             if state.closed || state.terminated {
@@ -478,7 +489,10 @@ impl Shared {
                 // The dispatcher leaves a served socket alone (and takes it
                 // out of its set at its next look).
                 w.served = true;
-                served = Some(w.io.clone());
+                served = Some(Served {
+                    io: w.io.clone(),
+                    replies: w.sent,
+                });
             }
         }
         let blocked = state.flush_touched();
@@ -493,8 +507,15 @@ impl Shared {
     /// Reads the replies of the worker behind `io` until `slot` is filled
     /// (or the worker is gone, then the dispatcher fills it), then hands the
     /// worker back to the dispatcher.
-    pub(crate) fn serve(&self, io: &Arc<Io>, slot: &super::result::Slot) {
+    pub(crate) fn serve(&self, served: &Served, slot: &super::result::Slot) {
+        let io = &served.io;
         let mut deliveries = Vec::new();
+        // The worker usually answers sooner than a sleep and a wake-up
+        // take: spin on its board's count of replies sent first, within
+        // the sync primitives' budget (never on a crowded machine).
+        let spun = self
+            .spin
+            .until(|| io.board.replies_sent() >= served.replies);
         while !slot.is_done() {
             let mut polled = [PollFd::new(io.sock.as_fd(), PollFlags::POLLIN)];
             // The timeout only guards against a missed wake-up.
@@ -520,6 +541,9 @@ impl Shared {
             for (sink, delivery) in deliveries.drain(..) {
                 sink.deliver(delivery);
             }
+        }
+        if let Err(start) = spun {
+            self.spin.slept(start);
         }
         let mut state = self.lock();
         let mut wake = false;
@@ -580,7 +604,7 @@ impl Shared {
                 continue;
             }
             let stopped = w.stop();
-            let (started, finished) = (w.board.started(), w.board.finished());
+            let (started, finished) = (w.io.board.started(), w.io.board.finished());
             let mut kill = false;
             for (i, task) in w.inflight.iter_mut().enumerate() {
                 if !ours(&task.sink) || task.sink.is_detached() {
@@ -588,14 +612,14 @@ impl Shared {
                 }
                 let seq = w.replied + i as u64;
                 if seq >= started {
-                    w.board.cancel(seq); // it will be skipped
+                    w.io.board.cancel(seq); // it will be skipped
                 } else if seq >= finished {
                     if kill_running {
                         kill = true;
                     } else {
                         // The input now running finishes; no more of the
                         // task begin.
-                        w.board.cut(seq);
+                        w.io.board.cut(seq);
                     }
                 }
                 let count = task.len;
@@ -631,7 +655,7 @@ impl Shared {
     pub(crate) fn running_pid(&self, slots: &[&Arc<Slot>]) -> Option<u32> {
         let state = self.lock();
         for w in &state.workers {
-            let (started, finished) = (w.board.started(), w.board.finished());
+            let (started, finished) = (w.io.board.started(), w.io.board.finished());
             for (i, task) in w.inflight.iter().enumerate() {
                 let seq = w.replied + i as u64;
                 if task.sink.fills(slots) && seq < started && seq >= finished {
@@ -982,13 +1006,13 @@ impl State {
                 w.sent -= 1; // it never reached the worker
             }
             if w.inflight.len() >= 2 && w.stop() {
-                let started = w.board.started();
+                let started = w.io.board.started();
                 for (i, task) in w.inflight.iter_mut().enumerate() {
                     let seq = w.replied + i as u64;
                     if seq < started || task.sink.is_detached() {
                         continue;
                     }
-                    w.board.cancel(seq);
+                    w.io.board.cancel(seq);
                     taken.push(Task {
                         frame: task.frame.clone(),
                         fds: task.fds.clone(),
@@ -1222,14 +1246,14 @@ impl State {
             },
             None => Error::Exited { pid, code },
         };
-        let begun = match w.board.remains() {
+        let begun = match w.io.board.remains() {
             Ok(remains) => w.recover(remains, cause, deliveries, &mut self.stats),
             Err(_) => Err(cause),
         };
         if let Err(cause) = begun {
             // The board cannot be read: the tasks the worker may have begun
             // fail, as before boards existed.
-            let started = w.board.started();
+            let started = w.io.board.started();
             while w.replied < started {
                 let Some(task) = w.inflight.pop_front() else {
                     break;
@@ -1288,8 +1312,8 @@ impl Member {
             io: Arc::new(Io {
                 sock: ours.into_fd(),
                 pidfd,
+                board,
             }),
-            board,
             inflight: VecDeque::new(),
             written: 0,
             out_off: 0,
@@ -1373,6 +1397,7 @@ impl Member {
             };
             match sent {
                 Ok(mut n) => {
+                    let before = self.written;
                     while n > 0 {
                         let left = self.inflight[self.written].frame.len() - self.out_off;
                         if n >= left {
@@ -1383,6 +1408,10 @@ impl Member {
                             self.out_off += n;
                             n = 0;
                         }
+                    }
+                    if self.written > before {
+                        // A worker spinning for its next task sees it.
+                        self.io.board.posted(self.replied + self.written as u64);
                     }
                 }
                 Err(Errno::EAGAIN) => {
@@ -1460,7 +1489,7 @@ impl Member {
     /// The timeout of the task the worker is on, if the task it is most
     /// likely on has one: the one after those it has finished.
     fn running_timeout(&self) -> Option<Duration> {
-        let finished = self.board.finished().max(self.replied);
+        let finished = self.io.board.finished().max(self.replied);
         let index = usize::try_from(finished - self.replied).ok()?;
         self.inflight
             .get(index.min(self.written.saturating_sub(1)))?
@@ -1474,7 +1503,7 @@ impl Member {
             return None;
         }
         let shortest = self.inflight.iter().filter_map(|t| t.timeout).min()?;
-        Some(match self.board.deadline() {
+        Some(match self.io.board.deadline() {
             // A deadline already past whose input has finished is stale for
             // the moment until the next input begins: look again soon, not
             // in a loop.
@@ -1500,11 +1529,11 @@ impl Member {
             let (begun, done) = board.inputs();
             begun > done && board.deadline().is_some_and(|d| now_ns() >= d)
         };
-        if !overdue(&self.board) {
+        if !overdue(&self.io.board) {
             return;
         }
         let stopped = self.stop();
-        if overdue(&self.board) {
+        if overdue(&self.io.board) {
             let timeout = self.running_timeout().unwrap_or_default();
             self.doom = Some(Doom::TimedOut(timeout));
             let _ = self.child.kill();

@@ -1205,8 +1205,8 @@ impl Chunked<'_> {
         let frame = wire::task_frame(W::ID, self.timeout_ns(), std::slice::from_ref(&args))?;
         let slot = Slot::new();
         let task = Task::new(frame, Sink::slot(&slot), false, 1);
-        if let Some(io) = shared.submit_and_serve(task)? {
-            shared.serve(&io, &slot);
+        if let Some(served) = shared.submit_and_serve(task)? {
+            shared.serve(&served, &slot);
         }
         AsyncResult::new(
             vec![Part { slot, len: 1 }],

@@ -26,7 +26,7 @@ use crate::sys::shm::{self, Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// The header page; the reply buffer starts after it.
 const HEADER: usize = 4096;
@@ -63,6 +63,15 @@ const CANCEL: usize = 80;
 /// worker is stopped: the task has no owner any more; begin no more of its
 /// inputs.
 const CUT: usize = 104;
+
+/// Tasks the parent has wholly written to the worker's socket, stored by
+/// the parent after each write: a worker about to sleep for its next task
+/// spins on it first. A cache line of its own (the words above are the
+/// worker's hot line).
+const POSTED: usize = 128;
+/// Tasks whose replies the worker has sent, stored after each send: a
+/// parent about to sleep for a reply spins on it first. A line of its own.
+const SENT: usize = 192;
 
 /// A fresh buffer's size, and what a large one shrinks back to.
 const SMALL: usize = 64 * 1024;
@@ -134,6 +143,16 @@ impl Board {
     /// When the running input times out (`CLOCK_MONOTONIC` ns), if it can.
     pub(crate) fn deadline(&self) -> Option<u64> {
         Some(self.word(DEADLINE)).filter(|&d| d != 0)
+    }
+
+    /// Says that the first `tasks` tasks are wholly written to the socket.
+    pub(crate) fn posted(&self, tasks: u64) {
+        self.header.u64_at(POSTED).store(tasks, Release);
+    }
+
+    /// How many tasks' replies the worker has sent.
+    pub(crate) fn replies_sent(&self) -> u64 {
+        self.header.u64_at(SENT).load(Acquire)
     }
 
     /// Tells the worker to skip task `seq` (only while it is stopped and has
@@ -259,6 +278,12 @@ impl Tracker {
         true
     }
 
+    /// How many tasks the parent has wholly written to the socket.
+    #[inline(always)]
+    pub(crate) fn posted(&self) -> u64 {
+        self.header.u64_at(POSTED).load(Acquire)
+    }
+
     /// Whether the parent cut the running task short (`Board::cut`).
     #[inline(always)]
     pub(crate) fn cut(&self) -> bool {
@@ -304,6 +329,7 @@ impl Tracker {
         // with their old numbers, or none.
         self.set(COMMITTED, 0);
         self.count(OUT_FIRST, next);
+        self.count(SENT, next);
         self.len = 0;
         if self.data.len() > LARGE {
             shm::resize(self.fd.as_fd(), (HEADER + SMALL) as u64)?;

@@ -23,6 +23,7 @@ use crate::codec::{self, CodecError, Items};
 use crate::handles::{self, FdTable};
 use crate::protocol::panics;
 use crate::registry::{self, Worker};
+use crate::sync::Spin;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -249,6 +250,7 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
     let mut arrivals = Arrivals::new();
     let mut last: Option<&'static ChunkEntry> = None;
     let mut seq = 0u64;
+    let spin = Spin::new();
     loop {
         loop {
             let frame = match inbuf.next_frame() {
@@ -284,9 +286,16 @@ fn serve(socket: OwnedFd, board: OwnedFd, init: InitCall) {
         if !tracker.is_empty() && !send(fd, &mut tracker, seq) {
             return;
         }
+        // The parent usually answers sooner than a sleep and a wake-up
+        // take: spin on the board's count of tasks written, within the
+        // sync primitives' budget (never on a crowded machine).
+        let spun = spin.until(|| tracker.posted() > seq);
         match inbuf.recv_with_fds(fd, &mut arrivals) {
             Ok(0) | Err(_) => return, // the pool closed our socket: done
             Ok(_) => {}
+        }
+        if let Err(start) = spun {
+            spin.slept(start);
         }
     }
 }
