@@ -26,6 +26,10 @@ def one():
     return 1
 
 
+def echo(payload):
+    return payload
+
+
 def getpid(_task):
     import os
 
@@ -185,6 +189,25 @@ def case_pool_start(ctx, iters, size, warmup):
     return "s", samples
 
 
+def case_pool_payload(ctx, iters, size, warmup):
+    """pool.apply(echo, (payload,)) of a `size`-byte bytes object on Pool(1),
+    the echo checked after each call; seconds per call."""
+    payload = bytes(range(251)) * (size // 251) + bytes(range(size % 251))
+    samples = []
+    with ctx.Pool(1) as pool:
+        for i in range(max(warmup, 1) + iters):
+            t0 = time.perf_counter()
+            got = pool.apply(echo, (payload,))
+            elapsed = time.perf_counter() - t0
+            if got != payload:
+                raise RuntimeError(f"the echo differs: {len(got)} bytes back for {size} sent")
+            if i >= max(warmup, 1):
+                samples.append(elapsed)
+        pool.close()
+        pool.join()
+    return "s", samples
+
+
 def vm_rss(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -218,4 +241,7 @@ CASES = {
     "pool_start": case_pool_start,
     "pool_start_forkserver": case_pool_start,
     "pool_idle_rss": case_pool_idle_rss,
+    # The same run: only the payload's size differs.
+    "pool_payload_1mib": case_pool_payload,
+    "pool_payload_8mib": case_pool_payload,
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// A runner's error: whatever multiproc, nix or std returned.
+/// A runner's error: whatever multiproc, procspawn, nix or std returned.
 pub type BoxError = Box<dyn std::error::Error>;
 
 /// One round of one implementation: samples in the case's [`Unit`] (one per
@@ -11,7 +11,8 @@ pub type Runner = fn(&Params) -> Result<Vec<f64>, BoxError>;
 
 /// One benchmark: the work measured in multiproc, in Python's
 /// `multiprocessing` (a function of the same name in `bench/python/bench.py`)
-/// and on the raw OS floor.
+/// and on the raw OS floor; procspawn's runners, where it has one, are in
+/// [`crate::cases::procspawn`], not here.
 pub struct Case {
     /// Its name on the command line, in the table and in `bench.py`.
     pub name: &'static str,
@@ -160,6 +161,9 @@ pub enum Against {
     Python(Method),
     /// Python's best start method.
     PythonBest,
+    /// The procspawn crate's row (the harness adds this target itself to
+    /// every case procspawn runs).
+    Procspawn,
     /// multiproc's median in another case (same unit).
     Case(&'static str),
     /// Nothing: the bound is on multiproc's median, in the case's unit.

@@ -55,6 +55,10 @@ fn main() -> ExitCode {
         Some(a) if a == cases::floor::ARG => return cases::floor::child_main(&args[2..]),
         _ => {}
     }
+    // procspawn's children (its marker in the environment): run the
+    // function they were sent and exit here, before the harness starts.
+    // Nothing above may print: their stdout is the table's.
+    procspawn::init();
     let options = match parse(std::env::args_os().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {

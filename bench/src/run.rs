@@ -1,7 +1,8 @@
 //! Running the cases: implementations interleaved round by round, then
 //! medians, ratios and targets.
 
-use crate::case::{Against, Bound, Case, Method, Params, Runner};
+use crate::case::{Against, Bound, Case, Method, Params, Runner, Unit};
+use crate::cases::procspawn;
 use crate::python::{self, Python};
 use serde::Serialize;
 use std::time::Instant;
@@ -16,7 +17,7 @@ pub struct Plan {
 /// One implementation's results in one case.
 #[derive(Serialize)]
 pub struct Series {
-    /// `multiproc`, `Python spawn`, `floor: posix_spawn + waitpid`, ...
+    /// `multiproc`, `Python spawn`, `procspawn`, `floor: posix_spawn + waitpid`, ...
     pub label: String,
     pub role: Role,
     pub median: Option<f64>,
@@ -37,6 +38,8 @@ pub struct Series {
 pub enum Role {
     Multiproc,
     Python(Method),
+    /// The procspawn crate ([`procspawn::runner`]).
+    Procspawn,
     /// Index into the case's floors.
     Floor(usize),
 }
@@ -116,6 +119,13 @@ pub fn run_case(
             slot.series.unavailable = Some(why.clone());
         }
         slots.push(slot);
+    }
+    if let Some(run) = procspawn::runner(case.name) {
+        slots.push(Slot::new(
+            "procspawn",
+            Role::Procspawn,
+            Some(Source::Rust(run)),
+        ));
     }
     for (i, floor) in case.floors.iter().enumerate() {
         let label = format!("floor: {}", floor.label);
@@ -221,17 +231,41 @@ impl<'a> Slot<'a> {
     }
 }
 
+/// The target every case with a procspawn row gets: multiproc ahead of it.
+const AHEAD_OF_PROCSPAWN: &str = "ahead of procspawn";
+
+/// multiproc no worse than procspawn: at most its time (or bytes, or
+/// count), at least its rate.
+fn ahead_of_procspawn(unit: Unit) -> Bound {
+    if unit.higher_is_better() {
+        Bound::AtLeast(1.0)
+    } else {
+        Bound::AtMost(1.0)
+    }
+}
+
 /// Checks every case's targets, once all cases have run (a target may name
-/// another case).
+/// another case); a case with a procspawn row also gets
+/// [`AHEAD_OF_PROCSPAWN`].
 pub fn check_targets(results: &mut [CaseResult]) {
     let mut checked = Vec::new();
     for result in results.iter() {
-        let targets: Vec<TargetResult> = result
+        let mut targets: Vec<TargetResult> = result
             .case
             .targets
             .iter()
             .map(|t| check(result, t.text, t.against, t.bound, results))
             .collect();
+        if result.series.iter().any(|s| s.role == Role::Procspawn) {
+            let bound = ahead_of_procspawn(result.case.unit);
+            targets.push(check(
+                result,
+                AHEAD_OF_PROCSPAWN,
+                Against::Procspawn,
+                bound,
+                results,
+            ));
+        }
         checked.push(targets);
     }
     for (result, targets) in results.iter_mut().zip(checked) {
@@ -255,6 +289,10 @@ fn check(
         }
         Against::Python(method) => {
             let row = row_of(Role::Python(method));
+            (row, row.and_then(|r| result.series[r].ratio), None)
+        }
+        Against::Procspawn => {
+            let row = row_of(Role::Procspawn);
             (row, row.and_then(|r| result.series[r].ratio), None)
         }
         Against::PythonBest => {
@@ -308,6 +346,49 @@ pub fn median(samples: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn series(role: Role, median: f64, ratio: f64) -> Series {
+        let mut s = Slot::new("", role, None).series;
+        s.median = Some(median);
+        s.ratio = Some(ratio);
+        s
+    }
+
+    #[test]
+    fn a_procspawn_row_gets_its_target() {
+        let case = crate::cases::ALL
+            .iter()
+            .find(|c| c.name == "pool_apply_async")
+            .unwrap();
+        let mut results = vec![CaseResult {
+            name: case.name,
+            measures: case.measures,
+            unit: case.unit.key(),
+            case,
+            params: case.quick,
+            series: vec![
+                series(Role::Multiproc, 300.0, 1.0),
+                series(Role::Procspawn, 100.0, 3.0),
+            ],
+            python_best: None,
+            targets: Vec::new(),
+            seconds: 0.0,
+        }];
+        check_targets(&mut results);
+        let target = results[0].targets.last().unwrap();
+        assert_eq!(target.text, AHEAD_OF_PROCSPAWN);
+        assert_eq!(target.row, 1);
+        assert_eq!(target.ratio, Some(3.0));
+        assert_eq!(target.met, Some(true));
+        assert!(matches!(
+            ahead_of_procspawn(Unit::Seconds),
+            Bound::AtMost(1.0)
+        ));
+        assert!(matches!(
+            ahead_of_procspawn(Unit::PerSecond),
+            Bound::AtLeast(1.0)
+        ));
+    }
 
     #[test]
     fn medians() {

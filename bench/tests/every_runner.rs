@@ -30,4 +30,47 @@ fn every_case_runs_without_python() {
         );
     }
     assert!(!stdout.contains("error:"), "{stdout}");
+    // procspawn's children re-execute this binary: none of them may run
+    // the harness or print into its table.
+    assert_eq!(stdout.matches("multiproc-bench, quick run").count(), 1);
+    for name in WITH_PROCSPAWN {
+        let rows = case_rows(&stdout, name);
+        let row = rows
+            .iter()
+            .find(|cells| cells[1] == "procspawn")
+            .unwrap_or_else(|| panic!("no procspawn row for {name}:\n{stdout}"));
+        let measured = !row[2].starts_with("n/a") && !row[2].starts_with("error");
+        assert!(measured, "{name}: {row:?}");
+        assert_eq!(row[4], "ahead of procspawn", "{name}: {row:?}");
+    }
+}
+
+/// The cases `bench/src/cases/procspawn.rs` has a runner for.
+const WITH_PROCSPAWN: &[&str] = &[
+    "start_join",
+    "pool_apply",
+    "pool_apply_async",
+    "pool_map",
+    "pool_payload_1mib",
+    "pool_payload_8mib",
+];
+
+/// The table rows of case `name`, each split into its trimmed cells.
+fn case_rows(table: &str, name: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut inside = false;
+    for line in table.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<String> = line
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect();
+        if !cells[0].is_empty() {
+            inside = cells[0] == name;
+        }
+        if inside {
+            rows.push(cells);
+        }
+    }
+    rows
 }

@@ -2,7 +2,8 @@
 //!
 //! Adding one: a module with its `multiproc` (and floor) runners and a
 //! `pub const CASE: Case`, a function of the same name in
-//! `bench/python/bench.py`, and a line in [`ALL`].
+//! `bench/python/bench.py`, and a line in [`ALL`]; a procspawn runner, if
+//! procspawn can do the work, goes in [`procspawn`].
 
 use crate::case::BoxError;
 use crate::case::Case;
@@ -24,8 +25,10 @@ pub mod pool_cpu;
 pub mod pool_idle_rss;
 pub mod pool_imap;
 pub mod pool_map;
+pub mod pool_payload;
 pub mod pool_scale;
 pub mod pool_start;
+pub mod procspawn;
 pub mod queue_1mib;
 pub mod queue_4to1;
 pub mod queue_record;
@@ -63,6 +66,8 @@ pub const ALL: &[Case] = &[
     pool_start::CASE,
     pool_start::FORKSERVER,
     pool_idle_rss::CASE,
+    pool_payload::PAYLOAD_1MIB,
+    pool_payload::PAYLOAD_8MIB,
 ];
 
 /// Runs `op` `iters` times and returns the seconds each run took.
