@@ -30,4 +30,12 @@ fn every_case_runs_without_python() {
         );
     }
     assert!(!stdout.contains("error:"), "{stdout}");
+    // The latency floors (the spinning one may be n/a on one CPU).
+    for row in [
+        "floor: socketpair ping-pong, 8 bytes, both on one CPU",
+        "floor: shared-memory spin ping-pong, two CPUs (C)",
+        "floor: multiproc, pinned to one CPU",
+    ] {
+        assert!(stdout.contains(row), "no row {row:?}:\n{stdout}");
+    }
 }
