@@ -5,6 +5,19 @@ use serde::Serialize;
 /// A runner's error: whatever multiproc, procspawn, nix or std returned.
 pub type BoxError = Box<dyn std::error::Error>;
 
+/// A runner's error meaning "not on this machine" (too few CPUs, say): the
+/// table shows the row as n/a with the reason, and the run does not fail.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
 /// One round of one implementation: samples in the case's [`Unit`] (one per
 /// operation for latencies, or one per round for rates).
 pub type Runner = fn(&Params) -> Result<Vec<f64>, BoxError>;
@@ -142,7 +155,8 @@ impl Method {
 }
 
 /// A target from DESIGN.md's performance table: a bound on multiproc's
-/// median divided by another median (or on multiproc's median itself).
+/// median divided by another median (or on multiproc's median itself, or
+/// on one floor row's median divided by another's).
 pub struct Target {
     /// As DESIGN.md words it.
     pub text: &'static str,
@@ -166,6 +180,10 @@ pub enum Against {
     Procspawn,
     /// multiproc's median in another case (same unit).
     Case(&'static str),
+    /// Not multiproc's main median: floor `.0`'s divided by floor `.1`'s
+    /// (multiproc pinned to one CPU, a floor row, over the one-CPU kernel
+    /// floor, say). Shown on floor `.1`'s row.
+    Rows(usize, usize),
     /// Nothing: the bound is on multiproc's median, in the case's unit.
     Absolute,
 }

@@ -1,8 +1,12 @@
 //! Running the cases: implementations interleaved round by round, then
 //! medians, ratios and targets.
 
+<<<<<<< HEAD
 use crate::case::{Against, Bound, Case, Method, Params, Runner, Unit};
 use crate::cases::procspawn;
+=======
+use crate::case::{Against, Bound, Case, Method, Params, Runner, Unavailable};
+>>>>>>> floors
 use crate::python::{self, Python};
 use serde::Serialize;
 use std::time::Instant;
@@ -206,7 +210,12 @@ impl<'a> Slot<'a> {
     fn run(&mut self, case: &Case, params: &Params, keep: bool) {
         let Some(source) = &self.source else { return };
         let round = match source {
-            Source::Rust(run) => run(params).map(python::Round::Samples),
+            Source::Rust(run) => run(params).map(python::Round::Samples).or_else(|e| {
+                match e.downcast::<Unavailable>() {
+                    Ok(why) => Ok(python::Round::Unavailable(why.0)),
+                    Err(e) => Err(e),
+                }
+            }),
             Source::Python(py, method) => py.run(case, *method, params),
         };
         match round {
@@ -300,6 +309,15 @@ fn check(
             (row, row.and_then(|r| result.series[r].ratio), None)
         }
         Against::Absolute => (Some(0), ours, None),
+        Against::Rows(a, b) => {
+            let median = |i| row_of(Role::Floor(i)).and_then(|r| result.series[r].median);
+            let note = median(a).is_none().then(|| match row_of(Role::Floor(a)) {
+                Some(r) => format!("no median for {}", result.series[r].label),
+                None => format!("the case has no floor {a}"),
+            });
+            let ratio = median(a).zip(median(b)).map(|(a, b)| a / b);
+            (row_of(Role::Floor(b)), ratio, note)
+        }
         Against::Case(name) => match all.iter().find(|r| r.name == name) {
             Some(other) => (
                 Some(0),
@@ -388,6 +406,64 @@ mod tests {
             ahead_of_procspawn(Unit::PerSecond),
             Bound::AtLeast(1.0)
         ));
+    }
+
+    #[test]
+    fn a_rows_target_divides_floor_by_floor_and_unavailable_is_no_error() {
+        use crate::case::{BoxError, Floor, Target, Unit};
+        fn two(_: &Params) -> Result<Vec<f64>, BoxError> {
+            Ok(vec![2.0])
+        }
+        fn six(_: &Params) -> Result<Vec<f64>, BoxError> {
+            Ok(vec![6.0])
+        }
+        fn absent(_: &Params) -> Result<Vec<f64>, BoxError> {
+            Err(Unavailable("one CPU".into()).into())
+        }
+        const PARAMS: Params = Params { iters: 1, size: 0 };
+        static CASE: Case = Case {
+            name: "rows",
+            measures: "",
+            unit: Unit::Seconds,
+            full: PARAMS,
+            quick: PARAMS,
+            multiproc: two,
+            python: &[],
+            floors: &[
+                Floor {
+                    label: "six",
+                    run: six,
+                },
+                Floor {
+                    label: "two",
+                    run: two,
+                },
+                Floor {
+                    label: "absent",
+                    run: absent,
+                },
+            ],
+            targets: &[Target {
+                text: "six ÷ two",
+                against: Against::Rows(0, 1),
+                bound: Bound::AtMost(3.0),
+            }],
+        };
+        let plan = Plan {
+            quick: true,
+            warmup: 0,
+            rounds: 1,
+        };
+        let mut results = [run_case(&CASE, &plan, &Err("no".into()), |_| {})];
+        check_targets(&mut results);
+        let [result] = &results;
+        assert!(!result.failed());
+        assert_eq!(result.series[3].unavailable.as_deref(), Some("one CPU"));
+        let target = &result.targets[0];
+        assert_eq!(
+            (target.ratio, target.met, target.row),
+            (Some(3.0), Some(true), 2)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `Barrier` passes by two processes.
 
-use crate::case::{BoxError, Case, Method, Params, Unit};
+use crate::case::{BoxError, Case, Floor, Method, Params, Unit};
+use crate::cases::latency::{self, Pinned};
 use crate::cases::per_second;
 use multiproc::{Barrier, Process};
 use std::time::Instant;
@@ -9,7 +10,9 @@ pub const CASE: Case = Case {
     name: "barrier",
     measures: "Barrier::new(2): the parent and one child call wait() `iters` times each \
                (Python: Barrier(2).wait()); passes per second, timed by the parent from \
-               a first, untimed pass (both started) to its last.",
+               a first, untimed pass (both started) to its last. Each pass wakes the \
+               other process, so the rate depends on where the two run: also shown with \
+               parent and child pinned to one CPU.",
     unit: Unit::PerSecond,
     full: Params {
         iters: 10_000,
@@ -21,7 +24,10 @@ pub const CASE: Case = Case {
     },
     multiproc,
     python: &[Method::Spawn, Method::Fork],
-    floors: &[],
+    floors: &[Floor {
+        label: latency::PINNED_LABEL,
+        run: multiproc_one_cpu,
+    }],
     targets: &[],
 };
 
@@ -34,9 +40,20 @@ fn pass(barrier: Barrier, passes: usize) {
 }
 
 fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
+    passes(params, None)
+}
+
+fn multiproc_one_cpu(params: &Params) -> Result<Vec<f64>, BoxError> {
+    latency::on_one_cpu(|pinned| passes(params, Some(pinned)))
+}
+
+fn passes(params: &Params, pinned: Option<&Pinned>) -> Result<Vec<f64>, BoxError> {
     let barrier = Barrier::new(2)?;
     let mut child = Process::new(pass, (barrier.clone(), params.iters + 1));
     child.start()?;
+    if let Some(pinned) = pinned {
+        pinned.check_process(&child)?;
+    }
     barrier.wait()?;
     let start = Instant::now();
     for _ in 0..params.iters {
@@ -55,5 +72,17 @@ mod tests {
     fn multiproc_runner_passes() {
         let samples = multiproc(&Params { iters: 10, size: 0 }).unwrap();
         assert_eq!(samples.len(), 1);
+    }
+
+    /// Through the binary (`tests/every_runner.rs`) the pinned runner's
+    /// children are pinned; from a test thread they may not be (see
+    /// [`latency::Pinned::check`]), which the runner reports rather than
+    /// measuring them unpinned.
+    #[test]
+    fn the_pinned_runner_runs_or_says_its_children_are_not_pinned() {
+        match multiproc_one_cpu(&Params { iters: 10, size: 0 }) {
+            Ok(samples) => assert_eq!(samples.len(), 1),
+            Err(e) => assert!(e.to_string().contains("not pinned"), "{e}"),
+        }
     }
 }

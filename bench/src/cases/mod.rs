@@ -15,6 +15,7 @@ pub mod barrier;
 pub mod event_pingpong;
 pub mod floor;
 pub mod fork_floor;
+pub mod latency;
 pub mod lock_contended;
 pub mod lock_uncontended;
 pub mod pipe_roundtrip;

@@ -1,12 +1,9 @@
 //! A round trip of an 8-byte message over a `Pipe` to a child that echoes it.
 
 use crate::case::{Against, Bound, BoxError, Case, Floor, Method, Params, Target, Unit};
-use crate::cases::{floor, time_each};
+use crate::cases::latency::{self, Pinned};
+use crate::cases::time_each;
 use multiproc::{Connection, Pipe, Process, RecvError};
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::process::Stdio;
 
 /// The message: 8 bytes of payload (postcard writes a byte array as is).
 type Message = [u8; 8];
@@ -15,8 +12,10 @@ pub const CASE: Case = Case {
     name: "pipe_roundtrip",
     measures: "Connection::send + recv of an 8-byte message ([u8; 8]) to a child that \
                echoes it over a Pipe (Python: Pipe(), send/recv of 8 bytes, the child \
-               echoing with recv/send); time per round trip. Floor: a raw socketpair \
-               ping-pong, 8-byte write + read_exact, with a bare child echoing.",
+               echoing with recv/send); time per round trip. Floors: a raw socketpair \
+               ping-pong, 8-byte write + read_exact, with a bare child echoing, unpinned \
+               and with both on one CPU; two processes spinning on shared memory on two \
+               CPUs; and the multiproc work with parent and child pinned to one CPU.",
     unit: Unit::Seconds,
     full: Params {
         iters: 20_000,
@@ -28,15 +27,27 @@ pub const CASE: Case = Case {
     },
     multiproc,
     python: &[Method::Spawn, Method::Fork],
-    floors: &[Floor {
-        label: "socketpair ping-pong, 8 bytes",
-        run: floor_socketpair,
-    }],
-    targets: &[Target {
-        text: "≤ 1.15 × raw socketpair ping-pong",
-        against: Against::Floor(0),
-        bound: Bound::AtMost(1.15),
-    }],
+    floors: &[
+        latency::SOCKETPAIR,
+        latency::SOCKETPAIR_ONE_CPU,
+        latency::SPIN,
+        Floor {
+            label: latency::PINNED_LABEL,
+            run: multiproc_one_cpu,
+        },
+    ],
+    targets: &[
+        Target {
+            text: "≤ 1.15 × raw socketpair ping-pong",
+            against: Against::Floor(0),
+            bound: Bound::AtMost(1.15),
+        },
+        Target {
+            text: "pinned multiproc ÷ this (shown)",
+            against: Against::Rows(3, 1),
+            bound: Bound::Show,
+        },
+    ],
 };
 
 /// Echoes every message until the parent closes its end.
@@ -52,9 +63,20 @@ fn echo(conn: Connection<Message>) {
 }
 
 fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
+    round_trips(params, None)
+}
+
+fn multiproc_one_cpu(params: &Params) -> Result<Vec<f64>, BoxError> {
+    latency::on_one_cpu(|pinned| round_trips(params, Some(pinned)))
+}
+
+fn round_trips(params: &Params, pinned: Option<&Pinned>) -> Result<Vec<f64>, BoxError> {
     let (ours, theirs) = Pipe::<Message>::new()?;
     let mut child = Process::new(echo, (theirs,));
     child.start()?;
+    if let Some(pinned) = pinned {
+        pinned.check_process(&child)?;
+    }
     let message: Message = *b"8 bytes!";
     // One untimed trip: the child is up and its end open.
     ours.send(&message)?;
@@ -71,32 +93,6 @@ fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
     Ok(samples)
 }
 
-fn floor_socketpair(params: &Params) -> Result<Vec<f64>, BoxError> {
-    let (mut ours, theirs) = UnixStream::pair()?;
-    let child = floor::spawn(
-        floor::ECHO8,
-        &[],
-        Stdio::from(OwnedFd::from(theirs)),
-        Stdio::null(),
-    )?;
-    let message = *b"8 bytes!";
-    let mut back = [0u8; 8];
-    let mut trip = || -> Result<(), BoxError> {
-        ours.write_all(&message)?;
-        ours.read_exact(&mut back)?;
-        if back == message {
-            Ok(())
-        } else {
-            Err(format!("echoed {back:?}").into())
-        }
-    };
-    trip()?;
-    let samples = time_each(params.iters, &mut trip)?;
-    drop(ours);
-    floor::reap(child)?;
-    Ok(samples)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +101,17 @@ mod tests {
     fn multiproc_runner_times_each_trip() {
         let samples = multiproc(&Params { iters: 3, size: 8 }).unwrap();
         assert_eq!(samples.len(), 3);
+    }
+
+    /// Through the binary (`tests/every_runner.rs`) the pinned runner's
+    /// children are pinned; from a test thread they may not be (see
+    /// [`latency::Pinned::check`]), which the runner reports rather than
+    /// measuring them unpinned.
+    #[test]
+    fn the_pinned_runner_runs_or_says_its_children_are_not_pinned() {
+        match multiproc_one_cpu(&Params { iters: 3, size: 8 }) {
+            Ok(samples) => assert_eq!(samples.len(), 3),
+            Err(e) => assert!(e.to_string().contains("not pinned"), "{e}"),
+        }
     }
 }
