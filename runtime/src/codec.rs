@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{self, Read};
 
+mod prim;
+
 /// The largest frame accepted unless a caller sets another limit: 4 GiB.
 pub(crate) const MAX_FRAME: u64 = 4 << 30;
 
@@ -217,6 +219,38 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
         self.buf.truncate(self.used);
         Ok(())
     }
+}
+
+/// Writes `value` (up to 10 bytes) if it is a number, as postcard would;
+/// `None` for any other type.
+#[inline(always)]
+pub(crate) fn put_prim<T: 'static>(value: &T, out: &mut [u8; 10]) -> Option<usize> {
+    prim::put(value, out)
+}
+
+/// Encodes `items` (as postcard encodes a slice: the count, then each)
+/// at the end of `buf`; numbers by hand (see `prim`).
+pub(crate) fn encode_slice_into<T: Serialize + 'static>(
+    items: &[T],
+    buf: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    if !prim::is_prim::<T>() {
+        return encode_into(items, buf);
+    }
+    let mut one = [0u8; 10];
+    let n = prim::put(&(items.len() as u64), &mut one).unwrap_or(0);
+    buf.reserve(n + items.len() * 3);
+    buf.extend_from_slice(&one[..n]);
+    for item in items {
+        let n = prim::put(item, &mut one).unwrap_or(0);
+        // All ten bytes, then back to the value's end: a copy of a length
+        // known only now is a call to memcpy, which costs more than the
+        // encoding.
+        let at = buf.len();
+        buf.extend_from_slice(&one);
+        buf.truncate(at + n);
+    }
+    Ok(())
 }
 
 /// Encodes `value` at the end of `buf`.
@@ -524,7 +558,14 @@ impl<'a> Items<'a> {
     }
 
     /// The next item, or `None` after the last (trailing bytes are an error).
-    pub(crate) fn next<T: DeserializeOwned>(&mut self) -> Option<Result<T, CodecError>> {
+    pub(crate) fn next<T: DeserializeOwned + 'static>(&mut self) -> Option<Result<T, CodecError>> {
+        if self.left > 0 {
+            if let Some((value, used)) = prim::take::<T>(self.rest) {
+                self.left -= 1;
+                self.rest = &self.rest[used..];
+                return Some(Ok(value));
+            }
+        }
         if self.left == 0 {
             if self.rest.is_empty() {
                 return None;
@@ -559,7 +600,32 @@ impl<'a> Items<'a> {
 /// Decodes `count` values of `T` encoded one after another (postcard's
 /// encoding of a tuple: no length in front) from the front of `bytes`,
 /// handing each to `push`; returns how many bytes they took.
-pub(crate) fn decode_run<T: DeserializeOwned>(
+pub(crate) fn decode_run<T: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    count: usize,
+    mut push: impl FnMut(T),
+) -> Result<usize, CodecError> {
+    // Numbers by hand (see `prim`), as far as the fast path is sure; the
+    // rest through postcard.
+    let mut at = 0;
+    let mut done = 0;
+    if prim::is_prim::<T>() {
+        while done < count {
+            let Some((value, used)) = prim::take::<T>(&bytes[at..]) else {
+                break;
+            };
+            push(value);
+            at += used;
+            done += 1;
+        }
+        if done == count {
+            return Ok(at);
+        }
+    }
+    decode_run_serde(&bytes[at..], count - done, push).map(|used| at + used)
+}
+
+fn decode_run_serde<T: DeserializeOwned>(
     bytes: &[u8],
     count: usize,
     push: impl FnMut(T),

@@ -384,8 +384,37 @@ impl Tracker {
         Ok(())
     }
 
+    /// [`extend_from_slice`](Self::extend_from_slice) of a few bytes,
+    /// without a call to memcpy.
+    #[inline(always)]
+    fn extend_small(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let (start, end) = (self.len, self.len + bytes.len());
+        codec::small_copy(&mut self.room(end)?[start..end], bytes);
+        self.len = end;
+        Ok(())
+    }
+
     pub(crate) fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+
+    /// Encodes a call's value at the end of the buffer, numbers by hand
+    /// (see `codec::prim`); on failure the buffer is as it was.
+    #[inline]
+    pub(crate) fn encode_value<T: Serialize + 'static>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), codec::CodecError> {
+        let mut bytes = [0u8; 10];
+        match codec::put_prim(value, &mut bytes) {
+            Some(n) => self
+                .extend_small(&bytes[..n])
+                .map_err(|e| codec::CodecError::Unencodable {
+                    type_name: std::any::type_name::<T>(),
+                    reason: e.to_string(),
+                }),
+            None => self.encode(value),
+        }
     }
 
     /// Encodes `value` at the end of the buffer; on failure the buffer is

@@ -143,7 +143,7 @@ impl TaskFailure {
 
 /// Decodes a `Values` piece: the calls before the first failure go to
 /// `ok`; the outcomes from the first failure on are returned.
-fn decode_values<O: DeserializeOwned>(
+fn decode_values<O: DeserializeOwned + 'static>(
     pid: u32,
     count: usize,
     bytes: &[u8],
@@ -169,7 +169,10 @@ fn decode_values<O: DeserializeOwned>(
 /// Every call's outcome, in order, from a delivery for `expected` calls
 /// (a piece that claims more is cut short; calls that no piece covers are
 /// a truncation error).
-pub(crate) fn outcomes<O: DeserializeOwned>(pieces: Delivery, expected: usize) -> Vec<Result<O>> {
+pub(crate) fn outcomes<O: DeserializeOwned + 'static>(
+    pieces: Delivery,
+    expected: usize,
+) -> Vec<Result<O>> {
     let mut out = Vec::new();
     for piece in pieces {
         if out.len() >= expected {

@@ -186,7 +186,7 @@ fn run_chunk<W: Worker>(items: &[u8], run: &mut ChunkRun<'_>) -> Result<(), Code
         let value =
             panics::quiet_panics(|| panic::catch_unwind(AssertUnwindSafe(|| W::call(args))));
         let failure = match value {
-            Ok(value) if !failed => match run.tracker.encode(&value) {
+            Ok(value) if !failed => match run.tracker.encode_value(&value) {
                 Ok(()) => None,
                 Err(e) => Some(TaskFailure::Unencodable {
                     reason: e.to_string(),

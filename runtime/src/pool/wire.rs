@@ -100,7 +100,7 @@ pub(crate) fn fd_batches(fds: usize) -> usize {
 /// Encodes a task: `items` (argument tuples) for the worker named `worker`,
 /// each call limited to `timeout_ns` (0: no limit), with the descriptors of
 /// the handles in them.
-pub(crate) fn task_frame<A: Serialize>(
+pub(crate) fn task_frame<A: Serialize + 'static>(
     worker: &str,
     timeout_ns: u64,
     items: &[A],
@@ -112,7 +112,7 @@ pub(crate) fn task_frame<A: Serialize>(
 
 /// [`task_frame`], in a buffer that held an earlier frame (its capacity
 /// is reused).
-pub(crate) fn task_frame_into<A: Serialize>(
+pub(crate) fn task_frame_into<A: Serialize + 'static>(
     mut frame: Vec<u8>,
     worker: &str,
     timeout_ns: u64,
@@ -132,7 +132,7 @@ pub(crate) fn task_frame_into<A: Serialize>(
     frame.extend_from_slice(&name_len.to_le_bytes());
     frame.extend_from_slice(worker.as_bytes());
     let items_at = frame.len();
-    let (encoded, fds) = handles::collecting(|| codec::encode_into(items, &mut frame));
+    let (encoded, fds) = handles::collecting(|| codec::encode_slice_into(items, &mut frame));
     encoded?;
     if !fds.is_empty() {
         let count = u32::try_from(fds.len())
