@@ -1,12 +1,8 @@
 //! Running the cases: implementations interleaved round by round, then
 //! medians, ratios and targets.
 
-<<<<<<< HEAD
-use crate::case::{Against, Bound, Case, Method, Params, Runner, Unit};
+use crate::case::{Against, Bound, Case, Method, Params, Runner, Unavailable, Unit};
 use crate::cases::procspawn;
-=======
-use crate::case::{Against, Bound, Case, Method, Params, Runner, Unavailable};
->>>>>>> floors
 use crate::python::{self, Python};
 use serde::Serialize;
 use std::time::Instant;
