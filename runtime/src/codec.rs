@@ -221,11 +221,13 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
-/// Writes `value` (up to 10 bytes) if it is a number, as postcard would;
-/// `None` for any other type.
+pub(crate) use prim::Packed;
+
+/// `value`'s bytes if it is a number, as postcard writes them; `None` for
+/// any other type.
 #[inline(always)]
-pub(crate) fn put_prim<T: 'static>(value: &T, out: &mut [u8; 10]) -> Option<usize> {
-    prim::put(value, out)
+pub(crate) fn pack_prim<T: 'static>(value: &T) -> Option<Packed> {
+    prim::pack(value)
 }
 
 /// Encodes `items` (as postcard encodes a slice: the count, then each)
@@ -237,18 +239,19 @@ pub(crate) fn encode_slice_into<T: Serialize + 'static>(
     if !prim::is_prim::<T>() {
         return encode_into(items, buf);
     }
-    let mut one = [0u8; 10];
-    let n = prim::put(&(items.len() as u64), &mut one).unwrap_or(0);
-    buf.reserve(n + items.len() * 3);
-    buf.extend_from_slice(&one[..n]);
+    let (count, n) = prim::pack(&(items.len() as u64))
+        .map(Packed::bytes)
+        .unwrap_or_default();
+    buf.reserve(n + items.len() * 3 + 10);
+    buf.extend_from_slice(&count[..n]);
     for item in items {
-        let n = prim::put(item, &mut one).unwrap_or(0);
-        // All ten bytes, then back to the value's end: a copy of a length
-        // known only now is a call to memcpy, which costs more than the
-        // encoding.
+        let Some(p) = prim::pack(item) else { continue };
+        // Ten bytes in two fixed-size stores, then back to the value's end
+        // (see `Packed`).
         let at = buf.len();
-        buf.extend_from_slice(&one);
-        buf.truncate(at + n);
+        buf.extend_from_slice(&p.low.to_le_bytes());
+        buf.extend_from_slice(&p.high.to_le_bytes());
+        buf.truncate(at + p.len);
     }
     Ok(())
 }

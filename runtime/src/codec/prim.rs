@@ -13,25 +13,61 @@
 
 use std::any::Any;
 
+/// A value's bytes, packed in registers: the first eight in `low`, the
+/// rest (a varint's ninth and tenth) in `high`, little-endian, and how
+/// many there are. Written with two fixed-size stores: bytes stored one by
+/// one and then copied stall the copy (store forwarding fails), and a copy
+/// of a length known only at run time is a call to memcpy.
+#[derive(Clone, Copy)]
+pub(crate) struct Packed {
+    pub(crate) low: u64,
+    pub(crate) high: u16,
+    pub(crate) len: usize,
+}
+
+impl Packed {
+    /// The bytes, in a buffer (for tests and the rare caller that wants one).
+    pub(crate) fn bytes(self) -> ([u8; 10], usize) {
+        let mut out = [0u8; 10];
+        out[..8].copy_from_slice(&self.low.to_le_bytes());
+        out[8..].copy_from_slice(&self.high.to_le_bytes());
+        (out, self.len)
+    }
+}
+
 /// A number postcard encodes without a header.
 trait Prim: Copy + 'static {
-    /// Writes the value at the front of `out`; returns the bytes written.
-    fn put(self, out: &mut [u8; 10]) -> usize;
+    /// The value's bytes.
+    fn pack(self) -> Packed;
     /// The value at the front of `bytes` and its length, or `None` when
     /// the fast path cannot be sure (postcard's path decides).
     fn take(bytes: &[u8]) -> Option<(Self, usize)>;
 }
 
 #[inline(always)]
-fn put_varint(mut v: u64, out: &mut [u8; 10]) -> usize {
+fn pack_varint(mut v: u64) -> Packed {
+    let mut low = 0u64;
     let mut i = 0;
-    while v >= 0x80 {
-        out[i] = v as u8 | 0x80;
+    while v >= 0x80 && i < 8 {
+        low |= ((v & 0x7F) | 0x80) << (8 * i);
         v >>= 7;
         i += 1;
     }
-    out[i] = v as u8;
-    i + 1
+    if i < 8 {
+        low |= v << (8 * i);
+        return Packed {
+            low,
+            high: 0,
+            len: i + 1,
+        };
+    }
+    // Past 56 bits: at most 8 left, in one or two more bytes.
+    let (high, len) = if v >= 0x80 {
+        ((v & 0x7F | 0x80) as u16 | ((v >> 7) as u16) << 8, 10)
+    } else {
+        (v as u16, 9)
+    };
+    Packed { low, high, len }
 }
 
 /// A varint of at most `max - 1` bytes (the longest form, whose last byte
@@ -52,8 +88,8 @@ macro_rules! unsigned {
     ($($t:ty => $max:expr),*) => {$(
         impl Prim for $t {
             #[inline(always)]
-            fn put(self, out: &mut [u8; 10]) -> usize {
-                put_varint(self as u64, out)
+            fn pack(self) -> Packed {
+                pack_varint(self as u64)
             }
             #[inline(always)]
             fn take(bytes: &[u8]) -> Option<(Self, usize)> {
@@ -67,9 +103,9 @@ macro_rules! signed {
     ($($t:ty => $u:ty, $max:expr),*) => {$(
         impl Prim for $t {
             #[inline(always)]
-            fn put(self, out: &mut [u8; 10]) -> usize {
+            fn pack(self) -> Packed {
                 let zigzag = ((self << 1) ^ (self >> (<$t>::BITS - 1))) as $u;
-                put_varint(zigzag as u64, out)
+                pack_varint(zigzag as u64)
             }
             #[inline(always)]
             fn take(bytes: &[u8]) -> Option<(Self, usize)> {
@@ -89,10 +125,15 @@ macro_rules! raw {
     ($($t:ty),*) => {$(
         impl Prim for $t {
             #[inline(always)]
-            fn put(self, out: &mut [u8; 10]) -> usize {
-                let bytes = self.to_le_bytes();
-                out[..bytes.len()].copy_from_slice(&bytes);
-                bytes.len()
+            fn pack(self) -> Packed {
+                const N: usize = size_of::<$t>();
+                let mut low = [0u8; 8];
+                low[..N].copy_from_slice(&self.to_le_bytes());
+                Packed {
+                    low: u64::from_le_bytes(low),
+                    high: 0,
+                    len: N,
+                }
             }
             #[inline(always)]
             fn take(bytes: &[u8]) -> Option<(Self, usize)> {
@@ -126,22 +167,21 @@ pub(crate) fn is_prim<T: 'static>() -> bool {
     each_prim!(check)
 }
 
-/// Writes `value` into `out` (up to 10 bytes) if it is a number; returns
-/// the length written, or `None` for any other type.
+/// `value`'s bytes if it is a number, `None` for any other type.
 #[inline(always)]
-pub(crate) fn put<T: 'static>(value: &T, out: &mut [u8; 10]) -> Option<usize> {
+pub(crate) fn pack<T: 'static>(value: &T) -> Option<Packed> {
     let any = value as &dyn Any;
-    macro_rules! try_put {
+    macro_rules! try_pack {
         ($($t:ty),*) => {$(
             if let Some(v) = any.downcast_ref::<$t>() {
-                return Some(v.put(out));
+                return Some(v.pack());
             }
             if let Some((v,)) = any.downcast_ref::<($t,)>() {
-                return Some(v.put(out));
+                return Some(v.pack());
             }
         )*};
     }
-    each_prim!(try_put);
+    each_prim!(try_pack);
     None
 }
 
@@ -182,8 +222,7 @@ mod tests {
 
     fn same<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + 'static>(v: T) {
         let theirs = postcard::to_stdvec(&v).unwrap();
-        let mut ours = [0u8; 10];
-        let n = put(&v, &mut ours).expect("a number");
+        let (ours, n) = pack(&v).expect("a number").bytes();
         assert_eq!(&ours[..n], &theirs[..], "{v:?}");
         match take::<T>(&theirs) {
             Some((back, used)) => {
@@ -229,7 +268,7 @@ mod tests {
         assert!(!is_prim::<(u64, u64)>());
         assert!(!is_prim::<bool>());
         assert!(is_prim::<(i64,)>());
-        assert!(put(&"x".to_string(), &mut [0; 10]).is_none());
+        assert!(pack(&"x".to_string()).is_none());
         assert!(take::<(u64, u64)>(&[1, 2]).is_none());
     }
 

@@ -384,13 +384,15 @@ impl Tracker {
         Ok(())
     }
 
-    /// [`extend_from_slice`](Self::extend_from_slice) of a few bytes,
-    /// without a call to memcpy.
+    /// Appends a number's bytes in two fixed-size stores (see
+    /// `codec::Packed`), with room for all ten.
     #[inline(always)]
-    fn extend_small(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let (start, end) = (self.len, self.len + bytes.len());
-        codec::small_copy(&mut self.room(end)?[start..end], bytes);
-        self.len = end;
+    fn extend_packed(&mut self, packed: codec::Packed) -> io::Result<()> {
+        let start = self.len;
+        let room = &mut self.room(start + 10)?[start..start + 10];
+        room[..8].copy_from_slice(&packed.low.to_le_bytes());
+        room[8..].copy_from_slice(&packed.high.to_le_bytes());
+        self.len = start + packed.len;
         Ok(())
     }
 
@@ -405,14 +407,14 @@ impl Tracker {
         &mut self,
         value: &T,
     ) -> Result<(), codec::CodecError> {
-        let mut bytes = [0u8; 10];
-        match codec::put_prim(value, &mut bytes) {
-            Some(n) => self
-                .extend_small(&bytes[..n])
-                .map_err(|e| codec::CodecError::Unencodable {
-                    type_name: std::any::type_name::<T>(),
-                    reason: e.to_string(),
-                }),
+        match codec::pack_prim(value) {
+            Some(packed) => {
+                self.extend_packed(packed)
+                    .map_err(|e| codec::CodecError::Unencodable {
+                        type_name: std::any::type_name::<T>(),
+                        reason: e.to_string(),
+                    })
+            }
             None => self.encode(value),
         }
     }
