@@ -73,21 +73,26 @@ def case_pool_imap(ctx, iters, size, warmup):
     return "1/s", [iters / elapsed]
 
 
+def increments_per_second(pool, iters):
+    """iters apply_async(increment, (i,)), then get() each, checked; tasks/s."""
+    t0 = time.perf_counter()
+    pending = [pool.apply_async(increment, (i,)) for i in range(iters)]
+    for i, result in enumerate(pending):
+        got = result.get()
+        if got != i + 1:
+            raise RuntimeError(f"task {i} returned {got!r}")
+    return iters / (time.perf_counter() - t0)
+
+
 def case_pool_apply_async(ctx, iters, size, warmup):
     """iters apply_async(increment, (i,)) on Pool(2), then get() each; tasks/s."""
     del size, warmup
     with ctx.Pool(2) as pool:
         pool.map(increment, [0, 1], chunksize=1)
-        t0 = time.perf_counter()
-        pending = [pool.apply_async(increment, (i,)) for i in range(iters)]
-        for i, result in enumerate(pending):
-            got = result.get()
-            if got != i + 1:
-                raise RuntimeError(f"task {i} returned {got}")
-        elapsed = time.perf_counter() - t0
+        rate = increments_per_second(pool, iters)
         pool.close()
         pool.join()
-    return "1/s", [iters / elapsed]
+    return "1/s", [rate]
 
 
 def nap(x):
@@ -101,16 +106,10 @@ def case_pool_scale(ctx, iters, size, warmup):
     del warmup
     with ctx.Pool(size) as pool:
         pool.map(nap, range(size), chunksize=1)
-        t0 = time.perf_counter()
-        pending = [pool.apply_async(increment, (i,)) for i in range(iters)]
-        for i, result in enumerate(pending):
-            got = result.get()
-            if got != i + 1:
-                raise RuntimeError(f"task {i} returned {got!r}")
-        elapsed = time.perf_counter() - t0
+        rate = increments_per_second(pool, iters)
         pool.close()
         pool.join()
-    return "1/s", [iters / elapsed]
+    return "1/s", [rate]
 
 
 def case_pool_await(ctx, iters, size, warmup):

@@ -38,8 +38,17 @@ fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
     let pool = Pool::builder().processes(2).build()?;
     // Both workers up before timing.
     pool.map(pool_async_increment, [0, 1])?;
+    let rate = increments_per_second(&pool, params.iters)?;
+    pool.close();
+    pool.join()?;
+    Ok(rate)
+}
+
+/// `iters` `apply_async(increment, (i,))` on `pool`, then `get` of each,
+/// checked: the tasks per second, as the round's one sample.
+pub fn increments_per_second(pool: &Pool, iters: usize) -> Result<Vec<f64>, BoxError> {
     let start = Instant::now();
-    let pending = (0..params.iters as u64)
+    let pending = (0..iters as u64)
         .map(|i| pool.apply_async(pool_async_increment, (i,)))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, result) in pending.into_iter().enumerate() {
@@ -48,10 +57,7 @@ fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
             return Err(format!("task {i} returned {got}").into());
         }
     }
-    let elapsed = start.elapsed();
-    pool.close();
-    pool.join()?;
-    Ok(per_second(params.iters, elapsed))
+    Ok(per_second(iters, start.elapsed()))
 }
 
 #[cfg(test)]

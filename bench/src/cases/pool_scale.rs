@@ -2,9 +2,9 @@
 //! 2, 8, 32 and 128 workers.
 
 use crate::case::{Against, Bound, BoxError, Case, Method, Params, Target, Unit};
-use crate::cases::per_second;
+use crate::cases::pool_apply_async::increments_per_second;
 use multiproc::Pool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MEASURES: &str = "`iters` pool.apply_async(increment, (i,)) on a Pool of `size` workers, \
                         then .get() of each, checked (Python: the same, fork); tasks per \
@@ -50,11 +50,6 @@ pub const EIGHT: Case = at("pool_scale_8", 8, &[VS_PYTHON]);
 pub const THIRTY_TWO: Case = at("pool_scale_32", 32, &[VS_PYTHON, VS_EIGHT]);
 pub const HUNDRED_TWENTY_EIGHT: Case = at("pool_scale_128", 128, &[VS_PYTHON, VS_EIGHT]);
 
-#[multiproc::worker]
-fn pool_scale_increment(x: u64) -> u64 {
-    x + 1
-}
-
 /// Holds its worker long enough that a `map` of one per worker reaches
 /// every worker.
 #[multiproc::worker]
@@ -67,20 +62,10 @@ fn multiproc(params: &Params) -> Result<Vec<f64>, BoxError> {
     let workers = params.size.max(1);
     let pool = Pool::builder().processes(workers).build()?;
     pool.chunksize(1).map(pool_scale_nap, 0..workers as u64)?;
-    let start = Instant::now();
-    let pending = (0..params.iters as u64)
-        .map(|i| pool.apply_async(pool_scale_increment, (i,)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (i, result) in pending.into_iter().enumerate() {
-        let got = result.get()?;
-        if got != i as u64 + 1 {
-            return Err(format!("task {i} returned {got}").into());
-        }
-    }
-    let elapsed = start.elapsed();
+    let rate = increments_per_second(&pool, params.iters)?;
     pool.close();
     pool.join()?;
-    Ok(per_second(params.iters, elapsed))
+    Ok(rate)
 }
 
 #[cfg(test)]

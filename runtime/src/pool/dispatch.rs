@@ -171,10 +171,11 @@ const EPOLL_BATCH: usize = 256;
 /// queueing tasks behind it, once every CPU has a busy worker.
 const CROWDED_OVERDUE: Duration = Duration::from_millis(1);
 
-/// The CPUs this process may run on (read once: the first pool's).
+/// [`cpu_count`](crate::cpu_count), read once (the first pool's): `fill`
+/// asks on every task.
 fn cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CPUS.get_or_init(crate::cpu_count)
 }
 
 /// Worker ids, unique in the process (tokens outlive no worker).
@@ -200,9 +201,6 @@ struct State {
     /// The places of the workers `fill` gave tasks since the submitter
     /// last looked (in order, each once in a row).
     touched: Vec<usize>,
-    /// What `flush_touched` last found: a worker it looked at holds tasks
-    /// nobody reads the replies of.
-    unwatched: bool,
 }
 
 /// What reading replies learns beyond the replies themselves.
@@ -388,7 +386,6 @@ impl Shared {
                 hot: None,
                 busy: 0,
                 touched: Vec::new(),
-                unwatched: false,
             }),
             wake,
             epoll,
@@ -495,8 +492,7 @@ impl Shared {
                 });
             }
         }
-        let blocked = state.flush_touched();
-        let wake = blocked || timed || state.unwatched_work();
+        let wake = state.flush_touched() || timed;
         drop(state);
         if wake {
             self.wake();
@@ -1159,32 +1155,21 @@ impl State {
         best.filter(|&(_, (load, _))| load < window).map(|(i, _)| i)
     }
 
-    /// Whether some worker [`flush_touched`](Self::flush_touched) looked
-    /// at holds tasks whose replies nobody is reading: the dispatcher must
-    /// add it to its wait.
-    fn unwatched_work(&self) -> bool {
-        self.unwatched
-    }
-
     /// For a submitting thread: writes what the workers `fill` just gave
     /// tasks can take now, as [`flush_all`](Self::flush_all) with
-    /// `eager_only`, without looking at the others (nor does
-    /// [`unwatched_work`](Self::unwatched_work) then).
+    /// `eager_only`, without looking at the others; returns whether the
+    /// dispatcher must be woken: a write blocked, a worker holds tasks whose
+    /// replies nobody is reading, or descriptors wait to be retried.
     fn flush_touched(&mut self) -> bool {
         let mut wake = false;
-        let touched = std::mem::take(&mut self.touched);
-        self.unwatched = false;
-        for &i in &touched {
+        for &i in &self.touched {
             let Some(w) = self.workers.get_mut(i) else {
                 continue;
             };
             wake |= w.flush_eager();
-            // Unread replies to come, or descriptors to retry: the
-            // dispatcher must plan for them.
-            self.unwatched |= !w.inflight.is_empty() && !w.watched && !w.served && !w.read_eof;
+            wake |= !w.inflight.is_empty() && !w.watched && !w.served && !w.read_eof;
             wake |= w.fds_waiting() && w.unwritten() > 0;
         }
-        self.touched = touched;
         self.touched.clear();
         wake
     }
